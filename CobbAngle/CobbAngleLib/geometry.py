@@ -304,6 +304,11 @@ def cobb_aasce(v: np.ndarray, image_height: float) -> CobbResult:
 # --------------------------------------------------------------------------------------------
 # clinical convention (endplates)
 
+def _line_angle_difference(a_deg: float, b_deg: float) -> float:
+    """Signed angle between two undirected lines, in [-90, 90)."""
+    return (a_deg - b_deg + 90.0) % 180.0 - 90.0
+
+
 def _best_pair(sup: np.ndarray, inf: np.ndarray, lo: int, hi: int, sign: int = 0):
     """Best (upper, lower) pair with lo <= upper < lower <= hi of the signed angle sup[upper] - inf[lower].
 
@@ -312,13 +317,16 @@ def _best_pair(sup: np.ndarray, inf: np.ndarray, lo: int, hi: int, sign: int = 0
     best = None
     for i in range(lo, hi):
         for j in range(i + 1, hi + 1):
-            a = sup[i] - inf[j]
+            a = _line_angle_difference(sup[i], inf[j])
             score = abs(a) if sign == 0 else sign * a
             if score <= 0 and sign != 0:
                 continue
             if best is None or score > best[0]:
                 best = (score, a, i, j)
     return None if best is None else best[1:]
+
+
+_FILM_EDGE = ", end vertebra at the film edge: the curve may be larger"
 
 
 def cobb_clinical(v: np.ndarray) -> CobbResult:
@@ -366,14 +374,15 @@ def cobb_clinical(v: np.ndarray) -> CobbResult:
                     upper_end_vertebra=_name(upper),
                     lower_end_vertebra=_name(lower),
                     apex=_name(apex),
-                    role="major" if name == major_key else "minor",
+                    role=("major" if name == major_key else "minor")
+                    + (_FILM_EDGE if (upper == first > 0 or lower == last < N_VERTEBRAE - 1) else ""),
                     upper_line=(upper, "sup"),
                     lower_line=(lower, "inf"),
                 )
             )
         else:
             lo, hi = [(lo, hi) for region, lo, hi in _REGION_OF_APEX if region == name][0]
-            visible = first <= lo and hi <= last
+            visible = first <= hi and lo <= last  # some of the region is on the film
             curves.append(
                 Curve(
                     name=name,

@@ -1,0 +1,85 @@
+"""Overlay PNG: the radiograph with the vertebrae, the lines used by each angle and the angles."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from . import geometry
+from .colors import CURVE_COLORS, LANDMARK_COLOR, VERTEBRA_COLORS
+
+
+def _bgr(rgb, alpha: float = 1.0):
+    return tuple(int(255 * alpha * c) for c in reversed(rgb))
+
+
+def draw_overlay(
+    gray_uint8: np.ndarray,
+    landmarks: np.ndarray,
+    result: geometry.CobbResult,
+    *,
+    labelmap: Optional[np.ndarray] = None,
+    warning: Optional[str] = None,
+    max_height: int = 1600,
+) -> np.ndarray:
+    """An RGB image (H', W', 3 uint8), downscaled to at most ``max_height`` rows."""
+    scale = min(1.0, max_height / gray_uint8.shape[0])
+    img = cv2.cvtColor(gray_uint8, cv2.COLOR_GRAY2BGR)
+    if labelmap is not None:
+        colours = np.zeros((geometry.N_VERTEBRAE + 1, 3), np.uint8)
+        colours[1:] = (VERTEBRA_COLORS[:, ::-1] * 255).astype(np.uint8)
+        tint = colours[labelmap]
+        mask = labelmap > 0
+        img[mask] = (0.65 * img[mask] + 0.35 * tint[mask]).astype(np.uint8)
+    if scale < 1.0:
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    pts = geometry.as_vertebra_array(landmarks) * scale
+    thick = max(1, int(round(img.shape[0] / 800)))
+    font = 0.45 * img.shape[0] / 800 + 0.25
+
+    for v in range(geometry.N_VERTEBRAE):
+        q = pts[v]
+        if not np.all(np.isfinite(q)):
+            continue
+        poly = q[[0, 1, 3, 2]].round().astype(np.int32)
+        cv2.polylines(img, [poly], True, _bgr(VERTEBRA_COLORS[v], 0.9), thick, cv2.LINE_AA)
+        for p in q:
+            cv2.circle(img, tuple(int(round(c)) for c in p), thick + 1, _bgr(LANDMARK_COLOR), -1, cv2.LINE_AA)
+        cv2.putText(img, geometry.VERTEBRA_NAMES[v], tuple(int(c) for c in (q[0] + [-6 * font * 10, 8])),
+                    cv2.FONT_HERSHEY_SIMPLEX, font * 0.8, (230, 230, 230), max(1, thick - 1), cv2.LINE_AA)
+
+    text_rows = [f"Cobb angles ({result.convention} convention)"]
+    for c in result.curves:
+        if c.angle_deg is None:
+            text_rows.append((f"{c.name}: not on film", c.name))
+            continue
+        if c.upper_line is not None and c.lower_line is not None:
+            for vertebra, kind in (c.upper_line, c.lower_line):
+                a, b = geometry.line_endpoints(pts, vertebra, kind)
+                d = b - a
+                a, b = a - 0.6 * d, b + 0.6 * d
+                cv2.line(img, tuple(a.round().astype(int)), tuple(b.round().astype(int)),
+                         _bgr(CURVE_COLORS[c.name]), thick + 1, cv2.LINE_AA)
+        ends = f" {c.upper_end_vertebra}-{c.lower_end_vertebra}" if c.upper_end_vertebra else ""
+        text_rows.append((f"{c.name}: {c.angle_deg:.1f} deg{ends}", c.name))
+    if warning:
+        text_rows.append(("CHECK: " + warning, "warning"))
+
+    y = int(30 * font * 2)
+    for row in text_rows:
+        text, key = (row, None) if isinstance(row, str) else row
+        colour = (60, 60, 255) if key == "warning" else _bgr(CURVE_COLORS.get(key, (1, 1, 1)))
+        (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+        cv2.rectangle(img, (8, y - h - 6), (14 + w, y + 6), (0, 0, 0), -1)
+        cv2.putText(img, text, (11, y), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thick, cv2.LINE_AA)
+        y += int(h * 1.9)
+    return img[:, :, ::-1]
+
+
+def write_overlay(path, rgb: np.ndarray) -> Path:
+    path = Path(path)
+    if not cv2.imwrite(str(path), rgb[:, :, ::-1]):
+        raise OSError(f"could not write {path}")
+    return path
