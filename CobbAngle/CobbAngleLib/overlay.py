@@ -47,8 +47,9 @@ def draw_overlay(
         cv2.polylines(img, [poly], True, _bgr(VERTEBRA_COLORS[v], 0.9), thick, cv2.LINE_AA)
         for p in q:
             cv2.circle(img, tuple(int(round(c)) for c in p), thick + 1, _bgr(LANDMARK_COLOR), -1, cv2.LINE_AA)
-        cv2.putText(img, geometry.VERTEBRA_NAMES[v], tuple(int(c) for c in (q[0] + [-6 * font * 10, 8])),
-                    cv2.FONT_HERSHEY_SIMPLEX, font * 0.8, (230, 230, 230), max(1, thick - 1), cv2.LINE_AA)
+        at = tuple(int(c) for c in (q[0] + [-6 * font * 10, 8]))
+        for colour, width in (((0, 0, 0), thick + 2), ((235, 235, 235), max(1, thick - 1))):
+            cv2.putText(img, geometry.VERTEBRA_NAMES[v], at, cv2.FONT_HERSHEY_SIMPLEX, font * 0.8, colour, width, cv2.LINE_AA)
 
     text_rows = [f"Cobb angles ({result.convention} convention)"]
     for c in result.curves:
@@ -63,18 +64,22 @@ def draw_overlay(
                 cv2.line(img, tuple(a.round().astype(int)), tuple(b.round().astype(int)),
                          _bgr(CURVE_COLORS[c.name]), thick + 1, cv2.LINE_AA)
         ends = f" {c.upper_end_vertebra}-{c.lower_end_vertebra}" if c.upper_end_vertebra else ""
-        text_rows.append((f"{c.name}: {c.angle_deg:.1f} deg{ends}", c.name))
+        role = f" ({c.role.split(',')[0]})" if result.convention == "aasce" else ""
+        text_rows.append((f"{c.name}{role}: {c.angle_deg:.1f} deg{ends}", c.name))
     if warning:
         text_rows.append(("CHECK: " + warning, "warning"))
 
+    # the legend goes in a panel beside the film, never over the anatomy
+    sizes = [cv2.getTextSize(r if isinstance(r, str) else r[0], cv2.FONT_HERSHEY_SIMPLEX, font, thick)[0] for r in text_rows]
+    panel_width = min(max(w for w, _ in sizes) + 24, 3 * img.shape[1])
+    panel = np.zeros((img.shape[0], panel_width, 3), np.uint8)
     y = int(30 * font * 2)
-    for row in text_rows:
+    for row, (w, h) in zip(text_rows, sizes):
         text, key = (row, None) if isinstance(row, str) else row
         colour = (60, 60, 255) if key == "warning" else _bgr(CURVE_COLORS.get(key, (1, 1, 1)))
-        (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
-        cv2.rectangle(img, (8, y - h - 6), (14 + w, y + 6), (0, 0, 0), -1)
-        cv2.putText(img, text, (11, y), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thick, cv2.LINE_AA)
-        y += int(h * 1.9)
+        cv2.putText(panel, text, (12, y), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thick, cv2.LINE_AA)
+        y += int(h * 2.0)
+    img = np.hstack([img, panel])
     return img[:, :, ::-1]
 
 
