@@ -20,6 +20,14 @@ COMMANDS = {
     ("phantom", "spine"): ("CobbAngleLib.phantom", "synthetic spine AP radiographs with exact landmarks"),
     ("train", "cobb"): ("CobbAngleLib.train", "train the Cobb networks on the AASCE layout"),
     ("bench", "cobb"): ("CobbAngleLib.bench", "seconds and memory per radiograph, CPU and GPU"),
+    ("knee", None): ("KneeLandmarksLib.cli", "KNEEL landmarks and joint space width on knee radiographs"),
+    ("phantom", "knee"): ("KneeLandmarksLib.phantom", "synthetic knee radiographs with exact landmarks"),
+    ("train", "knee"): ("KneeLandmarksLib.train", "train the two-stage KNEEL networks"),
+    ("bench", "knee"): ("KneeLandmarksLib.bench", "seconds per knee radiograph, CPU and GPU"),
+    ("back", None): ("SpineMorphologyLib.cli", "back depth, surface and spine curve from an RGB photo"),
+    ("phantom", "back"): ("SpineMorphologyLib.phantom", "synthetic bare-back photos with exact depth and spine"),
+    ("train", "back"): ("SpineMorphologyLib.train", "train the GAMA-Net depth and spine keypoint networks"),
+    ("bench", "back"): ("SpineMorphologyLib.bench", "seconds per back photo, CPU and GPU"),
 }
 
 

@@ -1,0 +1,1 @@
+"""KneeLandmarks working parts (KNEEL two-stage hourglass landmarks, joint space width)."""

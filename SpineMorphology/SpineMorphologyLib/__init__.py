@@ -1,0 +1,1 @@
+"""SpineMorphology working parts (GAMA-Net back depth, surface, spine curve and measures)."""
