@@ -20,7 +20,7 @@ import numpy as np
 from MSKCommon import batch
 
 from . import geometry
-from .landmarks_io import landmarks_for_image, read_aasce_mat
+from .landmarks_io import check_landmarks_fit_image, landmarks_for_image, read_aasce_mat
 
 # a colour photo is not a radiograph: mean saturation above this is refused
 MAX_COLOURFULNESS = 0.12
@@ -85,7 +85,7 @@ class _Runner:
         if landmark_file is not None:
             landmarks = read_aasce_mat(landmark_file)
             source = f"file {landmark_file.name}"
-            _check_inside(landmarks, radiograph.pixels.shape, item.path.name)
+            check_landmarks_fit_image(landmarks, radiograph.pixels.shape, item.path.name)
         else:
             prediction = self.predictor_for().predict(radiograph.pixels)
             landmarks, labelmap = prediction.landmarks, prediction.vertebra_labelmap
@@ -144,15 +144,6 @@ class _Runner:
             item.values[f"{c.name}_apex"] = c.apex
         item.values["landmarks_from"] = source
         item.values["warning"] = warning
-
-
-def _check_inside(landmarks: np.ndarray, shape, name: str) -> None:
-    """Landmarks far outside the image belong to another image (AASCE allows a point slightly out)."""
-    h, w = shape
-    x, y = landmarks[..., 0], landmarks[..., 1]
-    margin = 0.1
-    if np.any((x < -margin * w) | (x > (1 + margin) * w) | (y < -margin * h) | (y > (1 + margin) * h)):
-        raise ValueError(f"the landmarks do not fit {name} ({w} x {h} px): are they for another image?")
 
 
 COLUMNS = (

@@ -53,3 +53,15 @@ def landmarks_for_image(landmarks_arg: Optional[Path], image_path: Path, single_
     if not single_image:
         raise LandmarkError("--landmarks is a single file but several images were given; pass a folder of <image>.mat")
     return landmarks_arg
+
+
+def check_landmarks_fit_image(landmarks: np.ndarray, shape, name: str) -> None:
+    """Refuse landmarks lying far outside the image (they belong to another image). AASCE allows a
+    point slightly outside, so a margin of 10 % of the image is tolerated."""
+    h, w = shape[:2]
+    points = as_vertebra_array(landmarks)
+    x, y = points[..., 0], points[..., 1]
+    margin = 0.1
+    outside = (x < -margin * w) | (x > (1 + margin) * w) | (y < -margin * h) | (y > (1 + margin) * h)
+    if np.any(outside):
+        raise LandmarkError(f"the landmarks do not fit {name} ({w} x {h} px): are they for another image?")
