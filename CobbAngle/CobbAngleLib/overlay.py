@@ -67,7 +67,10 @@ def draw_overlay(
         role = f" ({c.role.split(',')[0]})" if result.convention == "aasce" else ""
         text_rows.append((f"{c.name}{role}: {c.angle_deg:.1f} deg{ends}", c.name))
     if warning:
-        text_rows.append(("CHECK: " + warning, "warning"))
+        import textwrap
+
+        for line in textwrap.wrap("CHECK: " + warning, 48):
+            text_rows.append((line, "warning"))
 
     # the legend goes in a panel beside the film, never over the anatomy
     sizes = [cv2.getTextSize(r if isinstance(r, str) else r[0], cv2.FONT_HERSHEY_SIMPLEX, font, thick)[0] for r in text_rows]
