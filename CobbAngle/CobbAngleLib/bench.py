@@ -1,0 +1,172 @@
+"""Speed and memory of the Cobb measurement, end to end (read the film -> networks -> geometry).
+
+    mskmorph bench cobb [IMAGES_OR_FOLDERS ...] [--limit 20] [--weights W] [--devices cpu,cuda]
+    python -m CobbAngleLib.bench ...
+
+Without inputs it uses the AASCE validation films of the fixed split from ``../shared/data``.
+Prints a table: device, films, median / max seconds per film, peak memory (process RSS on the
+CPU; ``torch.cuda.max_memory_allocated`` on a GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".nrrd", ".nii", ".mha"}
+SHARED_AASCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "aasce2019-train"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("inputs", nargs="*", help="radiograph files or folders (default: AASCE validation films)")
+    parser.add_argument("--weights", default=None, help="weights file (default: the packaged model)")
+    parser.add_argument("--devices", default=None,
+                        help="comma-separated devices to time (default: cpu, plus cuda / mps when present)")
+    parser.add_argument("--limit", type=int, default=20, help="at most this many films")
+    parser.add_argument("--flip", action="store_true", help="also read the mirrored film and average (test-time flip)")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="also score films that have AASCE labels (labels/<name>.mat beside images/): "
+                             "SMAPE, MAE per angle, corner error in pixels, share flagged by the consistency check")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    return parser
+
+
+def read_pixels(path: Path) -> np.ndarray:
+    """Grayscale film as float32 in its own intensity units."""
+    import cv2
+
+    if path.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+        if img is not None:
+            if img.ndim == 3:
+                img = img[..., :3].mean(-1)
+            return img.astype(np.float32)
+    import SimpleITK as sitk
+
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+    while arr.ndim > 2:
+        arr = arr[0] if arr.shape[0] == 1 else arr.mean(-1)
+    return arr
+
+
+def find_inputs(inputs: list[str], limit: int) -> list[Path]:
+    files: list[Path] = []
+    if not inputs:
+        if not SHARED_AASCE.is_dir():
+            raise SystemExit("no inputs given and the shared AASCE data is not present; pass image files")
+        from .data import read_split
+
+        files = [SHARED_AASCE / "images" / n for n in read_split()["validation"]]
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise SystemExit(f"not found: {p}")
+    return files[:limit]
+
+
+def peak_rss_mb() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024 if sys.platform != "darwin" else r / 2**20
+
+
+def aasce_labels(film: Path):
+    """(landmarks (17, 4, 2), height) from an AASCE labels/<name>.mat beside images/, else None."""
+    mat = film.parent.parent / "labels" / (film.name + ".mat")
+    if not mat.is_file():
+        return None
+    from scipy.io import loadmat
+
+    return np.asarray(loadmat(str(mat))["p2"], dtype=np.float64).reshape(17, 4, 2)
+
+
+def accuracy(records: list) -> dict:
+    from . import geometry
+
+    names = geometry.CURVE_NAMES
+    truth = np.array([[r["truth"][c] for c in names] for r in records])
+    lm = np.array([[r["pred"].landmark_angles[c] for c in names] for r in records], dtype=np.float64)
+    reg = np.array([[r["pred"].regressed_angles[c] for c in names] for r in records])
+    err = [np.linalg.norm(r["pred"].landmarks - r["landmarks"], axis=-1).mean() for r in records]
+    out = {"films": len(records), "smape_landmarks": geometry.smape(truth, lm),
+           "smape_regression": geometry.smape(truth, reg), "smape_mean": geometry.smape(truth, (lm + reg) / 2),
+           "corner_error_px_mean": float(np.mean(err)), "corner_error_px_median": float(np.median(err)),
+           "flagged_share": float(np.mean([r["pred"].consistency_warning is not None for r in records]))}
+    for j, c in enumerate(names):
+        out[f"mae_{c}_landmarks"] = float(np.mean(np.abs(lm[:, j] - truth[:, j])))
+        out[f"mae_{c}_regression"] = float(np.mean(np.abs(reg[:, j] - truth[:, j])))
+    return out
+
+
+def bench_device(device: str, files: list[Path], weights, flip: bool = True, score: bool = False) -> dict:
+    import torch
+
+    from . import geometry
+    from .predict import CobbPredictor
+
+    predictor = CobbPredictor(weights, device=device, test_time_flip=flip)
+    records = []
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    predictor.predict(read_pixels(files[0]))  # warm-up (allocations, kernels)
+    seconds = []
+    for f in files:
+        t = time.perf_counter()
+        pixels = read_pixels(f)
+        pred = predictor.predict(pixels)
+        geometry.cobb_angles(pred.landmarks, "clinical")
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - t)
+        truth_landmarks = aasce_labels(f) if score else None
+        if truth_landmarks is not None:
+            truth = geometry.cobb_angles(truth_landmarks, "aasce", pixels.shape[0]).angles
+            records.append({"pred": pred, "truth": truth, "landmarks": truth_landmarks})
+    memory = (torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else peak_rss_mb()
+    return {"device": device, "films": len(files), "median_s": statistics.median(seconds), "max_s": max(seconds),
+            "memory_mb": memory, "memory_kind": "GPU peak allocated" if device.startswith("cuda") else "peak RSS",
+            "accuracy": accuracy(records) if records else None}
+
+
+def run(args) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    files = find_inputs(args.inputs, args.limit)
+    if not files:
+        print("no radiographs found", file=sys.stderr)
+        return 2
+    if args.devices:
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    else:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            devices.append("mps")
+    rows = [bench_device(d, files, args.weights, args.flip, args.accuracy) for d in devices]
+    print(f"{'device':8} {'films':>5} {'median s':>9} {'max s':>7} {'memory MB':>10}  memory")
+    for r in rows:
+        print(f"{r['device']:8} {r['films']:5d} {r['median_s']:9.3f} {r['max_s']:7.3f} {r['memory_mb']:10.0f}  {r['memory_kind']}")
+    print(f"torch threads: {torch.get_num_threads()}; test-time flip: {args.flip}")
+    for r in rows:
+        if r["accuracy"]:
+            print(f"accuracy on {r['device']}: " + ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["accuracy"].items()))
+    return 0
+
+
+def main(argv=None) -> int:
+    return run(configure_parser(argparse.ArgumentParser(prog="python -m CobbAngleLib.bench")).parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""AASCE 2019 spine radiographs for training the Cobb networks: reading, caching, the fixed
+train/validation split, radiograph augmentation and the training targets (vertebra label masks
+rasterised from the corner quadrilaterals, vertebra centres and corners).
+
+Network frame: a portrait film letterboxed into ``INPUT_HW`` (height x width) pixels, intensity
+windowed to the 1st..99th percentile and scaled to [0, 1]; padding is 0 (black).
+Landmarks are (17, 4, 2) arrays, AASCE corner order top-left, top-right, bottom-left, bottom-right.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+INPUT_HW = (512, 256)  # network input, height x width
+STRIDE = 4  # output grid of the segmentation / landmark heads
+CACHE_LONG_SIDE = 768  # cached films fit in 768 x 384 (1.5x the network input)
+SPLIT_FILE = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "cobb_split.json"
+# A horizontal flip swaps each vertebra's left and right corners (the labels do not change).
+FLIP_CORNERS = [1, 0, 3, 2]
+
+
+# ------------------------------------------------------------------------------------------
+# reading the AASCE folder
+
+def read_names(data_dir: Path) -> list[str]:
+    lines = (Path(data_dir) / "labels" / "filenames.csv").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip()]
+
+
+def read_landmarks(data_dir: Path, name: str) -> np.ndarray:
+    from scipy.io import loadmat
+
+    p2 = loadmat(str(Path(data_dir) / "labels" / (name + ".mat")))["p2"]
+    return np.asarray(p2, dtype=np.float64).reshape(17, 4, 2)
+
+
+def read_angles(data_dir: Path) -> np.ndarray:
+    rows = (Path(data_dir) / "labels" / "angles.csv").read_text().splitlines()
+    return np.array([[float(x) for x in r.split(",")] for r in rows if r.strip()], dtype=np.float64)
+
+
+def patient_of(name: str) -> str:
+    """Films of one patient (``... 162 A AP.jpg``, ``... 162 B AP.jpg``) share a key, so that a
+    patient never sits on both sides of the split."""
+    stem = re.sub(r"\.jpg$", "", name, flags=re.I)
+    return re.sub(r"( [A-Z])? AP\d*$|-?coronal\d*$", "", stem)
+
+
+def write_split(data_dir: Path, path: Path = SPLIT_FILE, n_validation: int = 80, seed: int = 2019) -> dict:
+    """The fixed split, grouped by patient (about ``n_validation`` films in validation)."""
+    names = read_names(data_dir)
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(patient_of(n), []).append(n)
+    keys = sorted(groups)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(keys)
+    val: list[str] = []
+    for k in keys:
+        if len(val) >= n_validation:
+            break
+        val.extend(groups[k])
+    val_set = set(val)
+    split = {
+        "description": "AASCE 2019 training set split by patient; seed %d" % seed,
+        "train": [n for n in names if n not in val_set],
+        "validation": [n for n in names if n in val_set],
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(split, indent=1) + "\n")
+    return split
+
+
+def read_split(path: Path = SPLIT_FILE) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+# ------------------------------------------------------------------------------------------
+# intensity and letterbox (shared with inference)
+
+def intensity_window(pixels: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """Scale a film of any bit depth to [0, 1] by its percentile window (robust to burnt-in text)."""
+    a = np.asarray(pixels, dtype=np.float32)
+    step = max(1, int(np.sqrt(a.size / 250_000)))
+    sample = a[::step, ::step]
+    sample = sample[np.isfinite(sample)]
+    lo, hi = (np.percentile(sample, [low, high]) if sample.size else (0.0, 1.0))
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip((np.nan_to_num(a, nan=lo) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def letterbox_matrix(h: int, w: int, out_hw=INPUT_HW) -> np.ndarray:
+    """2x3 affine from film pixels to the network frame: aspect kept, centred."""
+    s = min(out_hw[0] / h, out_hw[1] / w)
+    tx = (out_hw[1] - w * s) / 2
+    ty = (out_hw[0] - h * s) / 2
+    return np.array([[s, 0, tx], [0, s, ty]], dtype=np.float64)
+
+
+def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def invert_affine(m: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(m)
+
+
+def to_network_frame(pixels01: np.ndarray, m: np.ndarray, out_hw=INPUT_HW) -> np.ndarray:
+    """Warp a [0, 1] film into the network frame (area filtering when shrinking)."""
+    s = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    img = pixels01
+    if s < 0.5:  # pre-shrink with area averaging, then a mild warp
+        f = 1.0 / s / 1.5
+        img = cv2.resize(pixels01, (max(1, round(pixels01.shape[1] / f)), max(1, round(pixels01.shape[0] / f))),
+                         interpolation=cv2.INTER_AREA)
+        pre = np.array([[img.shape[1] / pixels01.shape[1], 0, 0], [0, img.shape[0] / pixels01.shape[0], 0]])
+        m = compose(m, invert_affine(pre))
+    return cv2.warpAffine(img, m, (out_hw[1], out_hw[0]), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+
+def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Affine a after b (both 2x3)."""
+    a3 = np.vstack([a, [0, 0, 1]])
+    b3 = np.vstack([b, [0, 0, 1]])
+    return (a3 @ b3)[:2]
+
+
+# ------------------------------------------------------------------------------------------
+# targets
+
+def vertebra_label_mask(landmarks: np.ndarray, hw: tuple[int, int], scale: float = 1.0) -> np.ndarray:
+    """uint8 label map: 0 background, k+1 inside vertebra k's corner quadrilateral."""
+    mask = np.zeros(hw, np.uint8)
+    shift = 4
+    for k in range(landmarks.shape[0]):
+        q = landmarks[k]
+        if not np.all(np.isfinite(q)):
+            continue
+        poly = np.round(q[[0, 1, 3, 2]] * scale * (1 << shift)).astype(np.int32)
+        cv2.fillPoly(mask, [poly], int(k + 1), lineType=cv2.LINE_8, shift=shift)
+    return mask
+
+
+# ------------------------------------------------------------------------------------------
+# cached, downsampled films
+
+def build_cache(data_dir: Path, cache_file: Path) -> dict:
+    """Read all films once, shrink to fit CACHE_LONG_SIDE x CACHE_LONG_SIDE/2, store as npz."""
+    cache_file = Path(cache_file)
+    if cache_file.exists():
+        with np.load(cache_file) as z:
+            return {k: z[k] for k in z.files}
+    names = read_names(data_dir)
+    angles = read_angles(data_dir)
+    out: dict[str, np.ndarray] = {"names": np.array(names), "angles": angles}
+    lms, shapes, scales = [], [], []
+    for i, n in enumerate(names):
+        img = cv2.imread(str(Path(data_dir) / "images" / n), cv2.IMREAD_GRAYSCALE)
+        h, w = img.shape
+        s = min(1.0, CACHE_LONG_SIDE / h, CACHE_LONG_SIDE / 2 / w)
+        small = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        out[f"img{i}"] = small
+        lms.append(read_landmarks(data_dir, n))
+        shapes.append((h, w))
+        scales.append((small.shape[1] / w, small.shape[0] / h))
+    out["landmarks"] = np.array(lms)
+    out["shapes"] = np.array(shapes)
+    out["scales"] = np.array(scales)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache_file, **out)
+    return out
+
+
+@dataclass
+class Sample:
+    image: np.ndarray  # (H, W) float32 in [0, 1], network frame
+    landmarks: np.ndarray  # (17, 4, 2) network frame pixels
+    labels: np.ndarray  # (H/STRIDE, W/STRIDE) uint8
+    angles: np.ndarray  # (3,) ground truth, organisers' order
+    to_original: np.ndarray  # 2x3 affine network frame -> original film pixels
+    index: int
+
+
+class SpineDataset:
+    """Films from the cache; ``augment`` adds radiograph-style variation."""
+
+    def __init__(self, cache: dict, names: list[str], augment: bool, seed: int = 0, input_hw=INPUT_HW):
+        all_names = list(cache["names"])
+        self.hw = tuple(input_hw)
+        self.cache = cache
+        self.indices = [all_names.index(n) for n in names]
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def set_epoch(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __getitem__(self, j: int) -> Sample:
+        i = self.indices[j]
+        img = self.cache[f"img{i}"].astype(np.float32) / 255.0
+        img = intensity_window(img)
+        sx, sy = self.cache["scales"][i]
+        orig_to_cache = np.array([[sx, 0, 0], [0, sy, 0]], dtype=np.float64)
+        lm_cache = apply_affine(orig_to_cache, self.cache["landmarks"][i])
+        h, w = img.shape
+        m = letterbox_matrix(h, w, self.hw)
+        flip = False
+        if self.augment:
+            m, flip = self._random_geometry(m, lm_cache, img.shape)
+            img = self._random_intensity(img)
+        net = cv2.warpAffine(img, m, (self.hw[1], self.hw[0]), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        lm = apply_affine(m, lm_cache)
+        if flip:
+            net = net[:, ::-1].copy()
+            lm[..., 0] = self.hw[1] - 1 - lm[..., 0]
+            lm = lm[:, FLIP_CORNERS]
+            fm = np.array([[-1, 0, self.hw[1] - 1], [0, 1, 0]], dtype=np.float64)
+            m = compose(fm, m)
+        if self.augment:
+            net = np.clip(net + self.rng.normal(0, self.rng.uniform(0, 0.03), net.shape), 0, 1).astype(np.float32)
+        labels = vertebra_label_mask(lm, (self.hw[0] // STRIDE, self.hw[1] // STRIDE), 1.0 / STRIDE)
+        to_original = compose(invert_affine(orig_to_cache), invert_affine(m))
+        return Sample(net.astype(np.float32), lm, labels, self.cache["angles"][i].astype(np.float64), to_original, i)
+
+    def _random_geometry(self, m: np.ndarray, lm: np.ndarray, hw) -> tuple[np.ndarray, bool]:
+        r = self.rng
+        H, W = self.hw
+        angle = r.uniform(-8, 8)
+        zoom = r.uniform(0.9, 1.25)
+        centre = apply_affine(m, np.array([[hw[1] / 2, hw[0] / 2]]))[0]
+        rot = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, zoom)
+        m2 = compose(rot, m)
+        pts = apply_affine(m2, lm.reshape(-1, 2))
+        # keep the whole spine (plus a margin) on the frame: shrink if needed, then shift randomly
+        lo, hi = pts.min(0), pts.max(0)
+        margin = np.array([6.0, 10.0])
+        span = hi - lo + 2 * margin
+        fit = min(1.0, W / span[0], H / span[1])
+        if fit < 1.0:
+            sc = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), 0, fit)
+            m2 = compose(sc, m2)
+            pts = apply_affine(m2, lm.reshape(-1, 2))
+            lo, hi = pts.min(0), pts.max(0)
+        tmin = margin - lo  # smallest allowed shift
+        tmax = np.array([W, H]) - margin - hi
+        t = np.array([r.uniform(min(a, b), max(a, b)) for a, b in zip(tmin, tmax)])
+        # prefer small shifts: pull toward 0 when 0 is allowed
+        t = np.where((tmin <= 0) & (tmax >= 0), t * 0.5, t)
+        m2 = m2.copy()
+        m2[:, 2] += t
+        return m2, bool(r.random() < 0.5)
+
+    def _random_intensity(self, img: np.ndarray) -> np.ndarray:
+        r = self.rng
+        img = np.power(np.clip(img, 0, 1), r.uniform(0.6, 1.6))
+        img = (img - 0.5) * r.uniform(0.75, 1.3) + 0.5 + r.uniform(-0.1, 0.1)
+        if r.random() < 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), r.uniform(0.5, 1.5))
+        return np.clip(img, 0, 1).astype(np.float32)
+
+
+def collate(samples: list[Sample]) -> dict:
+    import torch
+
+    return {
+        "image": torch.from_numpy(np.stack([s.image for s in samples]))[:, None],
+        "landmarks": torch.from_numpy(np.stack([s.landmarks for s in samples]).astype(np.float32)),
+        "labels": torch.from_numpy(np.stack([s.labels for s in samples]).astype(np.int64)),
+        "angles": torch.from_numpy(np.stack([s.angles for s in samples]).astype(np.float32)),
+        "to_original": np.stack([s.to_original for s in samples]),
+        "index": [s.index for s in samples],
+    }

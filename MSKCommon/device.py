@@ -1,0 +1,32 @@
+"""Choosing where the networks run: CUDA GPU, Apple GPU (MPS) or the CPU."""
+from __future__ import annotations
+
+import torch
+
+PREFERENCES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def choose_device(preference: str = "auto") -> torch.device:
+    """auto: CUDA if available, else MPS if available, else CPU. 'cuda' / 'mps' that are not
+    available raise ValueError with the reason instead of silently falling back."""
+    pref = (preference or "auto").strip().lower()
+    if pref not in PREFERENCES:
+        raise ValueError(f"unknown device {preference!r}; choose one of {', '.join(PREFERENCES)}")
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if pref == "cuda" and not torch.cuda.is_available():
+        build = "this PyTorch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise ValueError(f"device 'cuda' was requested but {build}; use --device cpu or auto")
+    if pref == "mps" and not _mps_available():
+        raise ValueError("device 'mps' was requested but Apple's Metal (MPS) backend is not available here; "
+                         "use --device cpu or auto")
+    return torch.device(pref)
