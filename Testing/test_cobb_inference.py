@@ -151,3 +151,27 @@ def test_angles_close_to_ground_truth(predictor):
     assert np.median(err) < 0.02 * pixels.shape[0], np.median(err)
     if pred.consistency_warning is not None:
         assert "deg" in pred.consistency_warning
+
+
+def test_chain_decoding_resolves_two_heatmaps_on_one_vertebra():
+    """Two neighbouring vertebrae whose heatmaps both peak on one vertebra: the plain peaks
+    collapse them, the joint choice along the spine gives each its own."""
+    import torch
+
+    from CobbAngleLib.network import chain_peaks
+
+    h, w = 96, 48
+    rows = 6 + 5 * np.arange(17)
+    yy, xx = np.mgrid[0:h, 0:w]
+
+    def blob(r, c=24, s=1.0):
+        return np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * s**2))
+
+    prob = np.stack([blob(r) for r in rows])
+    prob[9] = 0.6 * blob(rows[8]) + 0.4 * blob(rows[9])  # T10's map peaks on T9
+    prob = prob / prob.reshape(17, -1).sum(1)[:, None, None]
+    t = torch.from_numpy(prob)[None].float()
+    plain = (t.flatten(2).argmax(-1)[0] // w).numpy()
+    chained = (chain_peaks(t)[0] // w).numpy()
+    assert plain[9] == plain[8] == rows[8]
+    assert np.array_equal(chained, rows)

@@ -29,6 +29,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="comma-separated devices to time (default: cpu, plus cuda / mps when present)")
     parser.add_argument("--limit", type=int, default=20, help="at most this many films")
     parser.add_argument("--flip", action="store_true", help="also read the mirrored film and average (test-time flip)")
+    parser.add_argument("--no-chain", action="store_true",
+                        help="take each vertebra heatmap's own peak instead of the joint choice along the spine")
     parser.add_argument("--accuracy", action="store_true",
                         help="also score films that have AASCE labels (labels/<name>.mat beside images/): "
                              "SMAPE, MAE per angle, corner error in pixels, share flagged by the consistency check")
@@ -106,13 +108,14 @@ def accuracy(records: list) -> dict:
     return out
 
 
-def bench_device(device: str, files: list[Path], weights, flip: bool = True, score: bool = False) -> dict:
+def bench_device(device: str, files: list[Path], weights, flip: bool = True, score: bool = False,
+                 chain: bool = True) -> dict:
     import torch
 
     from . import geometry
     from .predict import CobbPredictor
 
-    predictor = CobbPredictor(weights, device=device, test_time_flip=flip)
+    predictor = CobbPredictor(weights, device=device, test_time_flip=flip, chain_decoding=chain)
     records = []
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -152,7 +155,7 @@ def run(args) -> int:
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             devices.append("mps")
-    rows = [bench_device(d, files, args.weights, args.flip, args.accuracy) for d in devices]
+    rows = [bench_device(d, files, args.weights, args.flip, args.accuracy, not args.no_chain) for d in devices]
     print(f"{'device':8} {'films':>5} {'median s':>9} {'max s':>7} {'memory MB':>10}  memory")
     for r in rows:
         print(f"{r['device']:8} {r['films']:5d} {r['median_s']:9.3f} {r['max_s']:7.3f} {r['memory_mb']:10.0f}  {r['memory_kind']}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -123,17 +124,71 @@ def cell_centres(h: int, w: int, device=None, dtype=torch.float32):
     return xs, ys
 
 
-def decode_landmarks(heatmap: torch.Tensor, offsets: torch.Tensor, window: int | None = None):
+def chain_peaks(prob: torch.Tensor, candidates: int = 6, gap_weight: float = 12.0) -> torch.Tensor:
+    """Peak cell of each vertebra's heatmap, chosen jointly along the spine (B, 17) flat indices.
+
+    Each heatmap's own maximum is right almost always, but on an unusual film two neighbouring
+    vertebrae's heatmaps can both peak on one vertebra (the chain then skips one). Here every
+    heatmap offers its ``candidates`` strongest local maxima and a Viterbi pass picks one per
+    vertebra minimising  -log p  plus a penalty on each step T1->T2->...->L5 whose length departs
+    from the film's typical vertebra-to-vertebra step (the median step between the plain peaks)
+    or that does not go downwards."""
+    b, k, h, w = prob.shape
+    logp = prob.clamp_min(1e-12).log()
+    is_max = prob == F.max_pool2d(prob, 3, stride=1, padding=1)
+    score = torch.where(is_max, prob, torch.zeros_like(prob)).flatten(2)
+    top = score.topk(min(candidates, h * w), dim=-1).indices  # (B, K, M)
+    plain = prob.flatten(2).argmax(-1)  # (B, K)
+    out = torch.empty(b, k, dtype=torch.long)
+    for i in range(b):
+        cand = top[i].cpu()
+        cy = (cand // w).double()
+        cx = (cand % w).double()
+        unary = -logp[i].flatten(1).gather(1, top[i]).double().cpu()  # (K, M)
+        py, px = (plain[i] // w).double().cpu(), (plain[i] % w).double().cpu()
+        steps = torch.hypot(py.diff(), px.diff()).numpy()
+        # the step grows from T1 to L5: a robust (Theil-Sen) line through the plain peaks' steps
+        j = np.arange(len(steps), dtype=np.float64)
+        jj, ii = np.triu_indices(len(steps), 1)
+        slope = float(np.median((steps[ii] - steps[jj]) / (ii - jj))) if len(steps) > 1 else 0.0
+        icpt = float(np.median(steps - slope * j))
+        expected = torch.from_numpy(np.maximum(1.0, icpt + slope * j))
+        cost = unary[0].clone()
+        back = []
+        for j in range(1, k):
+            dy = cy[j][None, :] - cy[j - 1][:, None]
+            dx = cx[j][None, :] - cx[j - 1][:, None]
+            length = torch.hypot(dy, dx)
+            step = float(expected[j - 1])
+            pair = gap_weight * ((length - step) / step) ** 2
+            pair = pair + 1e3 * (dy < 0.3 * step).double()
+            total = cost[:, None] + pair  # (M prev, M cur)
+            best, arg = total.min(0)
+            back.append(arg)
+            cost = best + unary[j]
+        m = int(cost.argmin())
+        chosen = [m]
+        for arg in reversed(back):
+            m = int(arg[m])
+            chosen.append(m)
+        chosen.reverse()
+        out[i] = cand[torch.arange(k), torch.tensor(chosen)]
+    return out.to(prob.device)
+
+
+def decode_landmarks(heatmap: torch.Tensor, offsets: torch.Tensor, window: int | None = None,
+                     chain: bool = False):
     """Vertebra corners (B, 17, 4, 2) in input pixels, plus the heatmap probabilities.
 
     Centre = soft-argmax of each vertebra's heatmap (over the whole map, or within ``window``
     cells of its peak: more robust at inference); corners = centre + offsets averaged under the
-    same weights."""
+    same weights. ``chain`` (with ``window``): the peaks are chosen jointly along the spine
+    (``chain_peaks``) instead of each heatmap's own maximum."""
     b, k, h, w = heatmap.shape
     prob = heatmap.flatten(2).float().softmax(-1)  # (B, 17, h*w)
     weights = prob
     if window is not None:
-        peak = prob.argmax(-1)
+        peak = chain_peaks(prob.view(b, k, h, w)) if chain else prob.argmax(-1)
         py, px = peak // w, peak % w
         yy = torch.arange(h, device=heatmap.device)[None, None, :, None]
         xx = torch.arange(w, device=heatmap.device)[None, None, None, :]

@@ -46,7 +46,7 @@ class CobbPrediction:
 
 class CobbPredictor:
     def __init__(self, weights=None, device: str = "auto", consistency_threshold_deg: float = 10.0,
-                 test_time_flip: bool = False):
+                 test_time_flip: bool = False, chain_decoding: bool = True):
         from MSKCommon.device import choose_device
         from MSKCommon.weights import WeightsError, load_state
 
@@ -54,6 +54,7 @@ class CobbPredictor:
         self.device = choose_device(device)
         self.consistency_threshold_deg = float(consistency_threshold_deg)
         self.test_time_flip = bool(test_time_flip)  # also read the mirrored film and average
+        self.chain_decoding = bool(chain_decoding)  # vertebra peaks chosen jointly along the spine
         saved = load_state(self.weights_path, map_location="cpu")
         if not isinstance(saved, dict) or "state_dict" not in saved:
             raise WeightsError(f"{self.weights_path} is not a Cobb weights file (no 'state_dict')")
@@ -92,7 +93,8 @@ class CobbPredictor:
             x = torch.cat([x, x.flip(-1)])
         step(0.2, "Finding the vertebrae")
         out = self.model(x)
-        corners, prob = decode_landmarks(out["heatmap"].float(), out["offsets"].float(), window=3)
+        corners, prob = decode_landmarks(out["heatmap"].float(), out["offsets"].float(), window=3,
+                                        chain=self.chain_decoding)
         step(0.7, "Measuring the Cobb angles")
         corners = corners.cpu().double().numpy()
         confidence = self._confidence(prob[0].cpu())
