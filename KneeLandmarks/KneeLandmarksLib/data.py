@@ -1,0 +1,288 @@
+"""Training samples for the two KNEEL stages, and the pixel grids both stages share with inference.
+
+Grids (the one definition used by training and by ``predict``):
+- Detector: the whole film letterboxed into a DET x DET square (aspect kept, centred, zero pad).
+- ROI: 140 mm around a knee centre at 0.3 mm/pixel, 466 x 466 pixels with the centre on pixel
+  233 (as in KNEEL's CSV); a left knee's ROI is mirrored so every knee looks like a right knee.
+  The landmark network sees the ROI resized to S x S (pixel u <-> ROI pixel (u+0.5)*466/S - 0.5).
+
+Sources of samples:
+- ``SyntheticSource``: films sampled from the shape model and rendered by ``phantom`` directly on
+  the network grids (fast, exact ground truth), with geometric and texture augmentation
+  (histogram matching to real OAI crops, gamma, blur, noise, cutout).
+- ``RealSource``: the user's own radiographs (DICOM with pixel spacing, or PNG with a given
+  spacing) with landmarks in KNEEL/OAI's VIA CSV (``oai_landmarks_via_refined.csv`` layout, full
+  radiograph pixels) or a KNEEL ``bf_landmarks`` CSV plus bbox/centre; crops are cut through the
+  same code as inference.
+No torch here.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from . import phantom
+from . import shape_model as sm
+
+ROI_PX = sm.KNEEL_ROI_SIZE_PX  # 466
+ROI_CENTRE = sm.KNEEL_ROI_CENTRE_PX  # 233
+ROI_SPACING = sm.KNEEL_ROI_SPACING_MM  # 0.3
+SIDES = ("right", "left")
+
+
+# --------------------------------------------------------------------------------------------
+# grids
+
+def net_to_roi(u, size: int):
+    return (np.asarray(u, float) + 0.5) * ROI_PX / size - 0.5
+
+
+def roi_to_net(r, size: int):
+    return (np.asarray(r, float) + 0.5) * size / ROI_PX - 0.5
+
+
+def roi_to_film_px(points_roi: np.ndarray, centre_px, side: str, spacing_mm) -> np.ndarray:
+    """ROI pixels (mirrored for a left knee) -> film pixels. spacing_mm = (row, col)."""
+    p = np.asarray(points_roi, float)
+    sign = -1.0 if side == "left" else 1.0
+    x = centre_px[0] + sign * (p[..., 0] - ROI_CENTRE) * ROI_SPACING / spacing_mm[1]
+    y = centre_px[1] + (p[..., 1] - ROI_CENTRE) * ROI_SPACING / spacing_mm[0]
+    return np.stack([x, y], -1)
+
+
+def film_px_to_roi(points_px: np.ndarray, centre_px, side: str, spacing_mm) -> np.ndarray:
+    p = np.asarray(points_px, float)
+    sign = -1.0 if side == "left" else 1.0
+    x = sign * (p[..., 0] - centre_px[0]) * spacing_mm[1] / ROI_SPACING + ROI_CENTRE
+    y = (p[..., 1] - centre_px[1]) * spacing_mm[0] / ROI_SPACING + ROI_CENTRE
+    return np.stack([x, y], -1)
+
+
+def extract_roi(pixels: np.ndarray, spacing_mm, centre_px, side: str, size: Optional[int] = None) -> np.ndarray:
+    """The 140 mm ROI at 0.3 mm/pixel (466 x 466, mirrored for a left knee), resized to ``size``."""
+    sign = -1.0 if side == "left" else 1.0
+    ax, ay = sign * ROI_SPACING / spacing_mm[1], ROI_SPACING / spacing_mm[0]
+    # film = A @ roi + b  -> warpAffine with WARP_INVERSE_MAP takes the roi->film map
+    m = np.array([[ax, 0, centre_px[0] - ax * ROI_CENTRE], [0, ay, centre_px[1] - ay * ROI_CENTRE]], np.float64)
+    background = float(np.percentile(pixels[::8, ::8], 1))
+    # only the part of the film under the ROI (and a margin for the smoothing) is touched
+    corners = np.array([[0, 0, 1], [ROI_PX - 1, ROI_PX - 1, 1]], float) @ m.T
+    margin = 4 + int(np.ceil(1.5 * ROI_SPACING / min(spacing_mm)))
+    x0 = int(np.clip(np.floor(corners[:, 0].min()) - margin, 0, pixels.shape[1]))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + margin + 1, 0, pixels.shape[1]))
+    y0 = int(np.clip(np.floor(corners[:, 1].min()) - margin, 0, pixels.shape[0]))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + margin + 1, 0, pixels.shape[0]))
+    if x1 <= x0 or y1 <= y0:
+        return np.full((size or ROI_PX, size or ROI_PX), background, np.float32)
+    src = np.ascontiguousarray(pixels[y0:y1, x0:x1], dtype=np.float32)
+    m[:, 2] -= (x0, y0)
+    sigma = 0.5 * ROI_SPACING / min(spacing_mm)
+    if sigma > 0.6:  # film finer than the ROI: smooth first so the 0.3 mm samples do not alias
+        src = cv2.GaussianBlur(src, (0, 0), sigma)
+    roi = cv2.warpAffine(src, m, (ROI_PX, ROI_PX), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=background)
+    if size is not None and size != ROI_PX:
+        roi = cv2.resize(roi, (size, size), interpolation=cv2.INTER_AREA)
+    return roi
+
+
+def letterbox(pixels: np.ndarray, spacing_mm, size: int):
+    """Film -> size x size (aspect kept by physical size, centred). Returns (image, scale, offset):
+    film pixel (x, y) -> detector pixel (x * scale[0] + offset[0], y * scale[1] + offset[1])."""
+    h, w = pixels.shape
+    height_mm, width_mm = h * spacing_mm[0], w * spacing_mm[1]
+    mm_per_px = max(height_mm, width_mm) / size
+    nw, nh = max(1, int(round(width_mm / mm_per_px))), max(1, int(round(height_mm / mm_per_px)))
+    small = cv2.resize(pixels.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA)
+    out = np.zeros((size, size), np.float32)
+    ox, oy = (size - nw) // 2, (size - nh) // 2
+    out[oy:oy + nh, ox:ox + nw] = normalise(small)
+    scale = (nw / w, nh / h)
+    offset = (ox + 0.5 * scale[0] - 0.5, oy + 0.5 * scale[1] - 0.5)
+    return out, scale, offset
+
+
+def normalise(img: np.ndarray) -> np.ndarray:
+    """Robust per-image standardisation (1st-99th percentile to about -1..1)."""
+    img = img.astype(np.float32)
+    lo, hi = np.percentile(img[:: max(1, img.shape[0] // 128), :: max(1, img.shape[1] // 128)], [1, 99])
+    return ((img - (lo + hi) / 2) / max((hi - lo) / 2, 1e-6)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# augmentation (numpy)
+
+def texture_augment(img: np.ndarray, rng: np.random.Generator, real_quantiles=None) -> np.ndarray:
+    """img in 0..1: histogram match to a real crop, gamma, blur, noise, cutout."""
+    if real_quantiles is not None and rng.random() < 0.5:
+        img = phantom.match_histogram(img, real_quantiles[rng.integers(len(real_quantiles))])
+    img = np.clip(img, 0, 1) ** np.float32(np.exp(rng.normal(0, 0.25)))
+    if rng.random() < 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.4, 1.2)))
+    if rng.random() < 0.5:
+        img = img + rng.standard_normal(img.shape).astype(np.float32) * np.float32(rng.uniform(0, 0.04))
+    if rng.random() < 0.5:
+        h, w = img.shape
+        for _ in range(int(rng.integers(1, 4))):
+            ch, cw = int(rng.uniform(0.05, 0.25) * h), int(rng.uniform(0.05, 0.25) * w)
+            y, x = int(rng.integers(0, h - ch)), int(rng.integers(0, w - cw))
+            img[y:y + ch, x:x + cw] = np.float32(rng.uniform(0, 1))
+    return img.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# sources
+
+@dataclass
+class LandmarkSample:
+    image: np.ndarray  # (S, S) normalised
+    points: np.ndarray  # (16, 2) network pixels
+
+
+@dataclass
+class DetectorSample:
+    image: np.ndarray  # (D, D) normalised
+    points: np.ndarray  # (2, 2): right knee centre, left knee centre (detector pixels)
+    present: np.ndarray  # (2,) 0/1
+
+
+class SyntheticSource:
+    def __init__(self, roi_size: int = 128, det_size: int = 128, centre_jitter_mm: float = 4.0,
+                 model: Optional[sm.ShapeModel] = None, augment: bool = True):
+        self.roi_size, self.det_size = roi_size, det_size
+        self.centre_jitter_mm = centre_jitter_mm
+        self.model = model or sm.load()
+        self.augment = augment
+        self.real_q = phantom.real_quantiles()
+
+    def _film(self, rng):
+        return phantom.sample_film(int(rng.integers(0, 2**31 - 1)), self.model)
+
+    def landmark_sample(self, rng: np.random.Generator) -> LandmarkSample:
+        film = self._film(rng)
+        knee = film.knees[int(rng.integers(len(film.knees)))]
+        pts_mm = knee.landmarks_film_mm
+        jitter = np.clip(rng.normal(0, self.centre_jitter_mm, 2), -3 * self.centre_jitter_mm, 3 * self.centre_jitter_mm)
+        centre_mm = pts_mm[sm.CENTRE_INDEX] + jitter
+        s = self.roi_size
+        offsets = (net_to_roi(np.arange(s), s) - ROI_CENTRE) * ROI_SPACING  # mm from the centre per pixel
+        step = offsets[1] - offsets[0]
+        if knee.side == "left":
+            origin = (centre_mm[0] - offsets[-1], centre_mm[1] + offsets[0])
+        else:
+            origin = (centre_mm[0] + offsets[0], centre_mm[1] + offsets[0])
+        img = phantom.render(film, origin, step, (s, s), noise_seed=int(rng.integers(0, 2**31 - 1)))
+        if knee.side == "left":
+            img = img[:, ::-1].copy()
+        spacing = (1.0, 1.0)  # work in mm as "pixels" of a 1 mm film
+        roi = film_px_to_roi(pts_mm, centre_mm, knee.side, spacing)
+        if self.augment:
+            img = texture_augment(img, rng, self.real_q)
+        return LandmarkSample(normalise(img), roi_to_net(roi, s))
+
+    def detector_sample(self, rng: np.random.Generator) -> DetectorSample:
+        film = self._film(rng)
+        d = self.det_size
+        mm_per_px = max(film.width_mm, film.height_mm) / d
+        nw, nh = film.width_mm / mm_per_px, film.height_mm / mm_per_px
+        ox, oy = (d - nw) / 2, (d - nh) / 2
+        origin = (-(ox + 0.5) * mm_per_px + 0.5 * mm_per_px, -(oy + 0.5) * mm_per_px + 0.5 * mm_per_px)
+        img = phantom.render(film, origin, mm_per_px, (d, d), noise_seed=int(rng.integers(0, 2**31 - 1)))
+        xs = np.arange(d) * mm_per_px + origin[0]
+        ys = np.arange(d) * mm_per_px + origin[1]
+        inside = ((ys >= 0) & (ys <= film.height_mm))[:, None] & ((xs >= 0) & (xs <= film.width_mm))[None, :]
+        if self.augment:
+            img = texture_augment(img, rng, None)
+        img = normalise(np.where(inside, img, np.float32(np.median(img[inside]))))
+        img[~inside] = 0
+        points, present = np.zeros((2, 2)), np.zeros(2)
+        for k in film.knees:
+            i = SIDES.index(k.side)
+            points[i] = (k.landmarks_film_mm[sm.CENTRE_INDEX] - origin) / mm_per_px
+            present[i] = 1
+        return DetectorSample(img.astype(np.float32), points, present)
+
+
+def read_via_csv(path) -> dict:
+    """KNEEL/OAI VIA annotations -> {file name: [(side 'right'/'left', (16, 2) film pixels)]}, the
+    points in anatomical order (T1/F1 lateral), assuming the standard PA display (a right knee's
+    lateral side on the viewer's left)."""
+    points: dict = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            shape = json.loads(row["region_shape_attributes"] or "{}")
+            attrs = json.loads(row["region_attributes"] or "{}")
+            if shape.get("name") != "point":
+                continue
+            side = "left" if str(attrs.get("Side", "R")).upper().startswith("L") else "right"
+            bone = str(attrs.get("Bone", "")).upper()[:1]
+            points.setdefault(row["filename"], {}).setdefault(side, {"T": [], "F": []})[bone].append(
+                (float(shape["cx"]), float(shape["cy"])))
+    out = {}
+    for name, sides in points.items():
+        knees = []
+        for side, bones in sides.items():
+            if len(bones["T"]) != 9 or len(bones["F"]) != 7:
+                continue
+            t = np.array(sorted(bones["T"]))
+            fm = np.array(sorted(bones["F"]))
+            if side == "left":
+                t, fm = t[::-1], fm[::-1]
+            knees.append((side, np.vstack([t, fm])))
+        if knees:
+            out[name] = knees
+    return out
+
+
+class RealSource:
+    """Real radiographs with landmarks: ``images`` folder + VIA CSV (names as in the CSV; a .png
+    name also matches NAME.dcm / NAME without extension)."""
+
+    def __init__(self, images_dir, via_csv, roi_size: int = 128, det_size: int = 128,
+                 default_spacing: Optional[float] = None, centre_jitter_mm: float = 4.0):
+        from MSKCommon.radiograph import read_radiograph
+
+        self.roi_size, self.det_size, self.centre_jitter_mm = roi_size, det_size, centre_jitter_mm
+        self.films = []
+        annotations = read_via_csv(via_csv)
+        folder = Path(images_dir)
+        for name, knees in sorted(annotations.items()):
+            stem = Path(name).stem
+            candidates = [folder / name, folder / f"{stem}.dcm", folder / stem, folder / f"{stem}.png"]
+            path = next((p for p in candidates if p.is_file()), None)
+            if path is None:
+                continue
+            r = read_radiograph(path)
+            spacing = r.spacing_mm or ((default_spacing, default_spacing) if default_spacing else None)
+            if spacing is None:
+                raise ValueError(f"{path.name} has no pixel spacing; give --spacing")
+            self.films.append((r.pixels, spacing, knees))
+        if not self.films:
+            raise ValueError(f"none of the {len(annotations)} annotated images were found in {folder}")
+        self.real_q = phantom.real_quantiles()
+
+    def landmark_sample(self, rng) -> LandmarkSample:
+        pixels, spacing, knees = self.films[int(rng.integers(len(self.films)))]
+        side, pts = knees[int(rng.integers(len(knees)))]
+        jitter_px = rng.normal(0, self.centre_jitter_mm, 2) / np.array([spacing[1], spacing[0]])
+        centre = pts[sm.CENTRE_INDEX] + jitter_px
+        roi = extract_roi(pixels, spacing, centre, side, self.roi_size)
+        lo, hi = np.percentile(roi, [0.5, 99.5])
+        img = texture_augment(np.clip((roi - lo) / max(hi - lo, 1e-6), 0, 1), rng, None)
+        return LandmarkSample(normalise(img), roi_to_net(film_px_to_roi(pts, centre, side, spacing), self.roi_size))
+
+    def detector_sample(self, rng) -> DetectorSample:
+        pixels, spacing, knees = self.films[int(rng.integers(len(self.films)))]
+        img, scale, offset = letterbox(pixels, spacing, self.det_size)
+        points, present = np.zeros((2, 2)), np.zeros(2)
+        for side, pts in knees:
+            i = SIDES.index(side)
+            points[i] = pts[sm.CENTRE_INDEX] * np.array(scale) + np.array(offset)
+            present[i] = 1
+        return DetectorSample(img, points, present)

@@ -1,0 +1,137 @@
+"""Two-stage KNEEL inference on a knee radiograph.
+
+1. The whole film, letterboxed into a small square, goes through the knee detector: one point
+   and one presence score for the patient's right knee and one for the left knee.
+2. Around each knee found, a 140 mm ROI is resampled to 0.3 mm/pixel (left knees mirrored),
+   resized to the landmark network's input and the 16 landmarks are read out by soft-argmax;
+   the ROI is then re-centred on the predicted T5 and the network runs once more.
+Landmarks come back in the ORIGINAL image's pixels (x right, y down), in anatomical order
+(T1/F1 lateral, see ``shape_model``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import data as D
+from . import shape_model as sm
+from .network import KneelNet, heatmap_spread
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+DETECTOR_FILE, LANDMARKS_FILE = "knee_detector.pt", "knee_landmarks.pt"
+PRESENCE_THRESHOLD = 0.5
+SHARP_SPREAD_MM, SPREAD_SCALE_MM = 3.0, 3.0
+MIN_KNEE_SEPARATION_MM = 80.0  # knee centres on a bilateral film are 150-250 mm apart
+
+
+def point_confidence(spread_mm: np.ndarray) -> np.ndarray:
+    """0..1 from the spread (standard deviation, mm) of a landmark's heatmap: 1 up to
+    ``SHARP_SPREAD_MM``, falling by e every ``SPREAD_SCALE_MM`` beyond."""
+    return np.exp(-np.maximum(0.0, np.asarray(spread_mm) - SHARP_SPREAD_MM) / SPREAD_SCALE_MM)
+
+
+@dataclass
+class KneePrediction:
+    side: str  # "right" / "left" (the patient's)
+    landmarks_px: np.ndarray  # (16, 2) original image pixels
+    confidence: float  # 0..1: detection probability x mean landmark confidence (heatmap sharpness)
+    centre_px: np.ndarray  # (2,) the detector's knee centre
+    presence: float  # detector probability that this knee is on the film
+    point_confidence: np.ndarray  # (16,)
+
+    def to_dict(self) -> dict:
+        return {"side": self.side, "confidence": round(self.confidence, 4), "presence": round(self.presence, 4),
+                "centre_px": np.round(self.centre_px, 3).tolist(),
+                "landmarks_px": {lab: np.round(p, 3).tolist() for lab, p in zip(sm.LANDMARK_LABELS, self.landmarks_px)}}
+
+
+def _load(path: Path, stage: str, device) -> KneelNet:
+    from MSKCommon.weights import WeightsError, load_state
+
+    saved = load_state(path, map_location="cpu")
+    if not isinstance(saved, dict) or "state_dict" not in saved or "config" not in saved:
+        raise WeightsError(f"{path} is not a KneeLandmarks weights file (no state_dict/config)")
+    cfg = saved["config"]
+    if cfg.get("stage") != stage:
+        raise WeightsError(f"{path} holds the {cfg.get('stage')!r} network, expected the {stage!r} one")
+    model = KneelNet(int(cfg["n_points"]), int(cfg["width"]), int(cfg["depth"]), int(cfg["input_size"]),
+                     presence=str(cfg.get("presence", "global")))
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
+
+
+class KneePredictor:
+    """``weights``: a folder holding knee_detector.pt and knee_landmarks.pt, or a pair of files
+    (detector, landmarks); default the shipped ones in Resources/Models."""
+
+    def __init__(self, weights=None, device: str = "auto", refine: bool = True, threads: Optional[int] = None):
+        from MSKCommon.device import choose_device
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = choose_device(device)
+        if isinstance(weights, (tuple, list)):
+            detector_path, landmarks_path = (Path(p) for p in weights)
+        else:
+            folder = MODELS_DIR if weights is None else Path(weights)
+            detector_path, landmarks_path = folder / DETECTOR_FILE, folder / LANDMARKS_FILE
+        self.detector = _load(detector_path, "detector", self.device)
+        self.landmarks = _load(landmarks_path, "landmarks", self.device)
+        self.det_size = self.detector.config["input_size"]
+        self.roi_size = self.landmarks.config["input_size"]
+        self.refine = refine
+
+    @torch.no_grad()
+    def detect(self, pixels: np.ndarray, spacing_mm) -> list[tuple[str, np.ndarray, float]]:
+        """[(side, centre in film pixels, presence probability)] for the knees found."""
+        img, scale, offset = D.letterbox(pixels, spacing_mm, self.det_size)
+        out = self.detector(torch.from_numpy(img)[None, None].to(self.device))
+        coords = out["coords"][0].cpu().numpy()
+        presence = torch.sigmoid(out["presence"][0]).cpu().numpy()
+        found = []
+        for i, side in enumerate(D.SIDES):
+            centre = (coords[i] - np.array(offset)) / np.array(scale)
+            found.append((side, centre, float(presence[i])))
+        kept = [f for f in found if f[2] >= PRESENCE_THRESHOLD]
+        if len(kept) == 2:  # two knees cannot overlap: both heads on one knee means one knee
+            gap_mm = np.hypot(*((kept[0][1] - kept[1][1]) * np.array([spacing_mm[1], spacing_mm[0]])))
+            if gap_mm < MIN_KNEE_SEPARATION_MM:
+                kept = [max(kept, key=lambda f: f[2])]
+        return kept or [max(found, key=lambda f: f[2])]
+
+    @torch.no_grad()
+    def _landmarks(self, pixels, spacing_mm, sides: Sequence[str], centres: Sequence[np.ndarray]):
+        batch = np.stack([D.normalise(D.extract_roi(pixels, spacing_mm, c, s, self.roi_size))
+                          for s, c in zip(sides, centres)])
+        out = self.landmarks(torch.from_numpy(batch)[:, None].to(self.device))
+        coords = out["coords"].cpu()
+        spread_mm = heatmap_spread(out["prob"].cpu(), coords, self.roi_size).numpy() * D.ROI_PX * D.ROI_SPACING / self.roi_size
+        conf = point_confidence(spread_mm)
+        pts = [D.roi_to_film_px(D.net_to_roi(coords[i].numpy(), self.roi_size), centres[i], sides[i], spacing_mm)
+               for i in range(len(sides))]
+        return pts, conf
+
+    def predict(self, pixels: np.ndarray, spacing_mm) -> list[KneePrediction]:
+        """Per knee found (right first): side, 16 landmarks in the image's pixels, confidence."""
+        if spacing_mm is None:
+            raise ValueError("the pixel spacing is needed (140 mm regions at 0.3 mm/pixel); give it in mm")
+        if np.isscalar(spacing_mm):
+            spacing_mm = (float(spacing_mm), float(spacing_mm))
+        spacing_mm = (float(spacing_mm[0]), float(spacing_mm[1]))
+        pixels = np.asarray(pixels, np.float32)
+        if pixels.ndim != 2:
+            raise ValueError(f"expected a 2D gray image, got shape {pixels.shape}")
+        knees = self.detect(pixels, spacing_mm)
+        sides = [k[0] for k in knees]
+        centres = [k[1] for k in knees]
+        pts, conf = self._landmarks(pixels, spacing_mm, sides, centres)
+        if self.refine:
+            pts, conf = self._landmarks(pixels, spacing_mm, sides, [p[sm.CENTRE_INDEX] for p in pts])
+        result = []
+        for (side, centre, presence), p, c in zip(knees, pts, conf):
+            result.append(KneePrediction(side, p, float(presence * c.mean()), centre, presence, c))
+        return result
