@@ -1,0 +1,455 @@
+"""Rasterstereography surface measures of a back (DIERS formetric style), numpy and scipy only.
+
+Frame and signs (the photo is taken from behind the patient, camera upright):
+- x: to the image right = the patient's RIGHT side; y: down (the camera's vertical is taken as the
+  plumb line); z: posterior, towards the camera. Units are mm when the surface is metric
+  (measured depth, or estimated depth with a known camera scale), else pixels ("px") of the photo.
+- VP: vertebra prominens (C7). DM: midpoint of the two lumbar dimples (DL left, DR right).
+
+Definitions (all computed along the spine midline from VP to DM, resampled evenly in height):
+- trunk_length: 3D distance VP-DM.
+- trunk_imbalance: x(VP) - x(DM) (+: VP to the right); trunk_imbalance_deg its angle to the vertical
+  in the frontal plane.
+- trunk_inclination: z(DM) - z(VP) (+: VP anterior of DM, leaning forwards); _deg: sagittal angle.
+- lateral_deviation: frontal distance of the midline from the straight VP-DM line (+: right);
+  rms over the line and max = the signed value of largest magnitude.
+- surface_rotation_deg: the transverse-plane angle of the back surface on the midline, i.e.
+  atan of the least-squares slope dz/dx of the surface over +-ROTATION_HALF_WINDOW_MM around the
+  midline (+: the right side is more posterior, e.g. a right rib hump); rms and signed max. This is
+  a surface rotation, not the vertebral axial rotation and not an ATR scoliometer reading.
+- sagittal profile s(y): z of the midline minus the VP-DM line in the sagittal plane.
+  kyphotic apex: the most posterior point of s in the upper part; lordotic apex: the most
+  anterior point below it. With the tangent angle phi(y) = atan(dz/dy) of the profile:
+  ICT = max phi between VP and the kyphotic apex, ITL = min phi between the apices,
+  ILS = max phi between the lordotic apex and DM;
+  kyphotic_angle_deg = phi(ICT) - phi(ITL), lordotic_angle_deg = phi(ILS) - phi(ITL).
+  Apex heights are the vertical distances below VP; apex depths are s at the apex.
+- pelvic_obliquity_deg: angle of the DL-DR line to the horizontal (+: right dimple higher);
+  pelvic_obliquity (units): height difference y(DL) - y(DR).
+
+Midline: the surface symmetry line. For every image row between VP and DM, the lateral position
+where the row's height profile is most symmetric (the odd part of the profile, after removing its
+linear part, which is the rotation, is smallest) within a window around the seed line through the
+keypoints; then a median and a Gaussian filter along the rows. Lumbar dimples: the two most
+concave points of the detrended surface on either side of the seed line at the level between the
+L5 and sacrum keypoints.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+
+ROTATION_HALF_WINDOW_MM = 25.0
+ROTATION_HALF_WINDOW_FRACTION = 0.06  # of the trunk length, for surfaces in pixels
+SYMMETRY_SEARCH_FRACTION = 0.08  # half width of the symmetry-line search, fraction of trunk length
+SYMMETRY_OFFSETS_FRACTION = (0.01, 0.075)  # offsets compared left/right, fraction of trunk length
+N_LINE = 101
+SEED_WEIGHT = 0.5  # weight of the pull towards the keypoint line in the symmetry search
+
+KEYPOINT_NAMES = ("sacrum", "L5", "L3", "T12/L1", "T8", "T3", "C7", "C3/C4", "C1")
+I_SACRUM, I_L5, I_C7 = 0, 1, 6
+
+
+class MorphologyError(ValueError):
+    """The points or the surface cannot be measured (message for the user)."""
+
+
+@dataclass
+class Surface:
+    """Back surface sampled on the photo's pixel grid: xyz (H, W, 3) in the measurement frame."""
+
+    xyz: np.ndarray
+    mask: np.ndarray
+    units: str = "mm"
+
+    @property
+    def shape(self):
+        return self.mask.shape
+
+
+def surface_from_depth(depth_mm: np.ndarray, mask: np.ndarray, focal_px: float, cx: Optional[float] = None,
+                       cy: Optional[float] = None) -> Surface:
+    """Metric surface from a depth map (mm along the optical axis) and the pinhole focal length."""
+    depth = np.asarray(depth_mm, dtype=np.float64)
+    h, w = depth.shape
+    cx = (w - 1) / 2 if cx is None else cx
+    cy = (h - 1) / 2 if cy is None else cy
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    mask = np.asarray(mask, bool) & (depth > 0)
+    if mask.any() and not mask.all():  # no data outside: nearest measured depth (for sampling near the edge)
+        idx = ndimage.distance_transform_edt(~mask, return_distances=False, return_indices=True)
+        depth = depth[idx[0], idx[1]]
+    xyz = np.stack([(u - cx) * depth / focal_px, (v - cy) * depth / focal_px, -depth], -1)
+    return Surface(xyz=xyz, mask=mask, units="mm")
+
+
+def surface_from_relief(relief_px: np.ndarray, mask: np.ndarray) -> Surface:
+    """Surface in photo pixels from a relief (height towards the camera, in pixels)."""
+    relief = np.asarray(relief_px, dtype=np.float64)
+    h, w = relief.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    return Surface(xyz=np.stack([u, v, relief], -1), mask=np.asarray(mask, bool), units="px")
+
+
+@dataclass
+class SurfaceMeasures:
+    units: str
+    trunk_length: float
+    trunk_imbalance: float
+    trunk_imbalance_deg: float
+    trunk_inclination: float
+    trunk_inclination_deg: float
+    lateral_deviation_rms: float
+    lateral_deviation_max: float
+    surface_rotation_rms_deg: float
+    surface_rotation_max_deg: float
+    kyphotic_apex_height: float
+    kyphotic_apex_depth: float
+    lordotic_apex_height: float
+    lordotic_apex_depth: float
+    kyphotic_angle_deg: float
+    lordotic_angle_deg: float
+    pelvic_obliquity_deg: Optional[float]
+    pelvic_obliquity: Optional[float]
+
+    def to_dict(self) -> dict:
+        return {k: (round(float(v), 4) if isinstance(v, (float, np.floating)) else v) for k, v in asdict(self).items()}
+
+
+MEASURE_TITLES = {
+    "trunk_length": "Trunk length VP-DM",
+    "trunk_imbalance": "Trunk imbalance VP-DM",
+    "trunk_imbalance_deg": "Trunk imbalance VP-DM (deg)",
+    "trunk_inclination": "Trunk inclination VP-DM",
+    "trunk_inclination_deg": "Trunk inclination VP-DM (deg)",
+    "lateral_deviation_rms": "Lateral deviation rms",
+    "lateral_deviation_max": "Lateral deviation max",
+    "surface_rotation_rms_deg": "Surface rotation rms (deg)",
+    "surface_rotation_max_deg": "Surface rotation max (deg)",
+    "kyphotic_apex_height": "Kyphotic apex below VP",
+    "kyphotic_apex_depth": "Kyphotic apex depth",
+    "lordotic_apex_height": "Lordotic apex below VP",
+    "lordotic_apex_depth": "Lordotic apex depth",
+    "kyphotic_angle_deg": "Kyphotic angle ICT-ITL (deg)",
+    "lordotic_angle_deg": "Lordotic angle ITL-ILS (deg)",
+    "pelvic_obliquity_deg": "Pelvic obliquity DL-DR (deg)",
+    "pelvic_obliquity": "Pelvic obliquity DL-DR (height)",
+}
+
+
+def _signed_max(values: np.ndarray) -> float:
+    return float(values[np.argmax(np.abs(values))])
+
+
+def _resample_by_height(line: np.ndarray, rotation: np.ndarray, n: int = N_LINE):
+    order = np.argsort(line[:, 1])
+    y = line[order, 1]
+    keep = np.concatenate([[True], np.diff(y) > 1e-9])
+    y = y[keep]
+    ys = np.linspace(line[0, 1], line[-1, 1], n)
+    cols = [np.interp(ys, y, line[order][keep][:, k]) for k in (0, 2)]
+    rot = np.interp(ys, y, np.asarray(rotation)[order][keep])
+    return np.column_stack([cols[0], ys, cols[1]]), rot
+
+
+def surface_measures(line_xyz, rotation_deg, dimple_left=None, dimple_right=None, units: str = "mm") -> SurfaceMeasures:
+    """All measures from a midline (N, 3) running from VP (first) to DM (last), the surface
+    rotation on it (N degrees) and the two dimples (3,) or None."""
+    line = np.asarray(line_xyz, dtype=np.float64)
+    if line.ndim != 2 or line.shape[1] != 3 or len(line) < 5 or not np.all(np.isfinite(line)):
+        raise MorphologyError("the spine midline needs at least 5 finite 3D points")
+    if line[-1, 1] - line[0, 1] <= 0:
+        raise MorphologyError("the vertebra prominens (C7) must lie above the lumbar dimples")
+    line, rot = _resample_by_height(line, rotation_deg)
+    vp, dm = line[0], line[-1]
+    height = dm[1] - vp[1]
+    trunk_length = float(np.linalg.norm(vp - dm))
+    frac = (line[:, 1] - vp[1]) / height
+    straight = vp[None, :] + frac[:, None] * (dm - vp)[None, :]
+    lateral = line[:, 0] - straight[:, 0]
+    sag = line[:, 2] - straight[:, 2]
+
+    # sagittal profile: apices and inflection tangents
+    z = ndimage.gaussian_filter1d(line[:, 2], 2.0, mode="nearest")
+    dy = line[1, 1] - line[0, 1]
+    phi = np.degrees(np.arctan(np.gradient(z, dy)))
+    sag_s = ndimage.gaussian_filter1d(sag, 2.0, mode="nearest")
+    upper = int(0.7 * len(line))
+    k = int(np.argmax(sag_s[:upper]))
+    k = max(k, 1)
+    lo = int(np.argmin(sag_s[k:])) + k
+    lo = min(max(lo, k + 1), len(line) - 2)
+    ict = int(np.argmax(phi[: k + 1]))
+    itl = int(np.argmin(phi[k: lo + 1])) + k
+    ils = int(np.argmax(phi[lo:])) + lo
+
+    obliquity_deg = obliquity = None
+    if dimple_left is not None and dimple_right is not None:
+        dl, dr = np.asarray(dimple_left, float), np.asarray(dimple_right, float)
+        obliquity = float(dl[1] - dr[1])
+        obliquity_deg = float(np.degrees(np.arctan2(dl[1] - dr[1], dr[0] - dl[0])))
+    return SurfaceMeasures(
+        units=units,
+        trunk_length=trunk_length,
+        trunk_imbalance=float(vp[0] - dm[0]),
+        trunk_imbalance_deg=float(np.degrees(np.arctan2(vp[0] - dm[0], height))),
+        trunk_inclination=float(dm[2] - vp[2]),
+        trunk_inclination_deg=float(np.degrees(np.arctan2(dm[2] - vp[2], height))),
+        lateral_deviation_rms=float(np.sqrt(np.mean(lateral**2))),
+        lateral_deviation_max=_signed_max(lateral),
+        surface_rotation_rms_deg=float(np.sqrt(np.mean(rot**2))),
+        surface_rotation_max_deg=_signed_max(rot),
+        kyphotic_apex_height=float(line[k, 1] - vp[1]),
+        kyphotic_apex_depth=float(sag[k]),
+        lordotic_apex_height=float(line[lo, 1] - vp[1]),
+        lordotic_apex_depth=float(sag[lo]),
+        kyphotic_angle_deg=float(phi[ict] - phi[itl]),
+        lordotic_angle_deg=float(phi[ils] - phi[itl]),
+        pelvic_obliquity_deg=obliquity_deg,
+        pelvic_obliquity=obliquity,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# from a surface and points on the photo
+
+@dataclass
+class BackMorphology:
+    """The midline and measures of one back (pixel coordinates x right, y down)."""
+
+    vp_px: np.ndarray
+    dm_px: np.ndarray
+    dimples_px: Optional[np.ndarray]  # (2, 2) left, right; None if not found
+    line_px: np.ndarray  # (N, 2) VP..DM
+    line_xyz: np.ndarray  # (N, 3)
+    rotation_deg: np.ndarray  # (N,)
+    measures: SurfaceMeasures
+    warnings: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "units": self.measures.units,
+            "measures": self.measures.to_dict(),
+            "vp_px": np.round(self.vp_px, 3).tolist(),
+            "dm_px": np.round(self.dm_px, 3).tolist(),
+            "dimples_px": None if self.dimples_px is None else np.round(self.dimples_px, 3).tolist(),
+            "midline_px": np.round(self.line_px, 3).tolist(),
+            "midline_xyz": np.round(self.line_xyz, 3).tolist(),
+            "surface_rotation_deg": np.round(self.rotation_deg, 3).tolist(),
+            "warnings": list(self.warnings),
+        }
+
+
+def sample_surface(surface: Surface, px: np.ndarray) -> np.ndarray:
+    """xyz at pixel positions (N, 2) (bilinear; positions are clipped into the image)."""
+    px = np.asarray(px, dtype=np.float64).reshape(-1, 2)
+    h, w = surface.shape
+    coords = np.array([np.clip(px[:, 1], 0, h - 1), np.clip(px[:, 0], 0, w - 1)])
+    return np.column_stack([ndimage.map_coordinates(surface.xyz[..., k], coords, order=1) for k in range(3)])
+
+
+def _filled_z(surface: Surface) -> np.ndarray:
+    """z with the holes outside the mask filled by the nearest masked value (for filtering)."""
+    if not surface.mask.any():
+        raise MorphologyError("the back mask is empty: no back surface to measure")
+    idx = ndimage.distance_transform_edt(~surface.mask, return_distances=False, return_indices=True)
+    return surface.xyz[..., 2][idx[0], idx[1]]
+
+
+def _trunk_px(keypoints_px) -> float:
+    kp = np.asarray(keypoints_px, float)
+    dm_guess = 0.5 * (kp[I_L5] + kp[I_SACRUM])
+    return float(np.linalg.norm(kp[I_C7] - dm_guess))
+
+
+def _scale(surface: Surface, where_px) -> float:
+    """Surface units per pixel around a point (mm/px, or 1 for pixel surfaces)."""
+    if surface.units == "px":
+        return 1.0
+    p = np.asarray(where_px, float)
+    a, b = sample_surface(surface, np.array([p - [5, 0], p + [5, 0]]))
+    return max(float(np.linalg.norm(a - b)) / 10.0, 1e-6)
+
+
+def find_dimples(surface: Surface, keypoints_px, z_filled=None) -> Optional[np.ndarray]:
+    """(2, 2) pixels (patient's left = image left, right) or None when none stands out."""
+    kp = np.asarray(keypoints_px, float)
+    T = _trunk_px(kp)
+    z = _filled_z(surface) if z_filled is None else z_filled
+    # a dimple is a bowl: both principal curvatures of the smoothed surface positive
+    zs = ndimage.gaussian_filter(z, 0.022 * T)
+    zyy = np.gradient(np.gradient(zs, axis=0), axis=0)
+    zxx = np.gradient(np.gradient(zs, axis=1), axis=1)
+    zxy = np.gradient(np.gradient(zs, axis=0), axis=1)
+    bowl = 0.5 * (zxx + zyy) - np.sqrt(0.25 * (zxx - zyy) ** 2 + zxy**2)  # smaller eigenvalue
+    detail = -bowl
+    centre = 0.5 * (kp[I_L5] + kp[I_SACRUM])
+    h, w = z.shape
+    y0, y1 = int(max(centre[1] - 0.09 * T, 0)), int(min(centre[1] + 0.09 * T, h - 1))
+    found = []
+    for side in (-1, 1):
+        xa = centre[0] + side * 0.05 * T
+        xb = centre[0] + side * 0.24 * T
+        x0, x1 = int(max(min(xa, xb), 0)), int(min(max(xa, xb), w - 1))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        win = detail[y0: y1 + 1, x0: x1 + 1]
+        inside = surface.mask[y0: y1 + 1, x0: x1 + 1]
+        if inside.mean() < 0.5:
+            return None
+        win = np.where(inside, win, np.inf)
+        r, c = np.unravel_index(np.argmin(win), win.shape)
+        depth = -win[r, c]
+        typical = np.median(np.abs(detail[y0: y1 + 1, x0: x1 + 1][inside]))
+        if not np.isfinite(depth) or depth <= 0.2 * typical:  # no bowl (both curvatures concave)
+            return None
+        dx = dy = 0.0
+        if 0 < r < win.shape[0] - 1 and 0 < c < win.shape[1] - 1 and np.all(np.isfinite(win[r - 1: r + 2, c - 1: c + 2])):
+            den_x = win[r, c - 1] - 2 * win[r, c] + win[r, c + 1]
+            den_y = win[r - 1, c] - 2 * win[r, c] + win[r + 1, c]
+            dx = 0.5 * (win[r, c - 1] - win[r, c + 1]) / den_x if den_x > 0 else 0.0
+            dy = 0.5 * (win[r - 1, c] - win[r + 1, c]) / den_y if den_y > 0 else 0.0
+        found.append([x0 + c + np.clip(dx, -1, 1), y0 + r + np.clip(dy, -1, 1)])
+    found = np.array(found, dtype=np.float64)
+    # plausible anatomy: the pair about level, a hand's width apart, around the keypoint estimate
+    mid = found.mean(axis=0)
+    if (abs(found[0, 1] - found[1, 1]) > 0.1 * T or not 0.12 * T < found[1, 0] - found[0, 0] < 0.45 * T
+            or np.linalg.norm(mid - centre) > 0.07 * T):
+        return None
+    return found
+
+
+def _symmetry_centres(surface: Surface, z, rows, seed_x, T):
+    """Per row: the column where the profile is most symmetric (after removing its rotation)."""
+    h, w = z.shape
+    search = np.linspace(-SYMMETRY_SEARCH_FRACTION * T, SYMMETRY_SEARCH_FRACTION * T, 41)
+    offs = np.linspace(SYMMETRY_OFFSETS_FRACTION[0] * T, SYMMETRY_OFFSETS_FRACTION[1] * T, 16)
+    cols = np.arange(w, dtype=np.float64)
+    xs = np.zeros(len(rows))
+    valid = np.ones(len(rows), bool)
+    for i, (r, sx) in enumerate(zip(rows, seed_x)):
+        prof = z[r]
+        lo, hi = int(max(sx - (search[-1] + offs[-1]), 0)), int(min(sx + search[-1] + offs[-1], w - 1))
+        if surface.mask[r, lo: hi + 1].mean() < 0.9:  # clothing across the back (a strap): skip
+            valid[i] = False
+            xs[i] = sx
+            continue
+        cand = sx + search
+        plus = np.interp((cand[:, None] + offs[None, :]).ravel(), cols, prof).reshape(len(cand), -1)
+        minus = np.interp((cand[:, None] - offs[None, :]).ravel(), cols, prof).reshape(len(cand), -1)
+        odd = 0.5 * (plus - minus)
+        a = (odd @ offs) / (offs @ offs)
+        resid = np.sum((odd - a[:, None] * offs[None, :]) ** 2, axis=1)
+        # mild pull towards the seed line through the keypoints
+        resid = resid + SEED_WEIGHT * np.median(resid) * (search / search[-1]) ** 2
+        j = int(np.argmin(resid))
+        if 0 < j < len(cand) - 1:  # parabola through the three lowest
+            d = resid[j - 1] - 2 * resid[j] + resid[j + 1]
+            step = 0.5 * (resid[j - 1] - resid[j + 1]) / d if d > 0 else 0.0
+            xs[i] = cand[j] + np.clip(step, -1, 1) * (search[1] - search[0])
+        else:
+            xs[i] = cand[j]
+    if valid.sum() >= 2 and not valid.all():
+        xs[~valid] = np.interp(np.flatnonzero(~valid), np.flatnonzero(valid), xs[valid])
+    return xs
+
+
+def rotation_along(surface: Surface, line_px: np.ndarray, half_window=None) -> np.ndarray:
+    """Surface rotation (degrees) at each midline point: atan of the least-squares slope dz/dx over
+    +-half_window (surface units) around the point, along its image row."""
+    line_px = np.asarray(line_px, float)
+    h, w = surface.shape
+    out = np.zeros(len(line_px))
+    for i, (x, y) in enumerate(line_px):
+        scale = _scale(surface, (x, y))
+        hw = half_window if half_window is not None else ROTATION_HALF_WINDOW_MM
+        half_px = hw / scale
+        us = x + np.linspace(-half_px, half_px, 21)
+        pts = sample_surface(surface, np.column_stack([us, np.full_like(us, y)]))
+        dx = pts[:, 0] - pts[:, 0].mean()
+        slope = float(dx @ (pts[:, 2] - pts[:, 2].mean()) / max(dx @ dx, 1e-12))
+        out[i] = np.degrees(np.arctan(slope))
+    return out
+
+
+def measure_along_line(surface: Surface, line_px, dimples_px=None, warnings=None) -> BackMorphology:
+    """Measures along a given midline on the photo (VP first, DM last), e.g. one a user edited."""
+    line_px = np.asarray(line_px, float).reshape(-1, 2)
+    if len(line_px) < 2:
+        raise MorphologyError("the spine midline needs at least 2 points (VP and DM)")
+    if line_px[-1, 1] <= line_px[0, 1]:
+        line_px = line_px[::-1]
+    # evenly in image rows, one point per row at most
+    ys = np.linspace(line_px[0, 1], line_px[-1, 1], N_LINE)
+    seg = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(line_px, axis=0), axis=1))])
+    if len(line_px) > 2 and np.all(np.diff(line_px[:, 1]) > 0):
+        xs = np.interp(ys, line_px[:, 1], line_px[:, 0])
+    else:  # not monotonic in y: follow the polyline by arc length
+        s = np.linspace(0, seg[-1], N_LINE)
+        xs, ys = np.interp(s, seg, line_px[:, 0]), np.interp(s, seg, line_px[:, 1])
+    line = np.column_stack([xs, ys])
+    inside = surface.mask[np.clip(np.round(ys).astype(int), 0, surface.shape[0] - 1),
+                          np.clip(np.round(xs).astype(int), 0, surface.shape[1] - 1)]
+    warnings = list(warnings or [])
+    if inside.mean() < 0.9:
+        warnings.append(f"{100 * (1 - inside.mean()):.0f}% of the midline lies outside the back mask")
+    xyz = sample_surface(surface, line)
+    T = float(np.linalg.norm(line[0] - line[-1]))
+    half = None if surface.units == "mm" else ROTATION_HALF_WINDOW_FRACTION * T
+    rot = rotation_along(surface, line, half)
+    dl = dr = None
+    if dimples_px is not None:
+        dpts = sample_surface(surface, np.asarray(dimples_px, float))
+        dl, dr = dpts[0], dpts[1]
+    measures = surface_measures(xyz, rot, dl, dr, units=surface.units)
+    return BackMorphology(
+        vp_px=line[0], dm_px=line[-1], dimples_px=None if dimples_px is None else np.asarray(dimples_px, float),
+        line_px=line, line_xyz=xyz, rotation_deg=rot, measures=measures, warnings=warnings,
+    )
+
+
+def measure_back(surface: Surface, keypoints_px, dimples_px=None) -> BackMorphology:
+    """Midline (surface symmetry line seeded by the 9 keypoints) and all measures.
+
+    keypoints_px: (9, 2) in KEYPOINT_NAMES order. dimples_px: (2, 2) to use instead of detecting
+    them (e.g. points a user placed)."""
+    kp = np.asarray(keypoints_px, dtype=np.float64)
+    if kp.shape != (9, 2) or not np.all(np.isfinite(kp)):
+        raise MorphologyError(f"9 spine keypoints (x, y) are needed, got an array of shape {kp.shape}")
+    chain = kp[[I_C7, 5, 4, 3, 2, I_L5, I_SACRUM]]
+    if not (chain[0, 1] < chain[5, 1] < chain[6, 1] + 0.5 * abs(chain[6, 1] - chain[0, 1])):
+        raise MorphologyError("the spine keypoints must run downwards from C7 to the sacrum")
+    # a keypoint slightly out of order (network) only drops out of the seed line below
+    warnings = []
+    z = _filled_z(surface)
+    T = _trunk_px(kp)
+    if dimples_px is None:
+        dimples = find_dimples(surface, kp, z)
+        if dimples is None:
+            warnings.append("lumbar dimples not found on the surface; DM taken between the L5 and sacrum "
+                            "keypoints, pelvic obliquity not measured")
+    else:
+        dimples = np.asarray(dimples_px, float).reshape(2, 2)
+    dm = dimples.mean(axis=0) if dimples is not None else 0.5 * (kp[I_L5] + kp[I_SACRUM])
+    vp = kp[I_C7]
+    if dm[1] - vp[1] < 10:
+        raise MorphologyError("C7 and the lumbar dimples are too close together to measure a back")
+    rows = np.arange(int(np.ceil(vp[1])), int(np.floor(dm[1])) + 1)
+    rows = rows[(rows >= 0) & (rows < surface.shape[0])]
+    seed_chain = np.vstack([vp, chain[1:-2], dm])
+    seed_chain = seed_chain[np.concatenate([[True], np.diff(seed_chain[:, 1]) > 0])]
+    seed_x = np.interp(rows, seed_chain[:, 1], seed_chain[:, 0])
+    centres = _symmetry_centres(surface, z, rows, seed_x, T)
+    # robust smoothing along the rows, then pinned to VP and DM
+    k = max(3, int(0.06 * T) | 1)
+    centres = ndimage.median_filter(centres, size=k, mode="nearest")
+    centres = ndimage.gaussian_filter1d(centres, max(1.0, 0.025 * T), mode="nearest")
+    t = (rows - vp[1]) / (dm[1] - vp[1])
+    pin = np.exp(-np.minimum(t, 1 - t) / 0.04)  # within a few % of the ends, go to VP / DM
+    centres = (1 - pin) * centres + pin * np.where(t < 0.5, vp[0], dm[0])
+    line = np.vstack([vp, np.column_stack([centres, rows]), dm])
+    line = line[np.concatenate([[True], np.diff(line[:, 1]) > 1e-6])]
+    return measure_along_line(surface, line, dimples, warnings)

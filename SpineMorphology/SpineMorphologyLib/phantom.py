@@ -1,0 +1,518 @@
+"""Synthetic bare-back photographs with exact ground truth (``mskmorph phantom back``).
+
+An honest, simple generator, not a body scan: a parametric adolescent back surface is built as a
+height field in a body frame (x: lateral, to the image right = the patient's right when seen from
+behind; y: down, 0 at the vertebra prominens C7; z: posterior, towards the camera; millimetres):
+
+- trunk cross-section: a super-ellipse whose half-width follows neck, trapezius, shoulders,
+  waist and hips, and whose half-depth gives the flanks;
+- sagittal profile of the midline: kyphosis and lordosis bumps plus a trunk inclination;
+- spinal groove (paraspinal muscles), vertebra prominens bump, scapulae as raised plates,
+  lumbar dimples (the posterior superior iliac spines), gluteal cleft and buttocks;
+- scoliosis: one or two lateral curves of the spine line with axial rotation towards the
+  convexity; the rotation is a displacement of the back surface around the spine line (rib hump
+  and lumbar prominence) whose slope at the spine line is exactly tan(rotation);
+- head with hair, arms at the sides, trousers (waistband) and sometimes a bra strap.
+
+It is rendered by a small numpy ray caster of the height field through a pinhole camera (random
+distance and focal length), with skin tone and texture, Lambertian + Blinn-Phong specular
+shading from the surface normals, random backgrounds, blur, noise and JPEG compression.
+
+Ground truth per photo: depth along the optical axis (mm) for every pixel of the person, the back
+mask (skin of trunk and neck, not arms, hair or clothing), the spine line from C7 to the midpoint
+of the lumbar dimples (pixels and camera millimetres), the nine SpinePose keypoints, the two
+dimples and the surface measures computed with ``morphology.surface_measures`` on the exact
+geometry (the same definitions the measurement path uses).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+from scipy.interpolate import PchipInterpolator
+
+from . import morphology
+
+KEYPOINT_NAMES = ("sacrum", "L5", "L3", "T12/L1", "T8", "T3", "C7", "C3/C4", "C1")
+# level of each keypoint as a fraction of the trunk length (C7 = 0, dimple midpoint = 1), down
+KEYPOINT_LEVELS = np.array([1.07, 0.93, 0.80, 0.62, 0.37, 0.12, 0.0, -0.10, -0.19])
+
+LABEL_BACKGROUND, LABEL_BACK, LABEL_ARM, LABEL_HAIR, LABEL_CLOTH = 0, 1, 2, 3, 4
+GRID_MM = 2.0
+
+SKIN_TONES = np.array(
+    [[241, 205, 180], [226, 180, 150], [205, 150, 115], [180, 125, 90], [150, 100, 70], [110, 72, 50], [85, 55, 40]],
+    dtype=np.float64,
+) / 255.0
+
+
+@dataclass
+class BackParams:
+    """The shape of one synthetic back (mm and degrees)."""
+
+    trunk_length_mm: float = 420.0
+    shoulder_half_width_mm: float = 185.0
+    waist_half_width_mm: float = 125.0
+    hip_half_width_mm: float = 150.0
+    neck_half_width_mm: float = 55.0
+    half_depth_mm: float = 95.0
+    section_exponent: float = 2.4
+    kyphosis_mm: float = 22.0
+    lordosis_mm: float = 18.0
+    inclination_deg: float = 0.0  # + : C7 anterior of the dimples
+    imbalance_deg: float = 0.0  # + : C7 to the right of the dimples
+    curves: tuple = ()  # (amplitude mm (+ right), centre as fraction of trunk length, width fraction)
+    rotation_gain_deg_per_mm: float = 0.35
+    trunk_follow: float = 0.3  # how much of the lateral spine curve the trunk outline follows
+    groove_mm: float = 4.0
+    prominens_mm: float = 4.0
+    scapula_mm: float = 8.0
+    dimple_half_distance_mm: float = 48.0
+    dimple_depth_mm: float = 4.0
+    dimple_sigma_mm: float = 10.0
+    pelvic_obliquity_deg: float = 0.0  # + : right dimple higher
+    waistband_below_dimples_mm: float = 60.0
+    bra_strap: bool = False
+
+    @staticmethod
+    def sample(rng: np.random.Generator) -> "BackParams":
+        L = rng.uniform(350, 480)
+        curves = []
+        if rng.uniform() < 0.8:  # scoliotic
+            side = rng.choice([-1.0, 1.0])
+            kind = rng.choice(["thoracic", "lumbar", "double"], p=[0.4, 0.25, 0.35])
+            if kind in ("thoracic", "double"):
+                curves.append((side * rng.uniform(4, 32), rng.uniform(0.3, 0.5), rng.uniform(0.12, 0.2)))
+            if kind in ("lumbar", "double"):
+                s = -side if kind == "double" else side
+                curves.append((s * rng.uniform(4, 25), rng.uniform(0.68, 0.82), rng.uniform(0.1, 0.16)))
+        return BackParams(
+            trunk_length_mm=L,
+            shoulder_half_width_mm=L * rng.uniform(0.40, 0.49),
+            waist_half_width_mm=L * rng.uniform(0.26, 0.33),
+            hip_half_width_mm=L * rng.uniform(0.33, 0.41),
+            neck_half_width_mm=L * rng.uniform(0.11, 0.14),
+            half_depth_mm=L * rng.uniform(0.19, 0.25),
+            section_exponent=rng.uniform(2.0, 3.0),
+            kyphosis_mm=rng.uniform(10, 38),
+            lordosis_mm=rng.uniform(8, 32),
+            inclination_deg=rng.uniform(-5, 5),
+            imbalance_deg=rng.uniform(-3, 3),
+            curves=tuple(curves),
+            rotation_gain_deg_per_mm=rng.uniform(0.15, 0.5),
+            trunk_follow=rng.uniform(0.1, 0.5),
+            groove_mm=rng.uniform(2, 7),
+            prominens_mm=rng.uniform(2, 6),
+            scapula_mm=rng.uniform(4, 12),
+            dimple_half_distance_mm=rng.uniform(38, 60),
+            dimple_depth_mm=rng.uniform(2.5, 6),
+            dimple_sigma_mm=rng.uniform(8, 13),
+            pelvic_obliquity_deg=rng.uniform(-5, 5),
+            waistband_below_dimples_mm=rng.uniform(25, 130),
+            bra_strap=bool(rng.uniform() < 0.25),
+        )
+
+
+@dataclass
+class Camera:
+    """Pinhole camera looking at the back along -z of the body frame; image x right, y down."""
+
+    width: int
+    height: int
+    focal_px: float
+    cx: float
+    cy: float
+    distance_mm: float  # from the camera to the plane z = 0 of the body frame
+    x0_mm: float  # body-frame point on the optical axis
+    y0_mm: float
+
+    @property
+    def focal_35mm(self) -> float:
+        return self.focal_px * 36.0 / max(self.width, self.height)
+
+
+@dataclass
+class BackPhoto:
+    rgb: np.ndarray  # H x W x 3 uint8
+    depth_mm: np.ndarray  # H x W float32, 0 where no person
+    back_mask: np.ndarray  # H x W bool
+    labels: np.ndarray  # H x W uint8 (LABEL_*)
+    keypoints_px: np.ndarray  # 9 x 2
+    keypoints_visible: np.ndarray  # 9 bool
+    spine_line_px: np.ndarray  # N x 2, C7 to the dimple midpoint
+    spine_line_mm: np.ndarray  # N x 3 camera coordinates (X right, Y down, Z along the axis)
+    dimples_px: np.ndarray  # 2 x 2: left, right (patient's sides)
+    dimples_mm: np.ndarray  # 2 x 3 camera coordinates
+    camera: Camera
+    params: BackParams
+    measures: dict
+
+    def truth(self) -> dict:
+        return {
+            "keypoint_names": list(KEYPOINT_NAMES),
+            "keypoints_px": np.round(self.keypoints_px, 3).tolist(),
+            "keypoints_visible": self.keypoints_visible.astype(bool).tolist(),
+            "spine_line_px": np.round(self.spine_line_px, 3).tolist(),
+            "spine_line_mm": np.round(self.spine_line_mm, 3).tolist(),
+            "dimples_px": np.round(self.dimples_px, 3).tolist(),
+            "dimples_mm": np.round(self.dimples_mm, 3).tolist(),
+            "camera": asdict(self.camera) | {"focal_35mm": self.camera.focal_35mm},
+            "params": asdict(self.params),
+            "measures": self.measures,
+            "depth_units": "mm along the optical axis, 0 = no person",
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# the body as height fields
+
+class BackBody:
+    """Analytic back surface of one parameter set, evaluated on a 2 mm body grid."""
+
+    def __init__(self, p: BackParams, rng: np.random.Generator):
+        self.p = p
+        L = p.trunk_length_mm
+        self.L = L
+        self.x = np.arange(-0.95 * L, 0.95 * L + GRID_MM, GRID_MM)
+        self.y = np.arange(-0.8 * L, 1.75 * L + GRID_MM, GRID_MM)
+        X, Y = np.meshgrid(self.x, self.y)
+        self.X, self.Y = X, Y
+        t = Y / L
+        self.height, self.labels = self._build(X, Y, t, rng)
+        self.albedo = None
+
+    # lateral position of the spine line (x, mm) at height y
+    def spine_x(self, y):
+        p, L = self.p, self.L
+        t = np.asarray(y, dtype=np.float64) / L
+        base = np.tan(np.radians(p.imbalance_deg)) * (L - np.clip(y, 0, None))
+        base = np.where(t < 0, np.tan(np.radians(p.imbalance_deg)) * L, base)
+        return base + self.curve_x(y)
+
+    def curve_x(self, y):
+        t = np.asarray(y, dtype=np.float64) / self.L
+        window = np.sqrt(np.clip(np.sin(np.pi * np.clip(t, 0, 1)), 0, None))
+        out = np.zeros_like(t)
+        for amp, centre, width in self.p.curves:
+            out = out + amp * np.exp(-0.5 * ((t - centre) / width) ** 2)
+        return out * window
+
+    def rotation_deg(self, y):
+        return self.p.rotation_gain_deg_per_mm * self.curve_x(y)
+
+    def sagittal(self, y):
+        """z of the midline profile (posterior, mm) at height y."""
+        p, L = self.p, self.L
+        t = np.asarray(y, dtype=np.float64) / L
+        z = p.kyphosis_mm * np.exp(-0.5 * ((t - 0.33) / 0.2) ** 2)
+        z = z - p.lordosis_mm * np.exp(-0.5 * ((t - 0.85) / 0.13) ** 2)
+        z = z - np.tan(np.radians(p.inclination_deg)) * (L - y)
+        z = z - np.where(t < 0, 0.35 * L * t**2 / 0.09, 0.0)  # the neck goes forwards
+        z = z + np.where(t > 1.0, 0.25 * L * np.clip(t - 1.0, 0, 0.35) ** 2 / 0.1, 0.0)  # sacrum backwards
+        return z
+
+    def _build(self, X, Y, t, rng):
+        p, L = self.p, self.L
+        S, W, H, N = p.shoulder_half_width_mm, p.waist_half_width_mm, p.hip_half_width_mm, p.neck_half_width_mm
+        knots_t = [-0.8, -0.3, -0.07, 0.0, 0.07, 0.25, 0.5, 0.72, 0.95, 1.15, 1.4, 1.8]
+        knots_w = [N, N, 1.15 * N, 0.7 * S, S, 0.96 * S, 0.5 * (S + W), W, 0.5 * (W + H), H, 0.97 * H, 0.9 * H]
+        half_width = PchipInterpolator(knots_t, knots_w)(np.clip(t, -0.8, 1.8))
+        depth = PchipInterpolator([-0.8, -0.07, 0.07, 1.8], [0.6 * p.half_depth_mm, 0.65 * p.half_depth_mm,
+                                                              p.half_depth_mm, p.half_depth_mm])(np.clip(t, -0.8, 1.8))
+        spine = self.spine_x(Y)
+        centre = spine - (1 - p.trunk_follow) * self.curve_x(Y)
+        r = np.abs(X - centre) / half_width
+        inside = r < 1.0
+        e = p.section_exponent
+        section = np.power(np.clip(1 - np.power(np.clip(r, 0, 1), e), 0, 1), 1 / e)
+        h = self.sagittal(Y) + depth * (section - 1)
+        dx = X - spine
+        # spinal groove, deeper in the lumbar region
+        g = p.groove_mm * (0.35 + 0.65 * np.exp(-0.5 * ((t - 0.82) / 0.18) ** 2)) * (t > -0.05)
+        h = h - g * np.exp(-0.5 * (dx / 11.0) ** 2)
+        # paraspinal muscles: two soft ridges beside the groove
+        h = h + 0.5 * g * (np.exp(-0.5 * ((dx - 28) / 14.0) ** 2) + np.exp(-0.5 * ((dx + 28) / 14.0) ** 2))
+        # vertebra prominens
+        h = h + p.prominens_mm * np.exp(-0.5 * ((dx / 9.0) ** 2 + (Y / 10.0) ** 2))
+        # scapulae: raised plates with soft borders
+        for side in (-1, 1):
+            xc, yc = centre + side * 0.52 * S, 0.2 * L
+            q = ((X - xc) / (0.28 * S)) ** 2 + ((Y - yc) / (0.2 * L)) ** 2
+            h = h + p.scapula_mm * np.exp(-(q**2))
+        # axial rotation: the surface turns around the spine line (rib hump / lumbar prominence)
+        rot = np.tan(np.radians(self.rotation_deg(Y)))
+        h = h + rot * dx * np.exp(-0.5 * (dx / (0.45 * half_width)) ** 2)
+        # lumbar dimples, pelvic obliquity (+: right higher)
+        for side, (dxd, ydd) in zip((-1, 1), self.dimple_offsets()):
+            q = ((X - dxd) ** 2 + (Y - ydd) ** 2) / (2 * p.dimple_sigma_mm**2)
+            h = h - p.dimple_depth_mm * np.exp(-q)
+        # buttocks and gluteal cleft
+        below = np.clip((Y - (L + 50)) / 40.0, 0, 1)
+        for side in (-1, 1):
+            q = ((X - spine - side * 0.5 * H) / (0.4 * H)) ** 2 + ((Y - 1.35 * L) / (0.28 * L)) ** 2
+            h = h + 18.0 * np.exp(-q)
+        h = h - 14.0 * below * np.exp(-0.5 * ((X - self.spine_x(L)) / 5.0) ** 2)
+        labels = np.where(inside & (t > -0.45), LABEL_BACK, LABEL_BACKGROUND).astype(np.uint8)
+
+        # head (with hair) above the neck
+        head_y, ay, ax = -0.47 * L, 0.27 * L, 0.2 * L
+        hx = self.spine_x(0.0)
+        q = ((X - hx) / ax) ** 2 + ((Y - head_y) / ay) ** 2
+        head_h = self.sagittal(-0.2 * L) - 0.2 * L + 0.55 * L * np.sqrt(np.clip(1 - q, 0, 1)) * 0.45
+        head = (q < 1) & (head_h > np.where(labels > 0, h, -np.inf))
+        h = np.where(head, head_h, h)
+        labels[head] = LABEL_HAIR
+        # arms at the sides
+        R = 0.095 * L
+        for side in (-1, 1):
+            ax_x = centre + side * (S + 0.06 * L)
+            reach = (t > 0.0) & (t < 1.1)
+            d = np.abs(X - ax_x)
+            arm_h = self.sagittal(Y) - 0.55 * depth + np.sqrt(np.clip(R**2 - d**2, 0, None)) * 1.0
+            taper = np.clip((t - 0.0) / 0.05, 0, 1)
+            arm = reach & (d < R * np.sqrt(taper + 1e-9)) & (arm_h > np.where(labels > 0, h, -np.inf))
+            h = np.where(arm, arm_h, h)
+            labels[arm] = LABEL_ARM
+        # trousers and bra strap
+        waist_y = L + p.waistband_below_dimples_mm + 8 * np.sin(X / 60.0)
+        cloth = (labels > 0) & (Y > waist_y)
+        h = np.where(cloth, h + 3.0, h)
+        labels[cloth] = LABEL_CLOTH
+        if p.bra_strap:
+            ys = 0.36 * L + 6 * np.sin(X / 90.0)
+            strap = (labels == LABEL_BACK) & (np.abs(Y - ys) < 9)
+            h = np.where(strap, h + 1.5, h)
+            labels[strap] = LABEL_CLOTH
+        self.floor = float(np.min(h[labels > 0])) - 20.0
+        h = np.where(labels > 0, h, self.floor)
+        return h.astype(np.float64), labels
+
+    def dimple_offsets(self):
+        p, L = self.p, self.L
+        x_mid = self.spine_x(L)
+        dy = p.dimple_half_distance_mm * np.tan(np.radians(p.pelvic_obliquity_deg))
+        return [(x_mid - p.dimple_half_distance_mm, L + dy), (x_mid + p.dimple_half_distance_mm, L - dy)]
+
+    def surface_z(self, x, y):
+        """Height of the surface at body points (bilinear on the grid)."""
+        return ndimage.map_coordinates(self.height, self._index(x, y), order=1, mode="nearest")
+
+    def _index(self, x, y):
+        return np.array([(np.asarray(y) - self.y[0]) / GRID_MM, (np.asarray(x) - self.x[0]) / GRID_MM])
+
+    def local_rotation_deg(self, y, half_window_mm=morphology.ROTATION_HALF_WINDOW_MM):
+        """Surface rotation on the spine line by the measurement's definition (morphology)."""
+        xs = self.spine_x(y)
+        offsets = np.linspace(-half_window_mm, half_window_mm, 21)
+        xx = xs[:, None] + offsets[None, :]
+        yy = np.repeat(np.asarray(y)[:, None], len(offsets), axis=1)
+        hh = self.surface_z(xx.ravel(), yy.ravel()).reshape(xx.shape)
+        slope = np.polyfit(offsets, hh.T, 1)[0]
+        return np.degrees(np.arctan(slope))
+
+
+# --------------------------------------------------------------------------------------------
+# rendering
+
+def _texture(rng, shape, scale):
+    noise = rng.standard_normal((max(2, shape[0] // scale + 2), max(2, shape[1] // scale + 2)))
+    zoom = (shape[0] / (noise.shape[0] - 1), shape[1] / (noise.shape[1] - 1))
+    big = ndimage.zoom(noise, zoom, order=3)[: shape[0], : shape[1]]
+    return big / (big.std() + 1e-9)
+
+
+def _background(rng, h, w):
+    kind = rng.integers(0, 4)
+    base = rng.uniform(0.15, 0.9, 3)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.ones((h, w, 3)) * base
+    img *= (1 + rng.uniform(-0.3, 0.3) * (yy - 0.5) + rng.uniform(-0.3, 0.3) * (xx - 0.5))[..., None]
+    if kind == 1:  # curtain
+        period = rng.uniform(0.03, 0.1)
+        img *= (1 + 0.15 * np.sin(2 * np.pi * xx / period + rng.uniform(0, 6)))[..., None]
+    elif kind == 2:  # tiles / door frame
+        step = rng.uniform(0.08, 0.25)
+        lines = (np.mod(xx, step) < 0.006) | (np.mod(yy, step) < 0.006)
+        img[lines] *= 0.6
+    elif kind == 3:  # a grid of measuring lines as in a clinic
+        img *= (1 + 0.2 * _texture(rng, (h, w), 40))[..., None]
+    img *= (1 + 0.04 * _texture(rng, (h, w), 8))[..., None]
+    return np.clip(img, 0, 1)
+
+
+def sample_camera(rng, body: BackBody, width: int, height: int) -> Camera:
+    L = body.L
+    distance = rng.uniform(1200, 2600)
+    fraction = rng.uniform(0.4, 0.6)  # trunk length as a fraction of the image height
+    focal = fraction * height * distance / L
+    return Camera(
+        width=width, height=height, focal_px=float(focal),
+        cx=width / 2 + rng.uniform(-0.03, 0.03) * width, cy=height / 2 + rng.uniform(-0.03, 0.03) * height,
+        distance_mm=float(distance),
+        x0_mm=float(body.spine_x(L) + rng.uniform(-0.06, 0.06) * L),
+        y0_mm=float(L * rng.uniform(0.45, 0.62)),
+    )
+
+
+def project(camera: Camera, points_body: np.ndarray):
+    """Body points (N, 3) -> pixels (N, 2) and camera coordinates (N, 3)."""
+    X = points_body[:, 0] - camera.x0_mm
+    Y = points_body[:, 1] - camera.y0_mm
+    Z = camera.distance_mm - points_body[:, 2]
+    px = np.column_stack([camera.cx + camera.focal_px * X / Z, camera.cy + camera.focal_px * Y / Z])
+    return px, np.column_stack([X, Y, Z])
+
+
+def render(body: BackBody, camera: Camera, rng: np.random.Generator):
+    h, w = camera.height, camera.width
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    a = (u + 0.5 - 0.5 - camera.cx) / camera.focal_px
+    b = (v - camera.cy) / camera.focal_px
+    Z = np.full((h, w), camera.distance_mm)
+    for _ in range(10):  # fixed point: Z = D - h(x(Z), y(Z))
+        xb, yb = camera.x0_mm + a * Z, camera.y0_mm + b * Z
+        hb = ndimage.map_coordinates(body.height, body._index(xb, yb), order=1, mode="constant", cval=body.floor)
+        Z = 0.5 * Z + 0.5 * (camera.distance_mm - hb)
+    xb, yb = camera.x0_mm + a * Z, camera.y0_mm + b * Z
+    idx = body._index(xb, yb)
+    labels = ndimage.map_coordinates(body.labels, idx, order=0, mode="constant", cval=0).astype(np.uint8)
+    # normals in the body frame from the height gradient
+    gy, gx = np.gradient(ndimage.gaussian_filter(body.height, 0.7), GRID_MM)
+    nx = ndimage.map_coordinates(-gx, idx, order=1, mode="nearest")
+    ny = ndimage.map_coordinates(-gy, idx, order=1, mode="nearest")
+    n = np.stack([nx, ny, np.ones_like(nx)], -1)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+
+    # albedo
+    tone = SKIN_TONES[rng.integers(0, len(SKIN_TONES))] * rng.uniform(0.9, 1.1, 3)
+    skin = np.clip(tone[None, None, :] * (1 + 0.05 * _texture(rng, (h, w), 30)[..., None]), 0, 1)
+    spots = rng.uniform(size=(h, w)) < rng.uniform(0, 0.002)
+    spots = ndimage.binary_dilation(spots, iterations=1)
+    skin[spots] *= 0.65
+    hair = np.clip(rng.choice([0.08, 0.2, 0.35, 0.55]) * np.array([1.0, 0.8, 0.6]) * (1 + 0.2 * _texture(rng, (h, w), 4))[..., None], 0, 1)
+    cloth_colour = rng.uniform(0.05, 0.9, 3)
+    cloth = cloth_colour * (1 + 0.1 * _texture(rng, (h, w), 6))[..., None]
+    albedo = np.where((labels == LABEL_HAIR)[..., None], hair, skin)
+    albedo = np.where((labels == LABEL_CLOTH)[..., None], cloth, albedo)
+
+    # lighting: a key light from the camera side, ambient and specular
+    light = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.8, 0.1), 1.0])
+    light /= np.linalg.norm(light)
+    view = np.array([0.0, 0.0, 1.0])
+    half = (light + view) / np.linalg.norm(light + view)
+    diffuse = np.clip(n @ light, 0, None)
+    specular = np.clip(n @ half, 0, None) ** rng.uniform(10, 40)
+    ambient = rng.uniform(0.25, 0.45)
+    ks = rng.uniform(0.02, 0.18) * np.where(labels == LABEL_CLOTH, 0.2, 1.0)
+    light_colour = rng.uniform(0.9, 1.1, 3)
+    shaded = albedo * (ambient + (1 - ambient) * diffuse[..., None]) * light_colour + (ks * specular)[..., None]
+    background = _background(rng, h, w)
+    person = labels > 0
+    img = np.where(person[..., None], shaded, background)
+    img *= rng.uniform(0.8, 1.15)
+    img = ndimage.gaussian_filter(img, (rng.uniform(0, 0.8), rng.uniform(0, 0.8), 0))
+    img = img + rng.normal(0, rng.uniform(0.003, 0.02), img.shape)
+    rgb = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if rng.uniform() < 0.6:
+        import cv2
+
+        ok, enc = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 96))])
+        rgb = cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1].copy()
+    depth = np.where(person, Z, 0.0).astype(np.float32)
+    return rgb, depth, labels
+
+
+# --------------------------------------------------------------------------------------------
+# one photo
+
+def make_back_photo(seed, width: int = 384, height: int = 512, params: Optional[BackParams] = None) -> BackPhoto:
+    """One synthetic photo. ``seed`` is an int or a numpy SeedSequence; the same seed gives the same
+    photo bit for bit."""
+    rng = np.random.default_rng(seed)
+    p = params if params is not None else BackParams.sample(rng)
+    body = BackBody(p, rng)
+    camera = sample_camera(rng, body, width, height)
+    rgb, depth, labels = render(body, camera, rng)
+    L = body.L
+
+    def on_surface(x, y):
+        x, y = np.atleast_1d(x).astype(float), np.atleast_1d(y).astype(float)
+        return np.column_stack([x, y, body.surface_z(x, y)])
+
+    ys = KEYPOINT_LEVELS * L
+    kp_body = on_surface(body.spine_x(ys), ys)
+    kp_px, _ = project(camera, kp_body)
+    inside = (kp_px[:, 0] >= 0) & (kp_px[:, 0] < width) & (kp_px[:, 1] >= 0) & (kp_px[:, 1] < height)
+    kp_idx = np.clip(np.round(kp_px).astype(int), 0, [width - 1, height - 1])
+    visible = inside & (labels[kp_idx[:, 1], kp_idx[:, 0]] == LABEL_BACK)
+
+    line_y = np.linspace(0.0, L, 121)
+    line_body = on_surface(body.spine_x(line_y), line_y)
+    line_px, line_cam = project(camera, line_body)
+    dim = np.array(body.dimple_offsets())
+    dim_body = on_surface(dim[:, 0], dim[:, 1])
+    dim_px, dim_cam = project(camera, dim_body)
+
+    # the measures on the exact geometry: camera frame (x right, y down, z posterior = -Z)
+    to_meas = lambda cam: np.column_stack([cam[:, 0], cam[:, 1], -cam[:, 2]])  # noqa: E731
+    rotation = body.local_rotation_deg(line_y)
+    measures = morphology.surface_measures(
+        to_meas(line_cam), rotation, to_meas(dim_cam[:1])[0], to_meas(dim_cam[1:])[0], units="mm"
+    )
+    return BackPhoto(
+        rgb=rgb, depth_mm=depth, back_mask=labels == LABEL_BACK, labels=labels,
+        keypoints_px=kp_px, keypoints_visible=visible, spine_line_px=line_px, spine_line_mm=line_cam,
+        dimples_px=dim_px, dimples_mm=dim_cam, camera=camera, params=p, measures=measures.to_dict(),
+    )
+
+
+def photo_seed(seed: int, index: int) -> np.random.SeedSequence:
+    """Photo ``index`` of a set made with ``seed``: independent of how many are made."""
+    return np.random.SeedSequence([int(seed), int(index), 0xBAC])
+
+
+def write_photo(photo: BackPhoto, out: Path, stem: str) -> dict:
+    import cv2
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "photo": out / f"{stem}.png",
+        "depth": out / f"{stem}_depth.png",
+        "mask": out / f"{stem}_mask.png",
+        "truth": out / f"{stem}_truth.json",
+    }
+    cv2.imwrite(str(paths["photo"]), photo.rgb[..., ::-1])
+    cv2.imwrite(str(paths["depth"]), np.clip(np.round(photo.depth_mm), 0, 65535).astype(np.uint16))
+    cv2.imwrite(str(paths["mask"]), photo.back_mask.astype(np.uint8) * 255)
+    paths["truth"].write_text(json.dumps(photo.truth(), indent=1), encoding="utf-8")
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--n", type=int, default=8, help="number of photos (default 8)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--width", type=int, default=384, help="photo width in pixels (default 384)")
+    parser.add_argument("--height", type=int, default=512, help="photo height in pixels (default 512)")
+
+
+def run(args) -> int:
+    rows = []
+    for i in range(args.n):
+        photo = make_back_photo(photo_seed(args.seed, i), args.width, args.height)
+        stem = f"back_{args.seed:04d}_{i:04d}"
+        write_photo(photo, args.out, stem)
+        m = photo.measures
+        rows.append(stem)
+        print(f"{stem}.png: trunk length {m['trunk_length']:.0f} mm, lateral deviation max "
+              f"{m['lateral_deviation_max']:.1f} mm, surface rotation max {m['surface_rotation_max_deg']:.1f} deg")
+    print(f"{len(rows)} photos with depth (mm, 16-bit PNG), mask and ground truth JSON in {args.out}")
+    return 0

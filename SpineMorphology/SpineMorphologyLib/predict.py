@@ -1,0 +1,195 @@
+"""Back photo -> depth, back mask and the nine spine keypoints (GAMA-Net), in photo pixels.
+
+    BackPredictor(weights=None, device="auto").predict(rgb) -> BackPrediction
+
+The network predicts a relief (height towards the camera relative to the back's median, in photo
+pixels): the back's shape up to its scale. With the camera scale (focal length in pixels and the
+camera-to-back distance) it becomes depth in mm; without it, ``depth`` is relative (pixels,
+growing away from the camera, 0 at the back's median) and measures in length units come out in
+pixels of the photo (angles do not need the scale).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from . import morphology
+from .network import INPUT_HEIGHT, INPUT_WIDTH, RELIEF_SCALE
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "gamanet_back.pt"
+MIN_COLOURFULNESS = 0.06  # mean HSV saturation below this: a grayscale picture (a radiograph?)
+MIN_BACK_FRACTION = 0.04  # of the photo
+MIN_SKIN_FRACTION = 0.3  # of the predicted back that has a skin-like colour
+MIN_KEYPOINT_CONFIDENCE = 0.25
+
+
+class NotABackPhoto(ValueError):
+    """The picture is not a colour photo of a bare back (message for the user)."""
+
+
+@dataclass
+class BackPrediction:
+    relief_px: np.ndarray  # H x W, height towards the camera, photo pixels, 0 = back median
+    mask: np.ndarray  # H x W bool, the back
+    keypoints_px: np.ndarray  # 9 x 2 (morphology.KEYPOINT_NAMES order)
+    confidences: np.ndarray  # 9, probability mass within 3 px of the SimCC peak
+    mask_probability: np.ndarray  # H x W
+    device: str
+    seconds: float
+    depth_mm: Optional[np.ndarray] = None  # when the camera scale is known
+    focal_px: Optional[float] = None
+
+    @property
+    def depth(self) -> np.ndarray:
+        """Depth in mm when the scale is known, else relative depth in pixels."""
+        return self.depth_mm if self.depth_mm is not None else -self.relief_px
+
+    @property
+    def depth_units(self) -> str:
+        return "mm" if self.depth_mm is not None else "px (relative)"
+
+    def surface(self) -> morphology.Surface:
+        if self.depth_mm is not None:
+            h, w = self.mask.shape
+            return morphology.surface_from_depth(self.depth_mm, self.mask, self.focal_px, (w - 1) / 2, (h - 1) / 2)
+        return morphology.surface_from_relief(self.relief_px, self.mask)
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]).astype(np.uint8), cv2.COLOR_RGB2HSV)
+    return float(hsv[..., 1].mean() / 255.0)
+
+
+def skin_fraction(rgb: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the masked pixels whose chroma is skin-like (YCrCb box, all skin tones)."""
+    if not mask.any():
+        return 0.0
+    ycc = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]).astype(np.uint8), cv2.COLOR_RGB2YCrCb)
+    cr, cb = ycc[..., 1][mask].astype(int), ycc[..., 2][mask].astype(int)
+    return float(np.mean((cr >= 128) & (cr <= 185) & (cb >= 70) & (cb <= 135)))
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] < 3:
+        raise NotABackPhoto(f"expected an RGB photo, got an array of shape {a.shape}")
+    a = a[..., :3]
+    if a.dtype != np.uint8:
+        a = a.astype(np.float64)
+        a = (a / 65535.0 if a.max() > 255 else a / 255.0 if a.max() > 1.0 else a)
+        a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return a
+
+
+def require_colour_photo(rgb: np.ndarray, name: str = "the image") -> None:
+    c = colourfulness(rgb)
+    if c < MIN_COLOURFULNESS:
+        raise NotABackPhoto(
+            f"{name} is a grayscale picture (mean saturation {c:.3f}), e.g. a radiograph, not a colour photo "
+            "of a bare back; back surface measures need an RGB photo taken from behind"
+        )
+
+
+class BackPredictor:
+    def __init__(self, weights=None, device: str = "auto"):
+        import torch
+
+        from MSKCommon.device import choose_device
+
+        from .network import GAMANet
+
+        self.torch = torch
+        self.device = choose_device(device)
+        path = Path(weights) if weights else DEFAULT_WEIGHTS
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no back network weights at {path}; train them with 'mskmorph train back' or pass --weights"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model = GAMANet(pretrained=False)
+        self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        self.model.to(self.device).eval()
+        self.weights = path
+
+    def predict(self, rgb: np.ndarray, focal_px: Optional[float] = None, distance_mm: Optional[float] = None,
+                check: bool = True) -> BackPrediction:
+        """rgb: H x W x 3 (uint8 or float). focal_px and distance_mm (camera to back) give depth in mm."""
+        from .network import decode_simcc
+
+        torch = self.torch
+        start = time.perf_counter()
+        rgb = as_rgb_uint8(rgb)
+        if check:
+            require_colour_photo(rgb)
+        h, w = rgb.shape[:2]
+        small = cv2.resize(rgb, (INPUT_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_AREA)
+        x = torch.from_numpy(small.astype(np.float32).transpose(2, 0, 1)[None] / 255.0).to(self.device)
+        with torch.no_grad():
+            out = self.model(x)
+            kp, conf = decode_simcc(out["simcc_x"].cpu(), out["simcc_y"].cpu())
+        relief = out["relief"][0].cpu().numpy() / RELIEF_SCALE * h  # photo pixels (vertical)
+        prob = torch.sigmoid(out["mask_logit"][0]).cpu().numpy()
+        relief = cv2.resize(relief, (w, h), interpolation=cv2.INTER_LINEAR)
+        prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+        mask = _largest_component(prob > 0.5)
+        if mask.any():
+            relief = relief - np.median(relief[mask])
+        keypoints = kp[0].numpy() * [w / INPUT_WIDTH, h / INPUT_HEIGHT]
+        pred = BackPrediction(
+            relief_px=relief.astype(np.float32), mask=mask, keypoints_px=keypoints.astype(np.float64),
+            confidences=conf[0].numpy().astype(np.float64), mask_probability=prob.astype(np.float32),
+            device=str(self.device), seconds=0.0,
+        )
+        if focal_px is not None and distance_mm is not None:
+            pred.focal_px = float(focal_px)
+            pred.depth_mm = np.where(mask, distance_mm - relief * distance_mm / focal_px, 0.0).astype(np.float32)
+        pred.seconds = time.perf_counter() - start
+        if check:
+            require_back(rgb, pred)
+        return pred
+
+
+def require_back(rgb: np.ndarray, pred: BackPrediction, name: str = "the photo") -> None:
+    frac = float(pred.mask.mean())
+    if frac < MIN_BACK_FRACTION:
+        raise NotABackPhoto(f"no bare back found in {name} (back region {100 * frac:.1f}% of the photo)")
+    skin = skin_fraction(rgb, pred.mask)
+    if skin < MIN_SKIN_FRACTION:
+        raise NotABackPhoto(f"no bare back found in {name}: only {100 * skin:.0f}% of the region the network "
+                            "marked has a skin colour")
+    core = [morphology.I_C7, 5, 4, 3, 2, morphology.I_L5]
+    if float(np.median(pred.confidences[core])) < MIN_KEYPOINT_CONFIDENCE:
+        raise NotABackPhoto(f"no spine found in {name} (keypoint confidence {np.median(pred.confidences[core]):.2f})")
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask.astype(bool)
+    sizes = ndimage.sum(mask, labels, range(1, n + 1))
+    return labels == (1 + int(np.argmax(sizes)))
+
+
+def read_depth_png(path: Path) -> np.ndarray:
+    """A 16-bit depth PNG in millimetres (0 = no measurement) -> float32 mm."""
+    depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if depth is None:
+        raise OSError(f"could not read the depth image {path}")
+    if depth.ndim == 3:
+        raise ValueError(f"{Path(path).name} has {depth.shape[2]} channels; a depth image is one 16-bit channel in mm")
+    if depth.dtype != np.uint16:
+        raise ValueError(f"{Path(path).name} is {depth.dtype}; a depth image is a 16-bit PNG in millimetres")
+    return depth.astype(np.float32)
+
+
+def focal_px_from_35mm(focal_35mm: float, width: int, height: int) -> float:
+    """Focal length in pixels from the 35 mm equivalent focal length (36 mm along the long side)."""
+    return float(focal_35mm) * max(width, height) / 36.0

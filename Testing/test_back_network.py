@@ -1,0 +1,76 @@
+"""GAMA-Net and the SimCC keypoint head: shapes, decoding, the predictor's outputs in photo
+pixels, and training with checkpoints and resume (tiny, on the CPU)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from SpineMorphologyLib import data, network, phantom
+from SpineMorphologyLib.predict import DEFAULT_WEIGHTS, BackPredictor, NotABackPhoto
+
+torch.set_num_threads(1)
+
+
+def test_network_output_shapes():
+    model = network.GAMANet(pretrained=False).eval()
+    x = torch.rand(2, 3, network.INPUT_HEIGHT, network.INPUT_WIDTH)
+    with torch.no_grad():
+        out = model(x)
+    assert out["relief"].shape == (2, network.INPUT_HEIGHT, network.INPUT_WIDTH)
+    assert out["mask_logit"].shape == (2, network.INPUT_HEIGHT, network.INPUT_WIDTH)
+    assert len(out["scales"]) == 4
+    assert out["simcc_x"].shape == (2, 9, network.INPUT_WIDTH * network.SIMCC_SPLIT)
+    assert out["simcc_y"].shape == (2, 9, network.INPUT_HEIGHT * network.SIMCC_SPLIT)
+    assert network.count_parameters(model) < 5e6
+
+
+def test_simcc_decoding_finds_the_peak():
+    k = network.SIMCC_SPLIT
+    sx = torch.full((1, 9, network.INPUT_WIDTH * k), -10.0)
+    sy = torch.full((1, 9, network.INPUT_HEIGHT * k), -10.0)
+    for j in range(9):
+        sx[0, j, (20 + j) * k] = 10.0
+        sy[0, j, (30 + 10 * j) * k] = 10.0
+    kp, conf = network.decode_simcc(sx, sy)
+    assert kp[0, :, 0].numpy() == pytest.approx(20 + np.arange(9), abs=1e-3)
+    assert kp[0, :, 1].numpy() == pytest.approx(30 + 10 * np.arange(9), abs=1e-3)
+    assert conf.min() > 0.9
+
+
+def test_training_samples_are_consistent():
+    s = data.make_sample(data.TRAIN_SEED, 0)
+    assert s["image"].shape == (network.INPUT_HEIGHT, network.INPUT_WIDTH, 3)
+    assert s["relief"].shape == s["mask"].shape == (network.INPUT_HEIGHT, network.INPUT_WIDTH)
+    assert abs(np.median(s["relief"][s["mask"] > 0])) < 0.05  # relative to the back's median
+    assert s["keypoints"].shape == (9, 2) and s["trunk_px"] > 40
+
+
+def test_train_checkpoint_and_resume(tmp_path):
+    from MSKCommon.cli import main
+
+    args = ["train", "back", "--out", str(tmp_path / "run"), "--n-train", "8", "--n-val", "4", "--batch", "2",
+            "--max-steps", "2", "--workers", "1", "--no-pretrained"]
+    assert main(args) == 0
+    assert main(args[:-3] + ["--max-steps", "3", "--workers", "1", "--no-pretrained", "--resume"]) == 0
+    lines = [json.loads(l) for l in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    assert any(l["event"] == "resume" and l["step"] == 2 for l in lines)
+    assert [l for l in lines if l["event"] == "final"][-1]["step"] == 3
+    state = torch.load(tmp_path / "run" / "gamanet_back.pt", weights_only=True)
+    model = network.GAMANet(pretrained=False)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped back weights")
+def test_predictor_outputs_in_photo_pixels():
+    photo = phantom.make_back_photo(phantom.photo_seed(data.EVAL_SEED, 5))
+    pred = BackPredictor(device="cpu").predict(photo.rgb, check=False)
+    assert pred.relief_px.shape == pred.mask.shape == photo.rgb.shape[:2]
+    assert pred.keypoints_px.shape == (9, 2) and pred.confidences.shape == (9,)
+    assert pred.depth_units == "px (relative)"
+    assert np.all((pred.keypoints_px >= -5) & (pred.keypoints_px <= [photo.rgb.shape[1] + 5, photo.rgb.shape[0] + 5]))
+    scaled = BackPredictor(device="cpu").predict(photo.rgb, focal_px=photo.camera.focal_px, distance_mm=2000.0,
+                                                 check=False)
+    assert scaled.depth_units == "mm" and np.median(scaled.depth[scaled.mask]) == pytest.approx(2000, abs=1)
+    with pytest.raises(NotABackPhoto, match="grayscale"):
+        BackPredictor(device="cpu").predict(np.repeat(photo.rgb.mean(2, keepdims=True), 3, 2).astype(np.uint8))
