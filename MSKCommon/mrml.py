@@ -11,6 +11,7 @@ a volume that came from DICOM with another geometry works the same.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -260,3 +261,69 @@ def nodes_referencing(scene, class_name: str, role: str, target) -> Iterable:
         node = scene.GetNthNodeByClass(i, class_name)
         if node.GetNodeReferenceID(role) == target.GetID():
             yield node
+
+
+# --------------------------------------------------------------------------------------------
+# live updates
+
+class PointObservers:
+    """Observers on markup nodes' control points, each with the result (any object: a module's
+    node set) that its callback keeps current when a point is moved, added or removed.
+
+    One instance per module's MRML layer. ``observe`` is idempotent: a node already observed
+    keeps its first result object, which is returned, so every caller shares one object.
+    ``paused(node)`` silences a node while the layer itself writes its points."""
+
+    EVENTS = ("PointModifiedEvent", "PointAddedEvent", "PointRemovedEvent")
+
+    def __init__(self):
+        self._entries: dict = {}  # node -> (observer tags, result object, callback)
+
+    def __contains__(self, node) -> bool:
+        return node in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def result_of(self, node):
+        """The result object kept for an observed node."""
+        return self._entries[node][1]
+
+    def observe(self, node, result, callback):
+        """Call ``callback(result)`` whenever a control point of ``node`` changes."""
+        if node is None:
+            return result
+        if node in self._entries:
+            return self._entries[node][1]
+
+        def changed(caller, event):
+            entry = self._entries.get(caller)
+            if entry is not None:
+                entry[2](entry[1])
+
+        tags = [node.AddObserver(getattr(node, event), changed) for event in self.EVENTS]
+        self._entries[node] = (tags, result, callback)
+        return result
+
+    def forget(self, node) -> None:
+        entry = self._entries.pop(node, None)
+        if entry is not None:
+            for tag in entry[0]:
+                node.RemoveObserver(tag)
+
+    def forget_all(self) -> None:
+        for node in list(self._entries):
+            self.forget(node)
+
+    @contextmanager
+    def paused(self, node):
+        """No callbacks from ``node`` inside the block (when it is observed at all)."""
+        entry = self._entries.get(node)
+        if entry is None:
+            yield
+            return
+        self.forget(node)
+        try:
+            yield
+        finally:
+            self.observe(node, entry[1], entry[2])

@@ -57,7 +57,7 @@ class CobbNodes:
     error: str = ""  # why the current points cannot be measured, if they cannot
 
 
-_observers: dict = {}  # landmarks node -> (node, observer tags, the CobbNodes kept current)
+_observers = common.PointObservers()  # landmarks node -> the CobbNodes its observer keeps current
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def find_result(scene, volume_node) -> Optional[CobbNodes]:
     if fiducial is None:
         return None
     if fiducial in _observers:
-        nodes = _observers[fiducial][2]
+        nodes = _observers.result_of(fiducial)
         _refresh_references(nodes)
     else:
         nodes = _attach(_nodes_of(scene, fiducial))
@@ -199,10 +199,7 @@ def recompute(nodes: CobbNodes) -> Optional[geometry.CobbResult]:
 
 def detach_all() -> None:
     """Remove every observer this layer added (module cleanup, end of tests)."""
-    for key in list(_observers):
-        node, tags, _ = _observers.pop(key)
-        for tag in tags:
-            node.RemoveObserver(tag)
+    _observers.forget_all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,12 +248,8 @@ def _nodes_of(scene, fiducial) -> CobbNodes:
 
 def _set_points_from_pixels(nodes: CobbNodes, landmarks: np.ndarray, labels) -> None:
     ras = common.pixels_to_ras(nodes.volume, landmarks.reshape(-1, 2))
-    paused = nodes.landmarks in _observers
-    if paused:
-        _detach(nodes.landmarks)
-    common.set_control_points(nodes.landmarks, ras, labels)
-    if paused:
-        _attach(nodes)
+    with _observers.paused(nodes.landmarks):
+        common.set_control_points(nodes.landmarks, ras, labels)
 
 
 def _update_lines(nodes: CobbNodes, points: Optional[np.ndarray]) -> None:
@@ -314,19 +307,12 @@ def _update_table(nodes: CobbNodes) -> None:
 
 def _attach(nodes: CobbNodes) -> CobbNodes:
     """Observe the corners of ``nodes`` (once); returns the node set the observer keeps current."""
-    fiducial = nodes.landmarks
-    if fiducial in _observers:
-        return _observers[fiducial][2]
 
-    def on_points_changed(caller, event):
-        current = _observers[caller][2]
+    def on_points_changed(current: CobbNodes) -> None:
         _refresh_references(current)
         recompute(current)
 
-    events = (fiducial.PointModifiedEvent, fiducial.PointAddedEvent, fiducial.PointRemovedEvent)
-    tags = [fiducial.AddObserver(e, on_points_changed) for e in events]
-    _observers[fiducial] = (fiducial, tags, nodes)
-    return nodes
+    return _observers.observe(nodes.landmarks, nodes, on_points_changed)
 
 
 def _refresh_references(nodes: CobbNodes) -> None:
@@ -336,8 +322,4 @@ def _refresh_references(nodes: CobbNodes) -> None:
 
 
 def _detach(fiducial) -> None:
-    entry = _observers.pop(fiducial, None)
-    if entry is not None:
-        node, tags, _ = entry
-        for tag in tags:
-            node.RemoveObserver(tag)
+    _observers.forget(fiducial)

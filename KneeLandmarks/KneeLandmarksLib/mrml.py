@@ -60,7 +60,7 @@ class KneeNodes:
     error: str = ""
 
 
-_observers: dict = {}  # landmarks node -> (node, observer tags, the KneeNodes kept current)
+_observers = common.PointObservers()  # landmarks node -> the KneeNodes its observer keeps current
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ def find_result(scene, volume_node, side: str) -> Optional[KneeNodes]:
     if fid is None:
         return None
     if fid in _observers:
-        nodes = _observers[fid][2]
+        nodes = _observers.result_of(fid)
         _refresh_references(nodes)
     else:
         nodes = _attach(_nodes_of(scene, fid))
@@ -179,10 +179,7 @@ def recompute(nodes: KneeNodes) -> Optional[measure.KneeMeasurement]:
 
 def detach_all() -> None:
     """Remove every observer this layer added (module cleanup, end of tests)."""
-    for key in list(_observers):
-        node, tags, _ = _observers.pop(key)
-        for tag in tags:
-            node.RemoveObserver(tag)
+    _observers.forget_all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,14 +227,10 @@ def _nodes_of(scene, fid) -> KneeNodes:
 
 def _set_points_from_pixels(nodes: KneeNodes, pts: np.ndarray) -> None:
     ras = common.pixels_to_ras(nodes.volume, np.asarray(pts).reshape(-1, 2))
-    paused = nodes.landmarks in _observers
-    if paused:
-        _detach(nodes.landmarks)
-    common.set_control_points(nodes.landmarks, ras, list(sm.LANDMARK_LABELS))
-    for i, description in enumerate(sm.LANDMARK_DESCRIPTIONS):
-        nodes.landmarks.SetNthControlPointDescription(i, description)
-    if paused:
-        _attach(nodes)
+    with _observers.paused(nodes.landmarks):
+        common.set_control_points(nodes.landmarks, ras, list(sm.LANDMARK_LABELS))
+        for i, description in enumerate(sm.LANDMARK_DESCRIPTIONS):
+            nodes.landmarks.SetNthControlPointDescription(i, description)
 
 
 def _update_contours(nodes: KneeNodes) -> None:
@@ -292,19 +285,12 @@ def _update_table(nodes: KneeNodes) -> None:
 
 
 def _attach(nodes: KneeNodes) -> KneeNodes:
-    fid = nodes.landmarks
-    if fid in _observers:
-        return _observers[fid][2]
 
-    def on_points_changed(caller, event):
-        current = _observers[caller][2]
+    def on_points_changed(current: KneeNodes) -> None:
         _refresh_references(current)
         recompute(current)
 
-    events = (fid.PointModifiedEvent, fid.PointAddedEvent, fid.PointRemovedEvent)
-    tags = [fid.AddObserver(e, on_points_changed) for e in events]
-    _observers[fid] = (fid, tags, nodes)
-    return nodes
+    return _observers.observe(nodes.landmarks, nodes, on_points_changed)
 
 
 def _refresh_references(nodes: KneeNodes) -> None:
@@ -313,8 +299,4 @@ def _refresh_references(nodes: KneeNodes) -> None:
 
 
 def _detach(fid) -> None:
-    entry = _observers.pop(fid, None)
-    if entry is not None:
-        node, tags, _ = entry
-        for tag in tags:
-            node.RemoveObserver(tag)
+    _observers.forget(fid)

@@ -70,7 +70,7 @@ class BackNodes:
     error: str = ""
 
 
-_observers: dict = {}  # node -> (node, tags, BackNodes, kind)
+_observers = common.PointObservers()  # keypoints, dimples, midline node -> the BackNodes kept current
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def find_result(scene, photo_node) -> Optional[BackNodes]:
     if kp is None:
         return None
     if kp in _observers:
-        return _observers[kp][2]
+        return _observers.result_of(kp)
     nodes = _nodes_of(scene, kp)
     _attach(nodes)
     if nodes.result is None and nodes.depth is not None:
@@ -294,10 +294,7 @@ def reset_edited_points(nodes: BackNodes) -> None:
 
 
 def detach_all() -> None:
-    for key in list(_observers):
-        node, tags, _, _ = _observers.pop(key)
-        for tag in tags:
-            node.RemoveObserver(tag)
+    _observers.forget_all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,11 +343,8 @@ def _show(nodes: BackNodes, result, update_photo_curve: bool) -> None:
     nodes.result = result
     if result is not None:
         if update_photo_curve:
-            paused = nodes.midline in _observers
-            _detach(nodes.midline)
-            _set_px(nodes.photo, nodes.midline, _curve_points(result.line_px))
-            if paused:
-                _attach(nodes)
+            with _observers.paused(nodes.midline):
+                _set_px(nodes.photo, nodes.midline, _curve_points(result.line_px))
         common.set_control_points(nodes.midline3d, surface_lib.to_ras(_curve_points(result.line_xyz)))
     _update_table(nodes)
 
@@ -375,25 +369,11 @@ def _update_table(nodes: BackNodes) -> None:
 
 
 def _attach(nodes: BackNodes) -> BackNodes:
-    for node, kind in ((nodes.keypoints, "points"), (nodes.dimples, "points"), (nodes.midline, "midline")):
-        if node is None or node in _observers:
-            continue
-
-        def changed(caller, event, kind=kind):
-            current = _observers[caller][2]
-            recompute(current, from_midline=(kind == "midline"))
-
-        events = (node.PointModifiedEvent, node.PointAddedEvent, node.PointRemovedEvent)
-        tags = [node.AddObserver(e, changed) for e in events]
-        _observers[node] = (node, tags, nodes, kind)
+    _observers.observe(nodes.keypoints, nodes, recompute)
+    _observers.observe(nodes.dimples, nodes, recompute)
+    _observers.observe(nodes.midline, nodes, lambda current: recompute(current, from_midline=True))
     return nodes
 
 
 def _detach(node) -> None:
-    if node is None:
-        return
-    entry = _observers.pop(node, None)
-    if entry is not None:
-        n, tags, _, _ = entry
-        for tag in tags:
-            n.RemoveObserver(tag)
+    _observers.forget(node)
