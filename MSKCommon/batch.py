@@ -141,3 +141,27 @@ def _csv_value(v):
     if isinstance(v, float):
         return f"{v:.4f}"
     return v
+
+
+class Runner:
+    """One run of a module's command: a headless Slicer scene (results are written through the
+    module's MRML layer with Slicer's own storage nodes), the network made on first use (a run on
+    landmark files never loads it), unique output names. Subclasses give ``make_predictor`` and
+    ``process(item)``."""
+
+    def __init__(self, args, single: bool = False):
+        from MSKCommon.headless import make_app
+
+        self.args = args
+        self.app = make_app()
+        self.stems: set = set()
+        self.single = single  # one input: a file given for "each image" may be for just this one
+        self._predictor = None
+
+    def make_predictor(self):
+        raise NotImplementedError
+
+    def predictor_for(self):
+        if self._predictor is None:
+            self._predictor = self.make_predictor()
+        return self._predictor

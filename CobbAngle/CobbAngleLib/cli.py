@@ -49,22 +49,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")
 
 
-class _Runner:
-    def __init__(self, args):
-        from MSKCommon.headless import make_app
+class _Runner(batch.Runner):
+    def make_predictor(self):
+        from .predict import CobbPredictor
 
-        self.args = args
-        self.app = make_app()
-        self.predictor = None
-        self.stems: set = set()
-        self.single = None
-
-    def predictor_for(self):
-        if self.predictor is None:
-            from .predict import CobbPredictor
-
-            self.predictor = CobbPredictor(weights=self.args.weights, device=self.args.device)
-        return self.predictor
+        return CobbPredictor(weights=self.args.weights, device=self.args.device)
 
     def process(self, item: batch.Item) -> None:
         from MSKCommon import mrml as common
@@ -156,8 +145,7 @@ COLUMNS = (
 def run(args) -> int:
     items = batch.expand_inputs(args.inputs)
     args.out.mkdir(parents=True, exist_ok=True)
-    runner = _Runner(args)
-    runner.single = len(items) == 1
+    runner = _Runner(args, single=len(items) == 1)
     batch.run_batch(items, runner.process, "Cobb angles")
     summary = batch.write_summary(
         args.out, "cobb", items, COLUMNS,

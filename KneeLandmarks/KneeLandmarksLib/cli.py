@@ -40,22 +40,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-overlay", action="store_true")
 
 
-class _Runner:
+class _Runner(batch.Runner):
     def __init__(self, args):
-        from MSKCommon.headless import make_app
-
-        self.args = args
-        self.app = make_app()
-        self.predictor = None
-        self.stems: set = set()
+        super().__init__(args)
         self.rows: list = []
 
-    def predictor_for(self):
-        if self.predictor is None:
-            from .predict import KneePredictor
+    def make_predictor(self):
+        from .predict import KneePredictor
 
-            self.predictor = KneePredictor(weights=self.args.weights, device=self.args.device)
-        return self.predictor
+        return KneePredictor(weights=self.args.weights, device=self.args.device)
 
     def process(self, item: batch.Item) -> None:
         from MSKCommon import mrml as common
@@ -88,7 +81,7 @@ class _Runner:
         scene = self.app.scene
         try:
             volume = common.volume_from_radiograph(scene, radiograph, stem)
-            nodes = mrml.present(scene, volume, predictions, source=f"network ({self.predictor.device})")
+            nodes = mrml.present(scene, volume, predictions, source=f"network ({self.predictor_for().device})")
             for n in nodes:
                 item.outputs[f"{n.side}_landmarks"] = common.save_node(n.landmarks, out / f"{stem}_{n.side}_knee.mrk.json")
         finally:

@@ -177,22 +177,11 @@ def near_the_back(depth: np.ndarray, keypoints) -> np.ndarray:
     return (depth > 0) & (np.abs(depth - ref) < 250.0)
 
 
-class _Runner:
-    def __init__(self, args):
-        from MSKCommon.headless import make_app
+class _Runner(batch.Runner):
+    def make_predictor(self):
+        from .predict import BackPredictor
 
-        self.args = args
-        self.app = make_app()
-        self.predictor = None
-        self.stems: set = set()
-        self.single = False
-
-    def predictor_for(self):
-        if self.predictor is None:
-            from .predict import BackPredictor
-
-            self.predictor = BackPredictor(weights=self.args.weights, device=self.args.device)
-        return self.predictor
+        return BackPredictor(weights=self.args.weights, device=self.args.device)
 
     def process(self, item: batch.Item) -> None:
         from MSKCommon import mrml as common
@@ -290,8 +279,7 @@ class _Runner:
 def run(args) -> int:
     items = batch.expand_inputs(args.inputs)
     args.out.mkdir(parents=True, exist_ok=True)
-    runner = _Runner(args)
-    runner.single = len(items) == 1
+    runner = _Runner(args, single=len(items) == 1)
     batch.run_batch(items, runner.process, "Back photos")
     summary = batch.write_summary(
         args.out, "back", items, COLUMNS,
