@@ -289,7 +289,7 @@ class SpineMorphologyLogic(ScriptedLoadableModuleLogic):
             depth, mask, units = prediction.depth_mm, prediction.mask, "mm"
         else:
             depth, mask, units = -prediction.relief_px, prediction.mask, "px"
-        depthNode = mrml.depth_volume(scene, inputVolume, depth, units, focal)
+        depthNode = mrml.depth_volume(scene, inputVolume, depth, units, focal, estimated=not measured)
         maskNode = mrml.mask_volume(scene, inputVolume, mask)
         return mrml.present(scene, inputVolume, depthNode, maskNode, prediction.keypoints_px, on_existing=onExisting)
 
@@ -318,7 +318,7 @@ class SpineMorphologyTest(ScriptedLoadableModuleTest):
         cam = photo.camera
         scene = slicer.mrmlScene
         volume = mrml.photo_volume(scene, photo.rgb, "SyntheticBack")
-        depth = mrml.depth_volume(scene, volume, photo.depth_mm, "mm", cam.focal_px, cam.cx, cam.cy)
+        depth = mrml.depth_volume(scene, volume, photo.depth_mm, "mm", cam.focal_px, cam.cx, cam.cy, estimated=False)
         mask = mrml.mask_volume(scene, volume, photo.back_mask)
         nodes = mrml.present(scene, volume, depth, mask, photo.keypoints_px)
         self.assertEqual(nodes.keypoints.GetNumberOfControlPoints(), 9)

@@ -124,3 +124,17 @@ def test_keypoints_that_do_not_run_down_the_back_are_refused():
         morphology.measure_back(surface, kp[::-1])
     with pytest.raises(morphology.MorphologyError, match="9 spine keypoints"):
         morphology.measure_back(surface, kp[:5])
+
+
+def test_estimated_depth_leans_on_the_keypoints_measured_depth_on_the_symmetry():
+    """A curved groove, keypoints placed 12 mm off it: on a measured surface the midline follows
+    the groove (surface symmetry); on a network-estimated one it stays nearer the keypoints."""
+    surface, kp = constructed_back(amplitude=25.0)
+    kp_off = kp + np.array([12.0, 0.0])
+    groove = lambda line: np.abs(line[:, 0] - spine_x(line[:, 1], 25.0))  # noqa: E731
+    inner = slice(15, -15)  # away from VP and DM, which are pinned to the keypoints
+    measured = morphology.measure_back(surface, kp_off).line_px[inner]
+    estimated_surface = morphology.Surface(surface.xyz, surface.mask, surface.units, estimated=True)
+    estimated = morphology.measure_back(estimated_surface, kp_off).line_px[inner]
+    assert groove(measured).mean() < 3.0
+    assert groove(estimated).mean() > groove(measured).mean() + 1.0  # pulled towards the keypoints

@@ -20,7 +20,8 @@ def back(slicer_app, photo):
     scene = slicer_app.scene
     cam = photo.camera
     volume = mrml.photo_volume(scene, photo.rgb, "back")
-    depth = mrml.depth_volume(scene, volume, photo.depth_mm, "mm", cam.focal_px, cam.cx, cam.cy)
+    depth = mrml.depth_volume(scene, volume, photo.depth_mm, "mm", cam.focal_px, cam.cx, cam.cy,
+                              estimated=False)
     mask = mrml.mask_volume(scene, volume, photo.back_mask)
     yield scene, volume, depth, mask
     mrml.detach_all()
@@ -146,3 +147,14 @@ def test_files_round_trip(back, photo, tmp_path, slicer_app):
     arr = numpy_support.vtk_to_numpy(d.GetImageData().GetPointData().GetScalars())
     assert arr.reshape(photo.depth_mm.shape) == pytest.approx(photo.depth_mm)
     assert scene.WriteToMRB(str(tmp_path / "back.mrb"))
+
+
+def test_depth_volume_remembers_whether_depth_was_estimated(slicer_app, photo):
+    scene = slicer_app.scene
+    cam = photo.camera
+    volume = mrml.photo_volume(scene, photo.rgb, "back")
+    mask = mrml.mask_volume(scene, volume, photo.back_mask)
+    for estimated in (True, False):
+        depth = mrml.depth_volume(scene, volume, photo.depth_mm, "mm", cam.focal_px, cam.cx, cam.cy,
+                                  estimated=estimated)
+        assert mrml.surface_of(depth, mask).estimated is estimated

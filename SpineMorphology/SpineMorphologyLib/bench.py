@@ -64,7 +64,8 @@ def midline_eval(predictor, n: int) -> dict:
         pred = predictor.predict(photo.rgb, focal_px=cam.focal_px, distance_mm=z_ref, check=False)
         try:
             h, w = pred.mask.shape
-            surf = morphology.surface_from_depth(pred.depth_mm, pred.mask, cam.focal_px, cam.cx, cam.cy)
+            surf = morphology.surface_from_depth(pred.depth_mm, pred.mask, cam.focal_px, cam.cx, cam.cy,
+                                                 estimated=True)
             result = morphology.measure_back(surf, pred.keypoints_px)
         except morphology.MorphologyError:
             failures += 1

@@ -229,7 +229,8 @@ class _Runner(batch.Runner):
         scene = self.app.scene
         try:
             photo = mrml.photo_volume(scene, rgb, stem, source=str(item.path))
-            depth_node = mrml.depth_volume(scene, photo, depth, units, focal, name=f"{stem} depth")
+            depth_node = mrml.depth_volume(scene, photo, depth, units, focal, name=f"{stem} depth",
+                                           estimated=depth_file is None)
             mask_node = mrml.mask_volume(scene, photo, mask)
             nodes = mrml.present(scene, photo, depth_node, mask_node, keypoints)
             result = nodes.result

@@ -42,6 +42,7 @@ ATTR_COMPUTED = "SpineMorphology.Computed"  # {"keypoints": ..., "dimples": ...,
 ATTR_UNITS = "SpineMorphology.DepthUnits"  # "mm" (depth along the optical axis) or "px" (relative)
 ATTR_CAMERA = "SpineMorphology.Camera"  # {"focal_px", "cx", "cy"}
 ATTR_SOURCE = "SpineMorphology.Source"
+ATTR_ESTIMATED = "SpineMorphology.DepthEstimated"  # "1": the network's estimate, "0": measured
 EDIT_TOLERANCE_PX = 1e-3
 N_CURVE_POINTS = 21
 
@@ -122,9 +123,12 @@ def _aligned_scalar(scene, photo_node, array, name, class_name, vtk_type):
 
 
 def depth_volume(scene, photo_node, depth: np.ndarray, units: str, focal_px: Optional[float] = None,
-                 cx: Optional[float] = None, cy: Optional[float] = None, name: Optional[str] = None):
+                 cx: Optional[float] = None, cy: Optional[float] = None, name: Optional[str] = None,
+                 estimated: bool = True):
     """Depth on the photo's grid: mm along the optical axis (units "mm", needs focal_px) or relative
-    depth in photo pixels (units "px")."""
+    depth in photo pixels (units "px"). ``estimated``: the network's depth (the midline then leans
+    on the keypoints) or a measured one, e.g. from an RGB-D camera (the midline follows the
+    surface's symmetry)."""
     if units not in ("mm", "px"):
         raise ValueError(f"depth units must be 'mm' or 'px', not {units!r}")
     if units == "mm" and not focal_px:
@@ -133,6 +137,7 @@ def depth_volume(scene, photo_node, depth: np.ndarray, units: str, focal_px: Opt
     node = _aligned_scalar(scene, photo_node, np.asarray(depth, np.float32), name or f"{photo_node.GetName()} depth",
                            "vtkMRMLScalarVolumeNode", vtk.VTK_FLOAT)
     node.SetAttribute(ATTR_UNITS, units)
+    node.SetAttribute(ATTR_ESTIMATED, "1" if estimated else "0")
     common.json_attribute(node, ATTR_CAMERA, {
         "focal_px": None if focal_px is None else float(focal_px),
         "cx": float((w - 1) / 2 if cx is None else cx), "cy": float((h - 1) / 2 if cy is None else cy)})
@@ -156,9 +161,10 @@ def surface_of(depth_node, mask_node) -> morphology.Surface:
     mask = _array(mask_node) > 0
     units = depth_node.GetAttribute(ATTR_UNITS) or "mm"
     cam = common.json_attribute(depth_node, ATTR_CAMERA) or {}
+    estimated = depth_node.GetAttribute(ATTR_ESTIMATED) != "0"
     if units == "mm":
-        return morphology.surface_from_depth(depth, mask, cam["focal_px"], cam.get("cx"), cam.get("cy"))
-    return morphology.surface_from_relief(-depth, mask)
+        return morphology.surface_from_depth(depth, mask, cam["focal_px"], cam.get("cx"), cam.get("cy"), estimated)
+    return morphology.surface_from_relief(-depth, mask, estimated)
 
 
 # --------------------------------------------------------------------------------------------

@@ -57,8 +57,9 @@ class BackPrediction:
     def surface(self) -> morphology.Surface:
         if self.depth_mm is not None:
             h, w = self.mask.shape
-            return morphology.surface_from_depth(self.depth_mm, self.mask, self.focal_px, (w - 1) / 2, (h - 1) / 2)
-        return morphology.surface_from_relief(self.relief_px, self.mask)
+            return morphology.surface_from_depth(self.depth_mm, self.mask, self.focal_px, (w - 1) / 2, (h - 1) / 2,
+                                                 estimated=True)
+        return morphology.surface_from_relief(self.relief_px, self.mask, estimated=True)
 
 
 def colourfulness(rgb: np.ndarray) -> float:
