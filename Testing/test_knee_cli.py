@@ -54,7 +54,7 @@ def test_cli_measures_both_knees_of_a_dicom_film(film_dir, tmp_path):
 def test_png_without_spacing_is_refused_then_measured_with_spacing(film_dir, tmp_path):
     from MSKCommon.cli import main
 
-    png = film_dir / "knee_002_0000.png"
+    png = film_dir / "preview" / "knee_002_0000.png"
     out = tmp_path / "refused"
     assert main(["knee", str(png), "--out", str(out), "--device", "cpu", "--no-overlay"]) == 1
     status = list(csv.DictReader(open(out / "knee_images.csv")))[0]
@@ -64,3 +64,16 @@ def test_png_without_spacing_is_refused_then_measured_with_spacing(film_dir, tmp
     assert main(["knee", str(png), "--out", str(out2), "--spacing", "0.3", "--device", "cpu", "--no-overlay"]) == 0
     rows = list(csv.DictReader(open(out2 / "knee.csv")))
     assert len(rows) == 2 and rows[0]["pixel_spacing_mm"] == "0.3"
+
+
+def test_a_phantom_folder_runs_as_it_is_written(film_dir, tmp_path):
+    """`mskmorph phantom knee --out DIR` then `mskmorph knee DIR`: the DICOM films are measured
+    (the PNG previews, which carry no pixel spacing, lie in DIR/preview) and every row of the
+    ground truth finds its prediction."""
+    from MSKCommon.cli import main
+
+    out = tmp_path / "out"
+    assert main(["knee", str(film_dir), "--out", str(out), "--device", "cpu", "--no-overlay"]) == 0
+    truth = list(csv.DictReader(open(film_dir / "ground_truth.csv")))
+    rows = list(csv.DictReader(open(out / "knee.csv")))
+    assert sorted((r["image"], r["side"]) for r in truth) == sorted((r["image"], r["side"]) for r in rows)

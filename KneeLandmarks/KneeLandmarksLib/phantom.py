@@ -12,8 +12,9 @@ soft-tissue leg silhouette, and applies a film response, blur, heel effect, nois
 marker. Left knees are the mirror image of the right-knee frame; on a bilateral film the
 patient's right knee is on the viewer's left, as on a standard PA film.
 
-Per film NAME in DIR: NAME.dcm (12-bit DICOM, MONOCHROME2, PixelSpacing), NAME.png (8-bit),
-NAME.json (exact ground truth: per knee side, KL grade, 16 landmarks in pixels and mm, knee
+Per film NAME in DIR: NAME.dcm (12-bit DICOM, MONOCHROME2, PixelSpacing), preview/NAME.png (8-bit,
+no pixel spacing: kept out of DIR so that ``mskmorph knee DIR`` measures the DICOM films only;
+with --no-dicom the PNG is the film and lies in DIR), NAME.json (exact ground truth: per knee side, KL grade, 16 landmarks in pixels and mm, knee
 centre, true joint space widths); for the run ground_truth.csv (one row per knee) and films.json.
 
 The same ``render`` draws a whole film or any window of it at any pixel size (the training data
@@ -446,10 +447,12 @@ def write_film(film: FilmSpec, out_dir, name: str, png: bool = True, dicom: bool
         files["dicom"] = str(write_dicom(out_dir / f"{name}.dcm", to_uint16(image), film.spacing_mm,
                                          patient_id=f"PHANTOM-{film.seed}"))
     if png:
-        path = out_dir / f"{name}.png"
+        png_dir = out_dir / "preview" if dicom else out_dir
+        png_dir.mkdir(exist_ok=True)
+        path = png_dir / f"{name}.png"
         cv2.imwrite(str(path), np.round(image * 255).astype(np.uint8))
         files["png"] = str(path)
-    truth["files"] = {k: Path(v).name for k, v in files.items()}
+    truth["files"] = {k: Path(v).relative_to(out_dir).as_posix() for k, v in files.items()}
     (out_dir / f"{name}.json").write_text(json.dumps(truth, indent=1), encoding="utf-8")
     return truth
 
