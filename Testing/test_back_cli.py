@@ -109,3 +109,18 @@ def test_landscape_photo_is_refused(tmp_path):
     assert main(["back", str(path), "--out", str(tmp_path / "out")]) == 1
     row = read_csv(tmp_path / "out" / "back.csv")[0]
     assert row["status"] == "failed" and "no bare back" in row["error"] or "no spine" in row["error"]
+
+
+@needs_weights
+def test_a_phantom_folder_measures_its_photos_not_their_depth_and_mask_images(rgbd, tmp_path):
+    """`mskmorph back DIR` on a folder in the RGB-D layout (NAME.png, NAME_depth.png,
+    NAME_mask.png, as `mskmorph phantom back` writes it): one photo measured, nothing failed; the
+    depth image named on its own is still tried (and refused: it is not a colour photo)."""
+    photo, paths = rgbd
+    folder = paths["photo"].parent
+    out = tmp_path / "folder"
+    assert main(["back", str(folder), "--out", str(out), "--device", "cpu"]) == 0
+    rows = read_csv(out / "back.csv")
+    assert [r["image"] for r in rows] == [paths["photo"].name]
+    alone = tmp_path / "alone"
+    assert main(["back", str(paths["depth"]), "--out", str(alone), "--device", "cpu"]) == 1

@@ -277,8 +277,22 @@ class _Runner(batch.Runner):
         item.values["warnings"] = "; ".join(result.warnings)
 
 
+COMPANION_SUFFIXES = ("_depth.png", "_mask.png")  # NAME_depth.png / NAME_mask.png beside NAME.png
+
+
+def is_companion(path: Path) -> bool:
+    """NAME_depth.png / NAME_mask.png beside a photo NAME.png (the RGB-D layout of --depth and of
+    ``mskmorph phantom back``): not a photo to measure."""
+    name = path.name
+    suffix = next((s for s in COMPANION_SUFFIXES if name.lower().endswith(s)), None)
+    return suffix is not None and any(
+        (path.parent / (name[: -len(suffix)] + ext)).is_file() for ext in (".png", ".jpg", ".jpeg"))
+
+
 def run(args) -> int:
-    items = batch.expand_inputs(args.inputs)
+    folders = {Path(p) for p in args.inputs if Path(p).is_dir()}
+    # a folder's companion images are skipped; a file named on the command line is always tried
+    items = [i for i in batch.expand_inputs(args.inputs) if not (i.path.parent in folders and is_companion(i.path))]
     args.out.mkdir(parents=True, exist_ok=True)
     runner = _Runner(args, single=len(items) == 1)
     batch.run_batch(items, runner.process, "Back photos")
