@@ -32,6 +32,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", type=int, default=0, metavar="N", help="held-out synthetic photos to evaluate")
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--body", default="parametric", choices=data.BODIES,
+                        help="body source of the held-out photos for --eval (anny needs the anny package)")
+    parser.add_argument("--framing", default="off", choices=("auto", "off"),
+                        help="BlazePose trunk framing (off by default: the synthetic photos are framed already)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
 
 
@@ -53,12 +57,12 @@ def time_photos(predictor, photos) -> dict:
             "total_s_max": float(np.max(total))}
 
 
-def midline_eval(predictor, n: int) -> dict:
+def midline_eval(predictor, n: int, body: str = "parametric") -> dict:
     errors, measure_errors, failures = [], {}, 0
     keys = ("lateral_deviation_max", "lateral_deviation_rms", "surface_rotation_max_deg", "surface_rotation_rms_deg",
             "trunk_length", "kyphotic_angle_deg", "lordotic_angle_deg", "pelvic_obliquity_deg", "trunk_imbalance")
     for i in range(n):
-        photo = phantom.make_back_photo(phantom.photo_seed(data.EVAL_SEED, 10_000 + i))
+        photo = data.make_photo(body, phantom.photo_seed(data.EVAL_SEED, 10_000 + i), 384, 512)
         cam = photo.camera
         z_ref = float(np.median(photo.depth_mm[photo.back_mask]))
         pred = predictor.predict(photo.rgb, focal_px=cam.focal_px, distance_mm=z_ref, check=False)
@@ -98,7 +102,7 @@ def run(args) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     results = {}
-    predictor = BackPredictor(weights=args.weights, device="cpu")
+    predictor = BackPredictor(weights=args.weights, device="cpu", framing=args.framing)
     if args.inputs:
         from .cli import read_photo
 
@@ -108,16 +112,17 @@ def run(args) -> int:
     predictor.predict(photos[0], check=False)  # warm-up
     results["cpu"] = time_photos(predictor, photos)
     if torch.cuda.is_available():
-        gpu = BackPredictor(weights=args.weights, device="cuda")
+        gpu = BackPredictor(weights=args.weights, device="cuda", framing=args.framing)
         gpu.predict(photos[0], check=False)
         results["gpu"] = time_photos(gpu, photos)
     if args.eval:
-        val = data.build_set(data.EVAL_SEED, args.eval, workers=1)
+        val = data.build_set(data.EVAL_SEED, args.eval, workers=1, anny_share=1.0 if args.body == "anny" else 0.0)
+        results["held_out_body_source"] = args.body
         results["depth_keypoints"] = evaluate(predictor.model, val, torch)
         flat = np.zeros_like(val["relief"])
         baseline = depth_and_keypoint_metrics(flat, val["mask"] > 0, val["keypoints"], val)
         results["flat_back_baseline"] = {k: baseline[k] for k in ("delta1", "delta2", "delta3", "abs_rel", "rmse_mm", "relief_rmse_over_std")}
-        results["midline"] = midline_eval(predictor, args.eval)
+        results["midline"] = midline_eval(predictor, args.eval, args.body)
     text = json.dumps(results, indent=2, default=float)
     print(text)
     if args.out:

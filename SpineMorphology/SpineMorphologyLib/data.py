@@ -10,6 +10,8 @@ A sample is a synthetic photo at a random portrait aspect, resized to the networ
 
 Bodies are drawn from seeds: the training set uses seed base 1000, the held-out evaluation set
 seed base 2000, so no body, deformation or camera of the evaluation set was seen in training.
+Two body sources: the parametric height-field phantom (``phantom``) and anny's MakeHuman bodies
+rendered with VTK (``anny_phantom``); ``anny_share`` mixes them.
 """
 from __future__ import annotations
 
@@ -36,10 +38,24 @@ def to_input(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, (INPUT_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_AREA)
 
 
-def make_sample(seed_base: int, index: int) -> dict:
+BODIES = ("parametric", "anny")
+
+
+def make_photo(body: str, seed, width: int, height: int):
+    """One synthetic photo from either body source (``anny`` needs the optional anny package)."""
+    if body == "anny":
+        from .anny_phantom import make_anny_back_photo
+
+        return make_anny_back_photo(seed, width=width, height=height)
+    if body != "parametric":
+        raise ValueError(f"unknown body source {body!r}; one of {BODIES}")
+    return phantom.make_back_photo(seed, width=width, height=height)
+
+
+def make_sample(seed_base: int, index: int, body: str = "parametric") -> dict:
     rng = np.random.default_rng([seed_base, index, 7])
     width = int(rng.integers(128, 177))
-    photo = phantom.make_back_photo(phantom.photo_seed(seed_base, index), width=width, height=192)
+    photo = make_photo(body, phantom.photo_seed(seed_base, index), width, 192)
     h, w = photo.depth_mm.shape
     relief = relief_from_depth(photo.depth_mm, photo.back_mask, photo.camera.focal_px) / h * RELIEF_SCALE
     sx, sy = INPUT_WIDTH / w, INPUT_HEIGHT / h
@@ -60,13 +76,21 @@ def _make(args):
     return make_sample(*args)
 
 
-def build_set(seed_base: int, n: int, cache: Path = None, workers: int = 2) -> dict:
-    """n samples stacked into arrays (cached as .npz when ``cache`` is given)."""
+def bodies_for(n: int, anny_share: float) -> list[str]:
+    """Which body source makes sample i: every k-th from anny for the requested share."""
+    if anny_share <= 0:
+        return ["parametric"] * n
+    return ["anny" if (i + 0.5) * anny_share % 1.0 < anny_share else "parametric" for i in range(n)]
+
+
+def build_set(seed_base: int, n: int, cache: Path = None, workers: int = 2, anny_share: float = 0.0) -> dict:
+    """n samples stacked into arrays (cached as .npz when ``cache`` is given). ``anny_share`` of
+    them come from the anny body source (anny_phantom), the rest from the parametric phantom."""
     if cache is not None and Path(cache).is_file():
         with np.load(cache) as f:
             if len(f["image"]) >= n:
                 return {k: f[k][:n] for k in f.files}
-    jobs = [(seed_base, i) for i in range(n)]
+    jobs = [(seed_base, i, b) for i, b in enumerate(bodies_for(n, anny_share))]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             samples = list(pool.map(_make, jobs, chunksize=16))

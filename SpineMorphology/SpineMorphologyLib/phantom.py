@@ -502,12 +502,28 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--width", type=int, default=384, help="photo width in pixels (default 384)")
     parser.add_argument("--height", type=int, default=512, help="photo height in pixels (default 512)")
+    parser.add_argument("--body", choices=("parametric", "anny"), default="parametric",
+                        help="body source: the parametric height field (default) or the Anny body model "
+                             "(optional package: pip install anny==0.6.2)")
 
 
 def run(args) -> int:
+    make = make_back_photo
+    if getattr(args, "body", "parametric") == "anny":
+        try:
+            from .anny_phantom import anny_model, make_anny_back_photo
+
+            anny_model()
+        except ImportError as e:
+            import sys
+
+            print(f"mskmorph phantom back --body anny needs the optional package anny: "
+                  f"pip install anny==0.6.2 ({e})", file=sys.stderr)
+            return 2
+        make = make_anny_back_photo
     rows = []
     for i in range(args.n):
-        photo = make_back_photo(photo_seed(args.seed, i), args.width, args.height)
+        photo = make(photo_seed(args.seed, i), args.width, args.height)
         stem = f"back_{args.seed:04d}_{i:04d}"
         write_photo(photo, args.out, stem)
         m = photo.measures

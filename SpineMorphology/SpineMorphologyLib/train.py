@@ -33,6 +33,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--export", type=Path, help="also copy the final weights here")
+    parser.add_argument("--anny-share", type=float, default=0.0,
+                        help="share of the training and validation photos from anny bodies (needs the anny package)")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from these weights (e.g. the shipped gamanet_back.pt) instead of ImageNet")
     parser.add_argument("--no-pretrained", action="store_true", help="random encoder (tests)")
 
 
@@ -176,12 +180,19 @@ def run(args) -> int:
 
     start = time.time()
     cache = out.parent / "data"
-    train_set = data.build_set(data.TRAIN_SEED, args.n_train, cache / f"train_{args.n_train}.npz", args.workers)
-    val_set = data.build_set(data.EVAL_SEED, args.n_val, cache / f"val_{args.n_val}.npz", args.workers)
-    report(event="data", train=len(train_set["image"]), val=len(val_set["image"]), seconds=round(time.time() - start, 1))
+    share = float(args.anny_share)
+    tag = "" if share <= 0 else f"_anny{share:g}"
+    train_set = data.build_set(data.TRAIN_SEED, args.n_train, cache / f"train_{args.n_train}{tag}.npz", args.workers, share)
+    val_set = data.build_set(data.EVAL_SEED, args.n_val, cache / f"val_{args.n_val}{tag}.npz", args.workers, share)
+    report(event="data", train=len(train_set["image"]), val=len(val_set["image"]), anny_share=share,
+           seconds=round(time.time() - start, 1))
 
     device = choose_device(args.device)
-    model = GAMANet(pretrained=not args.no_pretrained).to(device)
+    model = GAMANet(pretrained=not args.no_pretrained and args.init_from is None).to(device)
+    if args.init_from is not None and not (args.resume and (out / "last.pt").is_file()):
+        init = torch.load(args.init_from, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init.items()})
+        report(event="init", weights=str(args.init_from))
     encoder = [p for n, p in model.named_parameters() if n.startswith(("stem", "blocks"))]
     rest = [p for n, p in model.named_parameters() if not n.startswith(("stem", "blocks"))]
     opt = torch.optim.AdamW([{"params": encoder, "lr": args.lr * 0.3}, {"params": rest, "lr": args.lr}], weight_decay=1e-4)
