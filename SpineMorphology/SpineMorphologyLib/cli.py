@@ -50,6 +50,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "--depth no network is needed (the back is the measured surface near the keypoints)")
     parser.add_argument("--surface-format", choices=("vtk", "ply"), default="vtk", help="surface file type")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="network device")
+    parser.add_argument("--framing", default="auto", choices=("auto", "off"),
+                        help="auto: find the person with BlazePose (when mediapipe is installed) and give the networks "
+                             "the trunk framed as in training; off: the whole photo")
     parser.add_argument("--weights", type=Path, help="network weights (default: the shipped ones)")
     parser.add_argument("--scene", action="store_true", help="also write a Slicer scene (.mrb) per photo")
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")
@@ -181,7 +184,7 @@ class _Runner(batch.Runner):
     def make_predictor(self):
         from .predict import BackPredictor
 
-        return BackPredictor(weights=self.args.weights, device=self.args.device)
+        return BackPredictor(weights=self.args.weights, device=self.args.device, framing=self.args.framing)
 
     def process(self, item: batch.Item) -> None:
         from MSKCommon import mrml as common
@@ -263,6 +266,9 @@ class _Runner(batch.Runner):
             "keypoints_px": np.round(np.asarray(keypoints), 3).tolist(),
             "keypoint_confidences": None if confidences is None else np.round(confidences, 3).tolist(),
             "network_seconds": round(seconds, 3),
+            "network_input": None if prediction is None else prediction.framing,
+            "network_crop_px": None if prediction is None or prediction.crop is None else [
+                round(v, 1) for v in (prediction.crop.x0, prediction.crop.y0, prediction.crop.width, prediction.crop.height)],
             **result.to_dict(),
         }
         path = out / f"{stem}_back.json"

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from . import morphology
+from . import morphology, person
 from .network import INPUT_HEIGHT, INPUT_WIDTH, RELIEF_SCALE
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "gamanet_back.pt"
@@ -44,6 +44,8 @@ class BackPrediction:
     seconds: float
     depth_mm: Optional[np.ndarray] = None  # when the camera scale is known
     focal_px: Optional[float] = None
+    crop: Optional["person.Crop"] = None  # the region the networks saw, when not the whole photo
+    framing: str = "whole photo"  # or how the crop was found ("BlazePose", "given")
 
     @property
     def depth(self) -> np.ndarray:
@@ -100,7 +102,10 @@ def require_colour_photo(rgb: np.ndarray, name: str = "the image") -> None:
 
 
 class BackPredictor:
-    def __init__(self, weights=None, device: str = "auto"):
+    """``framing``: "auto" frames the trunk with BlazePose when mediapipe is installed (module
+    ``person``), "off" always gives the whole photo to the networks."""
+
+    def __init__(self, weights=None, device: str = "auto", framing: str = "auto"):
         import torch
 
         from MSKCommon.device import choose_device
@@ -119,10 +124,15 @@ class BackPredictor:
         self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
         self.model.to(self.device).eval()
         self.weights = path
+        if framing not in ("auto", "off"):
+            raise ValueError(f"framing must be 'auto' or 'off', not {framing!r}")
+        self.finder = person.PersonFinder() if framing == "auto" and person.pose_model_available() else None
 
     def predict(self, rgb: np.ndarray, focal_px: Optional[float] = None, distance_mm: Optional[float] = None,
-                check: bool = True) -> BackPrediction:
-        """rgb: H x W x 3 (uint8 or float). focal_px and distance_mm (camera to back) give depth in mm."""
+                check: bool = True, trunk: Optional["person.Trunk"] = None) -> BackPrediction:
+        """rgb: H x W x 3 (uint8 or float). focal_px and distance_mm (camera to back) give depth in mm.
+        ``trunk`` (shoulders and hips in photo pixels) frames the networks' input; without it the
+        pose model finds them when it is available."""
         from .network import decode_simcc
 
         torch = self.torch
@@ -131,23 +141,36 @@ class BackPredictor:
         if check:
             require_colour_photo(rgb)
         h, w = rgb.shape[:2]
-        small = cv2.resize(rgb, (INPUT_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_AREA)
+        if trunk is None and self.finder is not None:
+            trunk = self.finder.find(rgb)
+        crop = person.trunk_crop(trunk, (h, w), (INPUT_HEIGHT, INPUT_WIDTH)) if trunk is not None else None
+        if crop is None:
+            small = cv2.resize(rgb, (INPUT_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_AREA)
+        else:
+            small = person.cut(rgb, crop, (INPUT_HEIGHT, INPUT_WIDTH))
         x = torch.from_numpy(small.astype(np.float32).transpose(2, 0, 1)[None] / 255.0).to(self.device)
         with torch.no_grad():
             out = self.model(x)
             kp, conf = decode_simcc(out["simcc_x"].cpu(), out["simcc_y"].cpu())
-        relief = out["relief"][0].cpu().numpy() / RELIEF_SCALE * h  # photo pixels (vertical)
+        frame_h = h if crop is None else crop.height  # the network frame's height in photo pixels
+        relief = out["relief"][0].cpu().numpy() / RELIEF_SCALE * frame_h  # photo pixels (vertical)
         prob = torch.sigmoid(out["mask_logit"][0]).cpu().numpy()
-        relief = cv2.resize(relief, (w, h), interpolation=cv2.INTER_LINEAR)
-        prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+        if crop is None:
+            relief = cv2.resize(relief, (w, h), interpolation=cv2.INTER_LINEAR)
+            prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+            keypoints = kp[0].numpy() * [w / INPUT_WIDTH, h / INPUT_HEIGHT]
+        else:
+            relief = person.paste(relief, crop, (h, w))
+            prob = person.paste(prob, crop, (h, w))
+            keypoints = crop.to_photo(kp[0].numpy(), INPUT_WIDTH, INPUT_HEIGHT)
         mask = _largest_component(prob > 0.5)
         if mask.any():
             relief = relief - np.median(relief[mask])
-        keypoints = kp[0].numpy() * [w / INPUT_WIDTH, h / INPUT_HEIGHT]
         pred = BackPrediction(
             relief_px=relief.astype(np.float32), mask=mask, keypoints_px=keypoints.astype(np.float64),
             confidences=conf[0].numpy().astype(np.float64), mask_probability=prob.astype(np.float32),
-            device=str(self.device), seconds=0.0,
+            device=str(self.device), seconds=0.0, crop=crop,
+            framing="whole photo" if crop is None else f"trunk crop ({trunk.source})",
         )
         if focal_px is not None and distance_mm is not None:
             pred.focal_px = float(focal_px)
