@@ -118,3 +118,38 @@ def test_pose_model_finds_no_person_in_a_picture_without_one():
     assert finder.find(noise) is None
     assert finder.find(wall) is None
     finder.close()
+
+
+def test_blazepose_finds_the_trunk_of_a_rendered_body_and_frames_a_wide_photo():
+    """BlazePose on an anny body (the realistic body source): the shoulders and hips it finds sit
+    where ``person`` expects them relative to C7 and the dimples, and on the same body placed
+    small on a landscape photo the automatic framing crops it back to the training framing."""
+    pytest.importorskip("mediapipe")
+    pytest.importorskip("anny")
+    from SpineMorphologyLib import anny_phantom
+
+    photo = anny_phantom.make_anny_back_photo(phantom.photo_seed(777, 0))
+    finder = person.PersonFinder()
+    trunk = finder.find(photo.rgb)
+    assert trunk is not None and trunk.source == "BlazePose"
+    c7, dimples = photo.spine_line_px[0], photo.spine_line_px[-1]
+    length = float(dimples[1] - c7[1])
+    assert (trunk.shoulder_mid[1] - c7[1]) / length == pytest.approx(person.SHOULDER_BELOW_C7, abs=0.06)
+    assert (trunk.hip_mid[1] - dimples[1]) / length == pytest.approx(person.HIP_BELOW_DIMPLES, abs=0.08)
+    assert abs(trunk.shoulder_mid[0] - c7[0]) < 0.1 * length
+    # the same photo, at 0.6 of its size, off-centre on a wide canvas
+    s, ox, oy = 0.6, 700, 140
+    canvas = np.empty((600, 1200, 3), np.uint8)
+    canvas[:] = photo.rgb[3, 3]
+    small = cv2.resize(photo.rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    canvas[oy:oy + small.shape[0], ox:ox + small.shape[1]] = small
+    found = finder.find(canvas)
+    assert found is not None
+    crop = person.trunk_crop(found, canvas.shape[:2], NET_HW)
+    assert crop is not None
+    # the crop holds the whole trunk, with the trunk about TRUNK_FRACTION of its height
+    line = photo.spine_line_px * s + [ox, oy]
+    assert crop.x0 < line[:, 0].min() and crop.x0 + crop.width > line[:, 0].max()
+    assert crop.y0 < line[:, 1].min() and crop.y0 + crop.height > line[:, 1].max()
+    assert (line[-1, 1] - line[0, 1]) / crop.height == pytest.approx(person.TRUNK_FRACTION, abs=0.1)
+    finder.close()
