@@ -40,11 +40,10 @@ from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
-from scipy import ndimage
 
 from . import morphology, phantom
 from .phantom import (
-    KEYPOINT_LEVELS, LABEL_ARM, LABEL_BACK, LABEL_BACKGROUND, LABEL_CLOTH, LABEL_HAIR, SKIN_TONES,
+    KEYPOINT_LEVELS, LABEL_ARM, LABEL_BACK, LABEL_BACKGROUND, LABEL_CLOTH, LABEL_HAIR,
     BackParams, BackPhoto,
 )
 
@@ -533,47 +532,8 @@ def render_anny(back: AnnyBack, camera: phantom.Camera, rng: np.random.Generator
     nb = np.stack([nc[..., 0], nc[..., 1], -nc[..., 2]], -1)
     nb /= np.maximum(np.linalg.norm(nb, axis=-1, keepdims=True), 1e-9)
     nb = np.where((nb[..., 2:3] < 0), -nb, nb)
-    rgb = _shade(rng, labels, nb, person)
+    rgb = phantom.shade(rng, labels, nb, person)
     return rgb, depth.astype(np.float32), labels
-
-
-def _shade(rng, labels, n, person):
-    """Albedo, light, background, blur, noise and JPEG as in ``phantom.render``."""
-    h, w = labels.shape
-    tone = SKIN_TONES[rng.integers(0, len(SKIN_TONES))] * rng.uniform(0.9, 1.1, 3)
-    skin = np.clip(tone[None, None, :] * (1 + 0.05 * phantom._texture(rng, (h, w), 30)[..., None]), 0, 1)
-    spots = rng.uniform(size=(h, w)) < rng.uniform(0, 0.002)
-    spots = ndimage.binary_dilation(spots, iterations=1)
-    skin[spots] *= 0.65
-    hair = np.clip(rng.choice([0.08, 0.2, 0.35, 0.55]) * np.array([1.0, 0.8, 0.6])
-                   * (1 + 0.2 * phantom._texture(rng, (h, w), 4))[..., None], 0, 1)
-    cloth_colour = rng.uniform(0.05, 0.9, 3)
-    cloth = cloth_colour * (1 + 0.1 * phantom._texture(rng, (h, w), 6))[..., None]
-    albedo = np.where((labels == LABEL_HAIR)[..., None], hair, skin)
-    albedo = np.where((labels == LABEL_CLOTH)[..., None], cloth, albedo)
-
-    light = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.8, 0.1), 1.0])
-    light /= np.linalg.norm(light)
-    view = np.array([0.0, 0.0, 1.0])
-    half = (light + view) / np.linalg.norm(light + view)
-    diffuse = np.clip(n @ light, 0, None)
-    specular = np.clip(n @ half, 0, None) ** rng.uniform(10, 40)
-    ambient = rng.uniform(0.25, 0.45)
-    ks = rng.uniform(0.02, 0.18) * np.where(labels == LABEL_CLOTH, 0.2, 1.0)
-    light_colour = rng.uniform(0.9, 1.1, 3)
-    shaded = albedo * (ambient + (1 - ambient) * diffuse[..., None]) * light_colour + (ks * specular)[..., None]
-    background = phantom._background(rng, h, w)
-    img = np.where(person[..., None], shaded, background)
-    img *= rng.uniform(0.8, 1.15)
-    img = ndimage.gaussian_filter(img, (rng.uniform(0, 0.8), rng.uniform(0, 0.8), 0))
-    img = img + rng.normal(0, rng.uniform(0.003, 0.02), img.shape)
-    rgb = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-    if rng.uniform() < 0.6:
-        import cv2
-
-        ok, enc = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 96))])
-        rgb = cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1].copy()
-    return rgb
 
 
 # --------------------------------------------------------------------------------------------

@@ -388,7 +388,17 @@ def render(body: BackBody, camera: Camera, rng: np.random.Generator):
     n = np.stack([nx, ny, np.ones_like(nx)], -1)
     n /= np.linalg.norm(n, axis=-1, keepdims=True)
 
-    # albedo
+    person = labels > 0
+    rgb = shade(rng, labels, n, person)
+    depth = np.where(person, Z, 0.0).astype(np.float32)
+    return rgb, depth, labels
+
+
+def shade(rng: np.random.Generator, labels: np.ndarray, n: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """Albedo (skin tone and texture, hair, cloth), a key light with ambient and specular terms
+    from the surface normals ``n`` (H x W x 3, towards the camera), a random background outside
+    ``person``, blur, noise and sometimes JPEG: the photo (uint8 RGB). Shared by both body sources."""
+    h, w = labels.shape
     tone = SKIN_TONES[rng.integers(0, len(SKIN_TONES))] * rng.uniform(0.9, 1.1, 3)
     skin = np.clip(tone[None, None, :] * (1 + 0.05 * _texture(rng, (h, w), 30)[..., None]), 0, 1)
     spots = rng.uniform(size=(h, w)) < rng.uniform(0, 0.002)
@@ -412,7 +422,6 @@ def render(body: BackBody, camera: Camera, rng: np.random.Generator):
     light_colour = rng.uniform(0.9, 1.1, 3)
     shaded = albedo * (ambient + (1 - ambient) * diffuse[..., None]) * light_colour + (ks * specular)[..., None]
     background = _background(rng, h, w)
-    person = labels > 0
     img = np.where(person[..., None], shaded, background)
     img *= rng.uniform(0.8, 1.15)
     img = ndimage.gaussian_filter(img, (rng.uniform(0, 0.8), rng.uniform(0, 0.8), 0))
@@ -423,8 +432,7 @@ def render(body: BackBody, camera: Camera, rng: np.random.Generator):
 
         ok, enc = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 96))])
         rgb = cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1].copy()
-    depth = np.where(person, Z, 0.0).astype(np.float32)
-    return rgb, depth, labels
+    return rgb
 
 
 # --------------------------------------------------------------------------------------------
