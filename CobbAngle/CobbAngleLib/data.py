@@ -113,16 +113,9 @@ def invert_affine(m: np.ndarray) -> np.ndarray:
 
 def to_network_frame(pixels01: np.ndarray, m: np.ndarray, out_hw=INPUT_HW) -> np.ndarray:
     """Warp a [0, 1] film into the network frame (area filtering when shrinking)."""
-    s = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-    img = pixels01
-    if s < 0.5:  # pre-shrink with area averaging, then a mild warp
-        f = 1.0 / s / 1.5
-        img = cv2.resize(pixels01, (max(1, round(pixels01.shape[1] / f)), max(1, round(pixels01.shape[0] / f))),
-                         interpolation=cv2.INTER_AREA)
-        pre = np.array([[img.shape[1] / pixels01.shape[1], 0, 0], [0, img.shape[0] / pixels01.shape[0], 0]])
-        m = compose(m, invert_affine(pre))
-    return cv2.warpAffine(img, m, (out_hw[1], out_hw[0]), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    from MSKCommon.resample import warp_affine_area
+
+    return warp_affine_area(pixels01, m, (out_hw[1], out_hw[0]), shrink_below=0.5)
 
 
 def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:

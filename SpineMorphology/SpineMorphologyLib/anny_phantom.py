@@ -361,18 +361,11 @@ class AnnyBack:
 # VTK rendering
 
 def _polydata(vertices, faces, point_rgb=None, cell_rgb=None):
-    import vtk
     from vtk.util import numpy_support as ns
 
-    pts = vtk.vtkPoints()
-    pts.SetData(ns.numpy_to_vtk(np.ascontiguousarray(vertices, dtype=np.float64), deep=True))
-    cells = vtk.vtkCellArray()
-    conn = np.ascontiguousarray(faces, dtype=np.int64).ravel()
-    offsets = np.arange(0, len(conn) + 1, 3, dtype=np.int64)
-    cells.SetData(ns.numpy_to_vtkIdTypeArray(offsets, deep=True), ns.numpy_to_vtkIdTypeArray(conn, deep=True))
-    poly = vtk.vtkPolyData()
-    poly.SetPoints(pts)
-    poly.SetPolys(cells)
+    from .surface import triangle_polydata
+
+    poly = triangle_polydata(vertices, faces)
     if point_rgb is not None:
         arr = ns.numpy_to_vtk(np.ascontiguousarray(point_rgb, dtype=np.uint8), deep=True)
         arr.SetName("rgb")

@@ -77,7 +77,8 @@ def _make(args):
 
 
 def bodies_for(n: int, anny_share: float) -> list[str]:
-    """Which body source makes sample i: every k-th from anny for the requested share."""
+    """Which body source makes sample i: anny for an evenly spread ``anny_share`` of the indices
+    (0.5: every other one, starting with anny), the parametric phantom for the rest."""
     if anny_share <= 0:
         return ["parametric"] * n
     return ["anny" if (i + 0.5) * anny_share % 1.0 < anny_share else "parametric" for i in range(n)]

@@ -112,24 +112,12 @@ def cut(rgb: np.ndarray, crop: Crop, net_hw: tuple[int, int]) -> np.ndarray:
     """The crop resampled to the network size (area filtering; outside the photo: edge pixels)."""
     import cv2
 
+    from MSKCommon.resample import warp_affine_area
+
     net_h, net_w = net_hw
-    h, w = rgb.shape[:2]
-    x0, y0 = int(np.floor(crop.x0)), int(np.floor(crop.y0))
-    x1, y1 = int(np.ceil(crop.x0 + crop.width)), int(np.ceil(crop.y0 + crop.height))
-    pad = [max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w)]
-    src = cv2.copyMakeBorder(rgb, *pad, borderType=cv2.BORDER_REPLICATE) if any(pad) else rgb
-    # exact sub-pixel placement: an affine from the crop to the network frame
     sx, sy = net_w / crop.width, net_h / crop.height
-    ox, oy = crop.x0 + pad[2], crop.y0 + pad[0]
-    m = np.array([[sx, 0, -ox * sx], [0, sy, -oy * sy]], dtype=np.float64)
-    if sx < 0.7:  # shrink by area averaging first, then a mild warp
-        f = 1.5 * sx
-        small = cv2.resize(src, (max(1, round(src.shape[1] * f)), max(1, round(src.shape[0] * f))),
-                           interpolation=cv2.INTER_AREA)
-        g = np.array([[src.shape[1] / small.shape[1], 0, 0], [0, src.shape[0] / small.shape[0], 0]])
-        m = np.vstack([m, [0, 0, 1]]) @ np.vstack([g, [0, 0, 1]])
-        m, src = m[:2], small
-    return cv2.warpAffine(src, m, (net_w, net_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    m = np.array([[sx, 0, -crop.x0 * sx], [0, sy, -crop.y0 * sy]], dtype=np.float64)  # photo -> network
+    return warp_affine_area(rgb, m, (net_w, net_h), shrink_below=0.7, border_mode=cv2.BORDER_REPLICATE)
 
 
 def paste(values: np.ndarray, crop: Crop, photo_hw: tuple[int, int], fill: float = 0.0) -> np.ndarray:

@@ -36,6 +36,21 @@ def depth_colours(z: np.ndarray) -> np.ndarray:
     return c.astype(np.uint8)
 
 
+def triangle_polydata(points: np.ndarray, triangles: np.ndarray) -> vtk.vtkPolyData:
+    """A vtkPolyData of triangles from numpy: points (N, 3), triangles (M, 3) point indices."""
+    pts = vtk.vtkPoints()
+    pts.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float64), deep=True))
+    conn = np.ascontiguousarray(triangles, dtype=np.int64).ravel()
+    offsets = np.arange(0, len(conn) + 1, 3, dtype=np.int64)
+    cells = vtk.vtkCellArray()
+    cells.SetData(numpy_support.numpy_to_vtkIdTypeArray(offsets, deep=True),
+                  numpy_support.numpy_to_vtkIdTypeArray(conn, deep=True))
+    poly = vtk.vtkPolyData()
+    poly.SetPoints(pts)
+    poly.SetPolys(cells)
+    return poly
+
+
 def mesh_from_surface(surface: Surface, rgb: Optional[np.ndarray] = None, step: int = 2,
                       colour_by: str = "photo") -> vtk.vtkPolyData:
     """Triangles over the masked pixel grid (every ``step`` pixels), with a ``Colors`` point array
@@ -52,14 +67,7 @@ def mesh_from_surface(surface: Surface, rgb: Optional[np.ndarray] = None, step: 
     tri1 = np.stack([a[quads], c[quads], b[quads]], 1)
     tri2 = np.stack([b[quads], c[quads], d[quads]], 1)
     tris = np.concatenate([tri1, tri2])
-    poly = vtk.vtkPolyData()
-    points = vtk.vtkPoints()
-    points.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(to_ras(pts)), deep=True))
-    poly.SetPoints(points)
-    cells = np.column_stack([np.full(len(tris), 3), tris]).astype(np.int64).ravel()
-    polys = vtk.vtkCellArray()
-    polys.SetCells(len(tris), numpy_support.numpy_to_vtkIdTypeArray(cells, deep=True))
-    poly.SetPolys(polys)
+    poly = triangle_polydata(to_ras(pts), tris)
     if colour_by == "photo" and rgb is not None:
         colours = np.asarray(rgb)[::step, ::step][mask][:, :3].astype(np.uint8)
     else:
