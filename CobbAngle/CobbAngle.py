@@ -226,8 +226,8 @@ class CobbAngleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed."""
         self._cancelJob()  # its result would belong to a volume that is going away
-        if "CobbAngleLib.mrml" in sys.modules:
-            sys.modules["CobbAngleLib.mrml"].detach_all()
+        if "CobbAngleLib.review" in sys.modules:
+            sys.modules["CobbAngleLib.review"].detach_all()
         self._showNodes(None)
         # Parameter node will be reset, do not use it anymore
         self.setParameterNode(None)
@@ -361,7 +361,7 @@ class CobbAngleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if volume is None:
                 self.ui.statusLabel.text = _("The radiograph was removed while the network ran; result discarded.")
                 return
-            from CobbAngleLib import mrml
+            from CobbAngleLib import review as mrml
 
             try:
                 nodes = self.logic.presentPrediction(volume, job.prediction, job.convention, job.onExisting)
@@ -376,7 +376,7 @@ class CobbAngleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _chooseOnExisting(self, volume) -> Optional[str]:
         """"update" unless a user moved points of this volume's result: then ask (None: cancel)."""
-        from CobbAngleLib import mrml
+        from CobbAngleLib import review as mrml
 
         nodes = mrml.find_result(volume.GetScene(), volume)
         if nodes is None or not mrml.result_was_edited(nodes):
@@ -404,7 +404,7 @@ class CobbAngleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         nodes = None
         if volume is not None and volume.GetScene() is not None:
             try:
-                from CobbAngleLib import mrml
+                from CobbAngleLib import review as mrml
 
                 nodes = mrml.find_result(volume.GetScene(), volume)
             except Exception:
@@ -417,7 +417,7 @@ class CobbAngleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resetPointsButton.enabled = nodes is not None
         warning = ""
         if nodes is not None:
-            from CobbAngleLib import mrml
+            from CobbAngleLib import review as mrml
 
             warning = nodes.landmarks.GetAttribute(getattr(mrml, "ATTR_WARNING", "CobbAngle.Warning")) or ""
             error = getattr(nodes, "error", "")  # why the current points cannot be measured
@@ -429,7 +429,7 @@ class CobbAngleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _editShownResult(self, edit, message) -> None:
         """Apply edit(mrml, nodes) to the selected radiograph's latest result, if it has one."""
         with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
-            from CobbAngleLib import mrml
+            from CobbAngleLib import review as mrml
 
             volume = self._parameterNode.inputVolume if self._parameterNode else None
             nodes = mrml.find_result(volume.GetScene(), volume) if volume is not None else None
@@ -595,7 +595,7 @@ class CobbAngleLogic(ScriptedLoadableModuleLogic):
 
     def presentPrediction(self, inputVolume, prediction, convention, onExisting="update"):
         """Main thread: show a prediction as nodes on the radiograph (CobbAngleLib.mrml.present)."""
-        from CobbAngleLib import mrml
+        from CobbAngleLib import review as mrml
 
         return mrml.present(
             inputVolume.GetScene(), inputVolume, prediction.landmarks, convention=convention,
@@ -618,7 +618,7 @@ class CobbAngleLogic(ScriptedLoadableModuleLogic):
         self.checkInputVolume(inputVolume)
         path = self.landmarksPath(landmarksFile)
         if path is not None:
-            from CobbAngleLib import mrml
+            from CobbAngleLib import review as mrml
             from CobbAngleLib.landmarks_io import check_landmarks_fit_image, read_aasce_mat
 
             landmarks = read_aasce_mat(path)
@@ -646,8 +646,8 @@ class CobbAngleTest(ScriptedLoadableModuleTest):
 
     def setUp(self):
         """Do whatever is needed to reset the state - typically a scene clear will be enough."""
-        if "CobbAngleLib.mrml" in sys.modules:
-            sys.modules["CobbAngleLib.mrml"].detach_all()  # live-update observers of the previous test
+        if "CobbAngleLib.review" in sys.modules:
+            sys.modules["CobbAngleLib.review"].detach_all()  # live-update observers of the previous test
         slicer.mrmlScene.Clear()
 
     def runTest(self):
@@ -665,7 +665,7 @@ class CobbAngleTest(ScriptedLoadableModuleTest):
     def test_CobbAngle_LandmarksFile(self):
         """The phantom with its AASCE landmark file: points, angles, live update on an edit, and an
         edited result that a re-run does not silently replace."""
-        from CobbAngleLib import mrml
+        from CobbAngleLib import review as mrml
 
         self.delayDisplay("Starting the test")
         folder = sampleDataDirectory()

@@ -151,7 +151,7 @@ class KneeLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.toolTip = _("Find the knees and measure") if ok else _("Select a radiograph")
 
     def onApplyButton(self) -> None:
-        from KneeLandmarksLib import mrml
+        from KneeLandmarksLib import review as mrml
 
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Knee landmarks failed."), waitCursor=True):
@@ -180,7 +180,7 @@ class KneeLandmarksWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return None
 
     def onResetPointsButton(self) -> None:
-        from KneeLandmarksLib import mrml
+        from KneeLandmarksLib import review as mrml
 
         volume = self._parameterNode.inputVolume if self._parameterNode else None
         if volume is None:
@@ -251,8 +251,8 @@ class KneeLandmarksLogic(ScriptedLoadableModuleLogic):
     def process(self, volumeNode, spacingOverrideMm: Optional[float] = None, device: str = "auto",
                 on_existing: str = "update"):
         """Landmarks and JSW for every knee on ``volumeNode``; returns KneeNodes per knee."""
-        from MSKCommon import mrml as common
-        from KneeLandmarksLib import mrml
+        from MSKCommonLib import mrml as common
+        from KneeLandmarksLib import review as mrml
 
         if volumeNode is None:
             raise ValueError(_("Select a knee radiograph."))
@@ -270,7 +270,7 @@ class KneeLandmarksLogic(ScriptedLoadableModuleLogic):
                             source="network")
 
     def cleanup(self) -> None:
-        from KneeLandmarksLib import mrml
+        from KneeLandmarksLib import review as mrml
 
         mrml.detach_all()
 
@@ -292,9 +292,9 @@ class KneeLandmarksTest(ScriptedLoadableModuleTest):
         """A synthetic bilateral film: two knees, 16 labelled points each, JSW that follows a moved point."""
         import numpy as np
 
-        from MSKCommon import mrml as common
-        from MSKCommon.radiograph import radiograph_from_array
-        from KneeLandmarksLib import phantom
+        from MSKCommonLib import mrml as common
+        from MSKCommonLib.image import radiograph_from_array
+        from KneeLandmarksTools import phantom
 
         self.delayDisplay("Rendering a synthetic bilateral knee film")
         film = phantom.sample_film(7, n_knees=2, spacing_range=(0.3, 0.3))
@@ -306,7 +306,7 @@ class KneeLandmarksTest(ScriptedLoadableModuleTest):
             self.assertEqual(n.landmarks.GetNumberOfControlPoints(), 16)
             self.assertEqual(n.landmarks.GetNthControlPointLabel(0), "T1")
             truth = film.landmarks_px(next(k for k in film.knees if k.side == n.side))
-            from KneeLandmarksLib import mrml
+            from KneeLandmarksLib import review as mrml
 
             error_mm = np.linalg.norm(mrml.landmarks_px(n) - truth, axis=1).mean() * 0.3
             self.assertLess(error_mm, 5.0)

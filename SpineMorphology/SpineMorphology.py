@@ -125,8 +125,8 @@ class SpineMorphologyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if "SpineMorphologyLib.mrml" in sys.modules:
-            sys.modules["SpineMorphologyLib.mrml"].detach_all()
+        if "SpineMorphologyLib.review" in sys.modules:
+            sys.modules["SpineMorphologyLib.review"].detach_all()
         self._showNodes(None)
         self.setParameterNode(None)
 
@@ -159,7 +159,7 @@ class SpineMorphologyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to measure the back."), waitCursor=True):
             p = self._parameterNode
-            from SpineMorphologyLib import mrml
+            from SpineMorphologyLib import review as mrml
 
             args = dict(depthFile=p.depthFile, focalMm=p.focalMm, distanceMm=p.distanceMm, device=p.device)
             try:
@@ -172,7 +172,7 @@ class SpineMorphologyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onResetPointsButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to reset the points."), waitCursor=True):
-            from SpineMorphologyLib import mrml
+            from SpineMorphologyLib import review as mrml
 
             volume = self._parameterNode.inputVolume if self._parameterNode else None
             nodes = mrml.find_result(volume.GetScene(), volume) if volume is not None else None
@@ -184,7 +184,7 @@ class SpineMorphologyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         nodes = None
         if volume is not None:
             try:
-                from SpineMorphologyLib import mrml
+                from SpineMorphologyLib import review as mrml
 
                 nodes = mrml.find_result(volume.GetScene(), volume)
             except Exception:
@@ -245,7 +245,7 @@ class SpineMorphologyLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def photoArray(volume):
-        from SpineMorphologyLib import mrml
+        from SpineMorphologyLib import review as mrml
 
         if volume is None or volume.GetImageData() is None:
             raise ValueError(_("Select a back photo."))
@@ -265,7 +265,7 @@ class SpineMorphologyLogic(ScriptedLoadableModuleLogic):
 
     def process(self, inputVolume, depthFile=None, focalMm=0.0, distanceMm=0.0, device="auto", onExisting="update"):
         """Measure the back on a photo volume and show the result as nodes; returns BackNodes."""
-        from SpineMorphologyLib import mrml
+        from SpineMorphologyLib import review as mrml
         from SpineMorphologyLib.predict import focal_px_from_35mm, read_depth_png
 
         rgb = self.photoArray(inputVolume)
@@ -301,8 +301,8 @@ class SpineMorphologyLogic(ScriptedLoadableModuleLogic):
 
 class SpineMorphologyTest(ScriptedLoadableModuleTest):
     def setUp(self):
-        if "SpineMorphologyLib.mrml" in sys.modules:
-            sys.modules["SpineMorphologyLib.mrml"].detach_all()
+        if "SpineMorphologyLib.review" in sys.modules:
+            sys.modules["SpineMorphologyLib.review"].detach_all()
         slicer.mrmlScene.Clear()
 
     def runTest(self):
@@ -312,7 +312,8 @@ class SpineMorphologyTest(ScriptedLoadableModuleTest):
     def test_SpineMorphology_PhantomWithTruePoints(self):
         """A synthetic back with its exact depth and keypoints: nodes, measures close to the truth,
         live update when C7 moves, and an edited result not replaced silently."""
-        from SpineMorphologyLib import mrml, phantom
+        from SpineMorphologyLib import review as mrml
+        from SpineMorphologyTools import phantom
 
         photo = phantom.make_back_photo(phantom.photo_seed(0, 0))
         cam = photo.camera

@@ -28,8 +28,8 @@ def aasce():
 @pytest.fixture
 def slicer_app():
     """A fresh real MRML scene with the module logics, torn down after the test."""
-    from MSKCommon.headless import make_app
-    from CobbAngleLib import mrml
+    from MSKCommonLib.headless import make_app
+    from CobbAngleLib import review as mrml
 
     app = make_app()
     yield app

@@ -7,7 +7,9 @@ import pytest
 pytest.importorskip("anny")
 pytest.importorskip("vtk")
 
-from SpineMorphologyLib import anny_phantom, phantom  # noqa: E402
+from SpineMorphologyTools import phantom  # noqa: E402
+
+from SpineMorphologyTools import anny_phantom, photos
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +113,7 @@ def test_zbuffer_gives_the_exact_distance_along_the_axis():
 
 def test_command_with_the_anny_body(tmp_path):
     import cv2
-    from MSKCommon.cli import main
+    from MSKCommonLib.cli import main
 
     assert main(["phantom", "back", "--body", "anny", "--out", str(tmp_path), "--n", "1", "--seed", "4"]) == 0
     depth = cv2.imread(str(tmp_path / "back_0004_0000_depth.png"), cv2.IMREAD_UNCHANGED)
@@ -121,7 +123,7 @@ def test_command_with_the_anny_body(tmp_path):
 
 
 def test_command_says_how_to_install_anny_when_it_is_missing(tmp_path, monkeypatch, capsys):
-    from MSKCommon.cli import main
+    from MSKCommonLib.cli import main
 
     def missing():
         raise anny_phantom.AnnyNotInstalled("No module named 'anny'")
@@ -132,7 +134,7 @@ def test_command_says_how_to_install_anny_when_it_is_missing(tmp_path, monkeypat
 
 
 def test_training_samples_from_anny_bodies_and_the_mix():
-    from SpineMorphologyLib import data
+    from SpineMorphologyTools import data
     from SpineMorphologyLib.network import INPUT_HEIGHT, INPUT_WIDTH
 
     s = data.make_sample(data.TRAIN_SEED, 1, body="anny")
@@ -146,4 +148,4 @@ def test_training_samples_from_anny_bodies_and_the_mix():
     assert np.all(np.diff(s["keypoints"][:, 1]) < 0)
     assert data.bodies_for(10, 0.5).count("anny") == 5 and data.bodies_for(7, 0.0) == ["parametric"] * 7
     with pytest.raises(ValueError):
-        data.make_photo("robot", 1, 160, 192)
+        photos.make_photo("robot", 1, 160, 192)

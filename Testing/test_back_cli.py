@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from MSKCommon.cli import main
-from SpineMorphologyLib import phantom
+from MSKCommonLib.cli import main
+from SpineMorphologyTools import phantom
 from SpineMorphologyLib.predict import DEFAULT_WEIGHTS
 
 needs_weights = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason=f"no back network weights at {DEFAULT_WEIGHTS}")

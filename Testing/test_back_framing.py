@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from SpineMorphologyLib import morphology, person, phantom
+from SpineMorphologyLib import morphology, person
+
+from SpineMorphologyTools import phantom
 from SpineMorphologyLib.network import INPUT_HEIGHT, INPUT_WIDTH
 from SpineMorphologyLib.predict import BackPredictor
 
@@ -126,7 +128,7 @@ def test_blazepose_finds_the_trunk_of_a_rendered_body_and_frames_a_wide_photo():
     small on a landscape photo the automatic framing crops it back to the training framing."""
     pytest.importorskip("mediapipe")
     pytest.importorskip("anny")
-    from SpineMorphologyLib import anny_phantom
+    from SpineMorphologyTools import anny_phantom
 
     photo = anny_phantom.make_anny_back_photo(phantom.photo_seed(777, 0))
     finder = person.PersonFinder()

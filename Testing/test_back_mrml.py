@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from MSKCommon import mrml as common
-from SpineMorphologyLib import morphology, mrml, phantom
+from MSKCommonLib import mrml as common
+from SpineMorphologyLib import morphology, review as mrml
+from SpineMorphologyTools import phantom
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from SpineMorphologyLib import data, network, phantom
+from SpineMorphologyLib import network
+
+from SpineMorphologyTools import data, phantom, photos
 from SpineMorphologyLib.predict import DEFAULT_WEIGHTS, BackPredictor, NotABackPhoto
 
 torch.set_num_threads(1)
@@ -47,7 +49,7 @@ def test_training_samples_are_consistent():
 
 
 def test_train_checkpoint_and_resume(tmp_path):
-    from MSKCommon.cli import main
+    from MSKCommonLib.cli import main
 
     args = ["train", "back", "--out", str(tmp_path / "run"), "--n-train", "8", "--n-val", "4", "--batch", "2",
             "--max-steps", "2", "--workers", "1", "--no-pretrained"]
@@ -83,12 +85,12 @@ def test_shipped_weights_on_held_out_bodies(body):
     (the model card's full numbers: PCK 100 / 99.7 %, midline 3.6 / 4.5 mm on 100 photos)."""
     if body == "anny":
         pytest.importorskip("anny")
-    from SpineMorphologyLib import bench
+    from SpineMorphologyTools import bench
 
     predictor = BackPredictor(device="cpu", framing="off")
     hits = []
     for i in range(4):
-        photo = data.make_photo(body, phantom.photo_seed(data.EVAL_SEED, 10_000 + i), 384, 512)
+        photo = photos.make_photo(body, phantom.photo_seed(data.EVAL_SEED, 10_000 + i), 384, 512)
         pred = predictor.predict(photo.rgb, check=False)
         trunk = np.linalg.norm(photo.keypoints_px[6] - photo.spine_line_px[-1])
         err = np.linalg.norm(pred.keypoints_px - photo.keypoints_px, axis=1)[photo.keypoints_visible]

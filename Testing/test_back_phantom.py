@@ -6,7 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from SpineMorphologyLib import morphology, phantom
+from SpineMorphologyLib import morphology
+
+from SpineMorphologyTools import phantom
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def test_scoliosis_parameters_drive_deviation_and_rotation():
 
 
 def test_command_writes_photos_depth_mask_and_truth(tmp_path):
-    from MSKCommon.cli import main
+    from MSKCommonLib.cli import main
 
     assert main(["phantom", "back", "--out", str(tmp_path), "--n", "2", "--seed", "5"]) == 0
     stem = tmp_path / "back_0005_0001"

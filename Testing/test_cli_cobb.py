@@ -14,7 +14,7 @@ import pytest
 
 from CobbAngleLib import geometry
 from CobbAngleLib.landmarks_io import write_aasce_mat
-from MSKCommon.cli import main
+from MSKCommonLib.cli import main
 from conftest import DOUBLE_CURVE_TILTS, REPO, synthetic_spine
 
 
@@ -54,7 +54,7 @@ def test_cli_reproduces_aasce_angles_from_their_landmark_files(aasce, tmp_path):
 
 
 def test_outputs_load_as_slicer_nodes_and_agree(tmp_path, slicer_app):
-    from MSKCommon import mrml as common
+    from MSKCommonLib import mrml as common
 
     film, spine = make_film(tmp_path, "spine film.png")
     out = tmp_path / "out"

@@ -13,8 +13,8 @@ import torch
 
 from CobbAngleLib import geometry
 from CobbAngleLib.predict import DEFAULT_WEIGHTS, Cancelled, CobbPredictor
-from MSKCommon.device import choose_device
-from MSKCommon.weights import WeightsError, load_state
+from MSKCommonLib.device import choose_device
+from MSKCommonLib.weights import WeightsError, load_state
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 AASCE = SHARED / "aasce2019-train"
@@ -90,7 +90,7 @@ def _validation_film(i: int = 0):
     import cv2
     from scipy.io import loadmat
 
-    from CobbAngleLib.data import read_split
+    from CobbAngleTools.data import read_split
 
     name = read_split()["validation"][i]
     pixels = cv2.imread(str(AASCE / "images" / name), cv2.IMREAD_GRAYSCALE).astype(np.float32)

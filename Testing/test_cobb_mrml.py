@@ -5,8 +5,8 @@ import types
 import numpy as np
 import pytest
 
-from CobbAngleLib import geometry, mrml
-from MSKCommon import mrml as common
+from CobbAngleLib import geometry, review as mrml
+from MSKCommonLib import mrml as common
 from conftest import DOUBLE_CURVE_TILTS, synthetic_spine
 
 
@@ -164,7 +164,7 @@ def test_markups_json_round_trip_keeps_labels_and_positions(slicer_app, tmp_path
 
 
 def test_moved_points_and_angles_survive_saving_and_reloading_the_scene(slicer_app, tmp_path):
-    from MSKCommon.headless import make_app
+    from MSKCommonLib.headless import make_app
 
     scene = slicer_app.scene
     volume = make_volume(scene)

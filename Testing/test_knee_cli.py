@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from KneeLandmarksLib import phantom, predict
-from KneeLandmarksLib import shape_model as sm
+from KneeLandmarksLib import predict
+
+from KneeLandmarksTools import phantom
+from KneeLandmarksTools import shape_model as sm
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +24,9 @@ def film_dir(tmp_path_factory):
 
 
 def test_cli_measures_both_knees_of_a_dicom_film(film_dir, tmp_path):
-    from MSKCommon.cli import main
-    from MSKCommon.headless import make_app
-    from MSKCommon import mrml as common
+    from MSKCommonLib.cli import main
+    from MSKCommonLib.headless import make_app
+    from MSKCommonLib import mrml as common
 
     out = tmp_path / "out"
     assert main(["knee", str(film_dir / "knee_002_0000.dcm"), "--out", str(out), "--device", "cpu"]) == 0
@@ -52,7 +54,7 @@ def test_cli_measures_both_knees_of_a_dicom_film(film_dir, tmp_path):
 
 
 def test_png_without_spacing_is_refused_then_measured_with_spacing(film_dir, tmp_path):
-    from MSKCommon.cli import main
+    from MSKCommonLib.cli import main
 
     png = film_dir / "preview" / "knee_002_0000.png"
     out = tmp_path / "refused"
@@ -70,7 +72,7 @@ def test_a_phantom_folder_runs_as_it_is_written(film_dir, tmp_path):
     """`mskmorph phantom knee --out DIR` then `mskmorph knee DIR`: the DICOM films are measured
     (the PNG previews, which carry no pixel spacing, lie in DIR/preview) and every row of the
     ground truth finds its prediction."""
-    from MSKCommon.cli import main
+    from MSKCommonLib.cli import main
 
     out = tmp_path / "out"
     assert main(["knee", str(film_dir), "--out", str(out), "--device", "cpu", "--no-overlay"]) == 0

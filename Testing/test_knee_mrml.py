@@ -6,22 +6,22 @@ import numpy as np
 import pytest
 
 from KneeLandmarksLib import measure
-from KneeLandmarksLib import shape_model as sm
+from KneeLandmarksTools import shape_model as sm
 
 SPACING = 0.2  # mm per pixel
 
 
 @pytest.fixture
 def knee_app(slicer_app):
-    from KneeLandmarksLib import mrml
+    from KneeLandmarksLib import review as mrml
 
     yield slicer_app
     mrml.detach_all()
 
 
 def _film(scene, h=900, w=1400, spacing=SPACING):
-    from MSKCommon import mrml as common
-    from MSKCommon.radiograph import radiograph_from_array
+    from MSKCommonLib import mrml as common
+    from MSKCommonLib.image import radiograph_from_array
 
     pixels = np.random.default_rng(0).normal(100, 5, (h, w)).astype(np.float32)
     return common.volume_from_radiograph(scene, radiograph_from_array(pixels, (spacing, spacing)), "film")
@@ -34,8 +34,8 @@ def _knee(side: str, centre_px, spacing=SPACING) -> np.ndarray:
 
 
 def test_present_makes_labelled_nodes_with_measured_jsw(knee_app):
-    from MSKCommon import mrml as common
-    from KneeLandmarksLib import mrml
+    from MSKCommonLib import mrml as common
+    from KneeLandmarksLib import review as mrml
 
     scene = knee_app.scene
     volume = _film(scene)
@@ -66,8 +66,8 @@ def test_present_makes_labelled_nodes_with_measured_jsw(knee_app):
 
 
 def test_moving_a_tibial_point_updates_the_jsw_line_and_table(knee_app):
-    from MSKCommon import mrml as common
-    from KneeLandmarksLib import mrml
+    from MSKCommonLib import mrml as common
+    from KneeLandmarksLib import review as mrml
 
     scene = knee_app.scene
     volume = _film(scene)
@@ -90,8 +90,8 @@ def test_moving_a_tibial_point_updates_the_jsw_line_and_table(knee_app):
 
 
 def test_edited_points_are_never_replaced_silently(knee_app):
-    from MSKCommon import mrml as common
-    from KneeLandmarksLib import mrml
+    from MSKCommonLib import mrml as common
+    from KneeLandmarksLib import review as mrml
 
     scene = knee_app.scene
     volume = _film(scene)
@@ -120,8 +120,8 @@ def test_edited_points_are_never_replaced_silently(knee_app):
 
 
 def test_landmarks_round_trip_through_mrk_json(knee_app, tmp_path):
-    from MSKCommon import mrml as common
-    from KneeLandmarksLib import mrml
+    from MSKCommonLib import mrml as common
+    from KneeLandmarksLib import review as mrml
 
     scene = knee_app.scene
     volume = _film(scene)

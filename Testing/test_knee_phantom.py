@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
-from KneeLandmarksLib import measure, phantom
-from KneeLandmarksLib import shape_model as sm
+from KneeLandmarksLib import measure
+from KneeLandmarksTools import phantom
+from KneeLandmarksTools import shape_model as sm
 
 KNEEL_CSV = SHARED_DATA / "kneel-annotations" / "bf_landmarks_1_0.3.csv"
 
@@ -101,7 +102,7 @@ def test_bone_edges_lie_on_the_ground_truth_landmarks():
 
 
 def test_generated_files_and_ground_truth(tmp_path):
-    from MSKCommon.radiograph import read_radiograph
+    from MSKCommonLib.image import read_radiograph
 
     truths = phantom.generate(tmp_path, n=2, seed=4, single_knee_fraction=0.0, spacing_range=(0.5, 0.5))
     assert len(truths) == 2 and all(len(t["knees"]) == 2 for t in truths)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from KneeLandmarksLib import phantom, predict
-from KneeLandmarksLib import shape_model as sm
+from KneeLandmarksLib import predict
+
+from KneeLandmarksTools import phantom
+from KneeLandmarksTools import shape_model as sm
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
-from KneeLandmarksLib import data as D
-from KneeLandmarksLib import phantom
-from KneeLandmarksLib import shape_model as sm
+from KneeLandmarksTools import data as D
+from KneeLandmarksTools import phantom
+from KneeLandmarksTools import shape_model as sm
 
 VIA_CSV = SHARED_DATA / "kneel-annotations" / "oai_landmarks_via_refined.csv"
 
@@ -77,7 +77,7 @@ def test_real_via_annotations_are_read_in_anatomical_order():
 
 
 def test_training_runs_on_user_dicom_films_with_via_csv(tmp_path):
-    from KneeLandmarksLib import train
+    from KneeLandmarksTools import train
 
     truths = phantom.generate(tmp_path / "films", n=1, seed=9, single_knee_fraction=0.0, png=False,
                               spacing_range=(0.4, 0.4))

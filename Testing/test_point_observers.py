@@ -1,4 +1,4 @@
-"""MSKCommon.mrml.PointObservers: the live-update bookkeeping the three modules share, on real
+"""MSKCommonLib.mrml.PointObservers: the live-update bookkeeping the three modules share, on real
 markups nodes from slicer-core."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 
 def _fiducial(app, n=3):
-    from MSKCommon import mrml as common
+    from MSKCommonLib import mrml as common
 
     node = common.new_markups(app.scene, "vtkMRMLMarkupsFiducialNode", "points")
     common.set_control_points(node, np.arange(3 * n, dtype=float).reshape(n, 3))
@@ -14,7 +14,7 @@ def _fiducial(app, n=3):
 
 
 def test_callback_gets_the_kept_result_on_move_add_remove(slicer_app):
-    from MSKCommon.mrml import PointObservers
+    from MSKCommonLib.mrml import PointObservers
 
     node = _fiducial(slicer_app)
     observers = PointObservers()
@@ -34,7 +34,7 @@ def test_callback_gets_the_kept_result_on_move_add_remove(slicer_app):
 
 
 def test_paused_silences_then_restores(slicer_app):
-    from MSKCommon.mrml import PointObservers
+    from MSKCommonLib.mrml import PointObservers
 
     node = _fiducial(slicer_app)
     observers = PointObservers()
@@ -51,7 +51,7 @@ def test_paused_silences_then_restores(slicer_app):
 
 
 def test_forget_removes_the_observers(slicer_app):
-    from MSKCommon.mrml import PointObservers
+    from MSKCommonLib.mrml import PointObservers
 
     node = _fiducial(slicer_app)
     observers = PointObservers()

@@ -1,4 +1,4 @@
-"""MSKCommon.radiograph: every supported format round-trips (values, spacing, orientation) and every
+"""MSKCommonLib.image: every supported format round-trips (values, spacing, orientation) and every
 bad input is refused with one clear ImageReadError. All files are made here, in tmp_path."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
-from MSKCommon import radiograph as rg
-from MSKCommon.radiograph import ImageReadError, Radiograph, radiograph_from_array, read_radiograph
+from MSKCommonLib import image as rg
+from MSKCommonLib.image import ImageReadError, Radiograph, radiograph_from_array, read_radiograph
 
 H, W = 80, 96  # rows, columns
 MARK = (2, 5)  # row 2, column 5

@@ -8,7 +8,7 @@ import pytest
 import scipy.io
 
 from CobbAngleLib import geometry
-from CobbAngleLib.phantom import configure_parser, render_spine_phantom, run, write_phantom
+from CobbAngleTools.phantom import configure_parser, render_spine_phantom, run, write_phantom
 from conftest import SAMPLE_DATA
 
 SAMPLE_SEED = 23

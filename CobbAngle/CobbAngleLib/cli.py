@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from MSKCommon import batch
+from MSKCommonLib import batch
 
 from . import geometry
 from .landmarks_io import check_landmarks_fit_image, landmarks_for_image, read_aasce_mat
@@ -56,10 +56,10 @@ class _Runner(batch.Runner):
         return CobbPredictor(weights=self.args.weights, device=self.args.device)
 
     def process(self, item: batch.Item) -> None:
-        from MSKCommon import mrml as common
-        from MSKCommon.radiograph import read_radiograph
+        from MSKCommonLib import mrml as common
+        from MSKCommonLib.image import read_radiograph
 
-        from . import mrml
+        from . import review as mrml
         from .overlay import draw_overlay, write_overlay
 
         args = self.args

@@ -1,6 +1,6 @@
 """Inference: vertebrae T1..L5, their corners and the three Cobb angles on a spine AP radiograph.
 
-    predictor = CobbPredictor()            # weights: Resources/Models/cobb_seg4reg.pt
+    predictor = CobbPredictor()            # weights: CobbAngleLib/models/cobb_seg4reg.pt
     result = predictor.predict(pixels)     # float32 H x W, the film's own intensity units
 
 The landmarks (corners) are what the user sees; ``landmark_angles`` are computed from them by
@@ -19,12 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from MSKCommonLib.resources import packaged
+
 from . import geometry
-from .data import FLIP_CORNERS, INPUT_HW, intensity_window, invert_affine, letterbox_matrix, to_network_frame
+from .frame import FLIP_CORNERS, INPUT_HW, intensity_window, invert_affine, letterbox_matrix, to_network_frame
 from .network import Seg4RegNet, decode_landmarks
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
-DEFAULT_WEIGHTS = MODELS_DIR / "cobb_seg4reg.pt"
+DEFAULT_WEIGHTS = packaged("CobbAngleLib", "models", "cobb_seg4reg.pt")
 WEIGHTS_FORMAT = "mskmorph-cobb-seg4reg-lite0-v1"
 
 
@@ -47,8 +48,8 @@ class CobbPrediction:
 class CobbPredictor:
     def __init__(self, weights=None, device: str = "auto", consistency_threshold_deg: float = 10.0,
                  test_time_flip: bool = False, chain_decoding: bool = True):
-        from MSKCommon.device import choose_device
-        from MSKCommon.weights import WeightsError, load_state
+        from MSKCommonLib.device import choose_device
+        from MSKCommonLib.weights import WeightsError, load_state
 
         self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
         self.device = choose_device(device)

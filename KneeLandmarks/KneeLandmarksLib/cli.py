@@ -20,10 +20,10 @@ import csv
 import json
 from pathlib import Path
 
-from MSKCommon import batch
+from MSKCommonLib import batch
 
 from . import measure
-from . import shape_model as sm
+from . import landmarks as sm
 
 MAX_COLOURFULNESS = 0.12
 
@@ -51,10 +51,10 @@ class _Runner(batch.Runner):
         return KneePredictor(weights=self.args.weights, device=self.args.device)
 
     def process(self, item: batch.Item) -> None:
-        from MSKCommon import mrml as common
-        from MSKCommon.radiograph import read_radiograph
+        from MSKCommonLib import mrml as common
+        from MSKCommonLib.image import read_radiograph
 
-        from . import mrml
+        from . import review as mrml
         from .overlay import draw_overlay, write_overlay
 
         args = self.args

@@ -62,7 +62,7 @@ class KneeMeasurement:
         return self.lateral.width_mm
 
     def to_dict(self) -> dict:
-        from .shape_model import LANDMARK_LABELS
+        from .landmarks import LANDMARK_LABELS
 
         sx, sy = self.spacing_mm[1], self.spacing_mm[0]
         return {

@@ -17,11 +17,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from . import data as D
-from . import shape_model as sm
+from MSKCommonLib.resources import packaged
+
+from . import roi as D
+from . import landmarks as sm
 from .network import KneelNet, heatmap_spread
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+MODELS_DIR = packaged("KneeLandmarksLib", "models")
 DETECTOR_FILE, LANDMARKS_FILE = "knee_detector.pt", "knee_landmarks.pt"
 PRESENCE_THRESHOLD = 0.5
 SHARP_SPREAD_MM, SPREAD_SCALE_MM = 3.0, 3.0
@@ -50,7 +52,7 @@ class KneePrediction:
 
 
 def _load(path: Path, stage: str, device) -> KneelNet:
-    from MSKCommon.weights import WeightsError, load_state
+    from MSKCommonLib.weights import WeightsError, load_state
 
     saved = load_state(path, map_location="cpu")
     if not isinstance(saved, dict) or "state_dict" not in saved or "config" not in saved:
@@ -66,10 +68,10 @@ def _load(path: Path, stage: str, device) -> KneelNet:
 
 class KneePredictor:
     """``weights``: a folder holding knee_detector.pt and knee_landmarks.pt, or a pair of files
-    (detector, landmarks); default the shipped ones in Resources/Models."""
+    (detector, landmarks); default the shipped ones in KneeLandmarksLib/models."""
 
     def __init__(self, weights=None, device: str = "auto", refine: bool = True, threads: Optional[int] = None):
-        from MSKCommon.device import choose_device
+        from MSKCommonLib.device import choose_device
 
         if threads:
             torch.set_num_threads(threads)

@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from MSKCommon import batch
+from MSKCommonLib import batch
 
 from . import morphology
 
@@ -148,10 +148,10 @@ def read_keypoints(arg: Path, photo_path: Path, single: bool, rgb) -> np.ndarray
     elif not single:
         raise ValueError("--keypoints with one file needs exactly one photo; give a folder for several")
     if path.name.lower().endswith(".mrk.json"):
-        from MSKCommon import mrml as common
-        from MSKCommon.headless import make_app
+        from MSKCommonLib import mrml as common
+        from MSKCommonLib.headless import make_app
 
-        from . import mrml
+        from . import review as mrml
 
         app = make_app(set_slicer_globals=False)
         photo = mrml.photo_volume(app.scene, rgb, "photo")
@@ -187,9 +187,9 @@ class _Runner(batch.Runner):
         return BackPredictor(weights=self.args.weights, device=self.args.device, framing=self.args.framing)
 
     def process(self, item: batch.Item) -> None:
-        from MSKCommon import mrml as common
+        from MSKCommonLib import mrml as common
 
-        from . import mrml
+        from . import review as mrml
         from .predict import read_depth_png, require_colour_photo
 
         args = self.args

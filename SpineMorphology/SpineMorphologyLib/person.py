@@ -112,7 +112,7 @@ def cut(rgb: np.ndarray, crop: Crop, net_hw: tuple[int, int]) -> np.ndarray:
     """The crop resampled to the network size (area filtering; outside the photo: edge pixels)."""
     import cv2
 
-    from MSKCommon.resample import warp_affine_area
+    from MSKCommonLib.resample import warp_affine_area
 
     net_h, net_w = net_hw
     sx, sy = net_w / crop.width, net_h / crop.height

@@ -19,10 +19,12 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from MSKCommonLib.resources import packaged
+
 from . import morphology, person
 from .network import INPUT_HEIGHT, INPUT_WIDTH, RELIEF_SCALE
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "gamanet_back.pt"
+DEFAULT_WEIGHTS = packaged("SpineMorphologyLib", "models", "gamanet_back.pt")
 MIN_COLOURFULNESS = 0.06  # mean HSV saturation below this: a grayscale picture (a radiograph?)
 MIN_BACK_FRACTION = 0.04  # of the photo
 MIN_SKIN_FRACTION = 0.3  # of the predicted back that has a skin-like colour
@@ -108,7 +110,7 @@ class BackPredictor:
     def __init__(self, weights=None, device: str = "auto", framing: str = "auto"):
         import torch
 
-        from MSKCommon.device import choose_device
+        from MSKCommonLib.device import choose_device
 
         from .network import GAMANet
 

@@ -17,17 +17,17 @@ import sys
 # (command, subject) -> module implementing configure_parser/run, and its one-line help
 COMMANDS = {
     ("cobb", None): ("CobbAngleLib.cli", "Cobb angles on spine AP radiographs"),
-    ("phantom", "spine"): ("CobbAngleLib.phantom", "synthetic spine AP radiographs with exact landmarks"),
-    ("train", "cobb"): ("CobbAngleLib.train", "train the Cobb networks on the AASCE layout"),
-    ("bench", "cobb"): ("CobbAngleLib.bench", "seconds and memory per radiograph, CPU and GPU"),
+    ("phantom", "spine"): ("CobbAngleTools.phantom", "synthetic spine AP radiographs with exact landmarks"),
+    ("train", "cobb"): ("CobbAngleTools.train", "train the Cobb networks on the AASCE layout"),
+    ("bench", "cobb"): ("CobbAngleTools.bench", "seconds and memory per radiograph, CPU and GPU"),
     ("knee", None): ("KneeLandmarksLib.cli", "KNEEL landmarks and joint space width on knee radiographs"),
-    ("phantom", "knee"): ("KneeLandmarksLib.phantom", "synthetic knee radiographs with exact landmarks"),
-    ("train", "knee"): ("KneeLandmarksLib.train", "train the two-stage KNEEL networks"),
-    ("bench", "knee"): ("KneeLandmarksLib.bench", "seconds per knee radiograph, CPU and GPU"),
+    ("phantom", "knee"): ("KneeLandmarksTools.phantom", "synthetic knee radiographs with exact landmarks"),
+    ("train", "knee"): ("KneeLandmarksTools.train", "train the two-stage KNEEL networks"),
+    ("bench", "knee"): ("KneeLandmarksTools.bench", "seconds per knee radiograph, CPU and GPU"),
     ("back", None): ("SpineMorphologyLib.cli", "back depth, surface and spine curve from an RGB photo"),
-    ("phantom", "back"): ("SpineMorphologyLib.phantom", "synthetic bare-back photos with exact depth and spine"),
-    ("train", "back"): ("SpineMorphologyLib.train", "train the GAMA-Net depth and spine keypoint networks"),
-    ("bench", "back"): ("SpineMorphologyLib.bench", "seconds per back photo, CPU and GPU"),
+    ("phantom", "back"): ("SpineMorphologyTools.photos", "synthetic bare-back photos with exact depth and spine"),
+    ("train", "back"): ("SpineMorphologyTools.train", "train the GAMA-Net depth and spine keypoint networks"),
+    ("bench", "back"): ("SpineMorphologyTools.bench", "seconds per back photo, CPU and GPU"),
 }
 
 

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data, morphology, phantom
+from . import data, phantom, photos
+
+from SpineMorphologyLib import morphology
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +34,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", type=int, default=0, metavar="N", help="held-out synthetic photos to evaluate")
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--body", default="parametric", choices=data.BODIES,
+    parser.add_argument("--body", default="parametric", choices=photos.BODIES,
                         help="body source of the held-out photos for --eval (anny needs the anny package)")
     parser.add_argument("--framing", default="off", choices=("auto", "off"),
                         help="BlazePose trunk framing (off by default: the synthetic photos are framed already)")
@@ -62,7 +64,7 @@ def midline_eval(predictor, n: int, body: str = "parametric") -> dict:
     keys = ("lateral_deviation_max", "lateral_deviation_rms", "surface_rotation_max_deg", "surface_rotation_rms_deg",
             "trunk_length", "kyphotic_angle_deg", "lordotic_angle_deg", "pelvic_obliquity_deg", "trunk_imbalance")
     for i in range(n):
-        photo = data.make_photo(body, phantom.photo_seed(data.EVAL_SEED, 10_000 + i), 384, 512)
+        photo = photos.make_photo(body, phantom.photo_seed(data.EVAL_SEED, 10_000 + i), 384, 512)
         cam = photo.camera
         z_ref = float(np.median(photo.depth_mm[photo.back_mask]))
         pred = predictor.predict(photo.rgb, focal_px=cam.focal_px, distance_mm=z_ref, check=False)
@@ -97,14 +99,14 @@ def midline_eval(predictor, n: int, body: str = "parametric") -> dict:
 def run(args) -> int:
     import torch
 
-    from .predict import BackPredictor
+    from SpineMorphologyLib.predict import BackPredictor
     from .train import depth_and_keypoint_metrics, evaluate
 
     torch.set_num_threads(max(1, args.threads))
     results = {}
     predictor = BackPredictor(weights=args.weights, device="cpu", framing=args.framing)
     if args.inputs:
-        from .cli import read_photo
+        from SpineMorphologyLib.cli import read_photo
 
         photos = [read_photo(Path(p)) for p in args.inputs]
     else:

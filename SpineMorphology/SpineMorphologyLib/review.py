@@ -25,7 +25,7 @@ import numpy as np
 import vtk
 from vtk.util import numpy_support
 
-from MSKCommon import mrml as common
+from MSKCommonLib import mrml as common
 
 from . import morphology, surface as surface_lib
 

@@ -706,7 +706,7 @@ def _film_details(rng, img, landmarks):
 def phantom_angles(phantom: SpinePhantom) -> dict:
     """The ground truth: AASCE-convention angles (the challenge's own computation) and the
     clinical result."""
-    from . import geometry
+    from CobbAngleLib import geometry
 
     height = phantom.pixels.shape[0]
     return {
@@ -719,7 +719,7 @@ def write_phantom(phantom: SpinePhantom, out_dir, name: str) -> dict:
     """<name>.png (8-bit), <name>.png.mat (``p2``: 68 x 2 pixels, the AASCE label layout) and
     <name>.json (ground truth: landmarks, spacing, seed, curve, angles in both conventions).
     Returns the paths: ``image``, ``landmarks`` (the .mat) and ``truth`` (the .json)."""
-    from .landmarks_io import write_aasce_mat
+    from CobbAngleLib.landmarks_io import write_aasce_mat
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,10 +21,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from MSKCommon import mrml as common
+from MSKCommonLib import mrml as common
 
 from . import measure
-from . import shape_model as sm
+from . import landmarks as sm
 
 ROLE_RESULT = "KneeLandmarks.Result."  # + side: volume -> that knee's latest landmarks node
 ROLE_VOLUME = "KneeLandmarks.SourceVolume"  # landmarks -> volume

@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 import vtk
 
-from MSKCommon import mrml as common
+from MSKCommonLib import mrml as common
 
 from . import geometry
 from .colors import CURVE_COLORS, LANDMARK_COLOR, VERTEBRA_COLORS

@@ -43,7 +43,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def losses(out, batch, torch):
     import torch.nn.functional as F
 
-    from .network import SIMCC_SPLIT
+    from SpineMorphologyLib.network import SIMCC_SPLIT
 
     mask = batch["mask"].float()
     target = batch["relief"]
@@ -88,7 +88,7 @@ def to_batch(arrays, idx, torch, augment=False, rng=None):
     mask = arrays["mask"][idx].copy()
     kp = arrays["keypoints"][idx].copy()
     if augment:
-        from .network import INPUT_WIDTH
+        from SpineMorphologyLib.network import INPUT_WIDTH
 
         flip = rng.uniform(size=len(idx)) < 0.5  # a mirrored back is a back
         img[flip] = img[flip, :, ::-1]
@@ -107,7 +107,7 @@ def to_batch(arrays, idx, torch, augment=False, rng=None):
 
 def evaluate(model, arrays, torch, batch_size=16) -> dict:
     """Held-out metrics (see MODEL_CARD.md for the definitions)."""
-    from .network import decode_simcc
+    from SpineMorphologyLib.network import decode_simcc
 
     model.eval()
     preds, masks, kps, confs = [], [], [], []
@@ -159,9 +159,9 @@ def depth_and_keypoint_metrics(pred_relief, pred_mask, pred_kp, arrays) -> dict:
 def run(args) -> int:
     import torch
 
-    from MSKCommon.device import choose_device
+    from MSKCommonLib.device import choose_device
 
-    from .network import GAMANet
+    from SpineMorphologyLib.network import GAMANet
 
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)

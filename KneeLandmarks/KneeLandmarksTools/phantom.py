@@ -32,10 +32,10 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from . import measure
+from KneeLandmarksLib import measure
 from . import shape_model as sm
 
-APPEARANCE_PATH = Path(__file__).resolve().parents[1] / "Resources" / "real_crop_appearance.json"
+APPEARANCE_PATH = Path(__file__).resolve().parent / "real_crop_appearance.json"
 KL_OSTEOPHYTE_MM = {0: (0.0, 0.0), 1: (0.0, 1.5), 2: (1.0, 3.0), 3: (2.0, 5.0), 4: (3.0, 7.0)}
 
 

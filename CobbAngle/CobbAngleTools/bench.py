@@ -1,7 +1,7 @@
 """Speed and memory of the Cobb measurement, end to end (read the film -> networks -> geometry).
 
     mskmorph bench cobb [IMAGES_OR_FOLDERS ...] [--limit 20] [--weights W] [--devices cpu,cuda]
-    python -m CobbAngleLib.bench ...
+    python -m CobbAngleTools.bench ...
 
 Without inputs it uses the AASCE validation films of the fixed split from ``../shared/data``.
 Prints a table: device, films, median / max seconds per film, peak memory (process RSS on the
@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from MSKCommonTools import shared_data
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".nrrd", ".nii", ".mha"}
-SHARED_AASCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "aasce2019-train"
+SHARED_AASCE = shared_data() / "aasce2019-train"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -91,7 +93,7 @@ def aasce_labels(film: Path):
 
 
 def accuracy(records: list) -> dict:
-    from . import geometry
+    from CobbAngleLib import geometry
 
     names = geometry.CURVE_NAMES
     truth = np.array([[r["truth"][c] for c in names] for r in records])
@@ -112,8 +114,8 @@ def bench_device(device: str, files: list[Path], weights, flip: bool = True, sco
                  chain: bool = True) -> dict:
     import torch
 
-    from . import geometry
-    from .predict import CobbPredictor
+    from CobbAngleLib import geometry
+    from CobbAngleLib.predict import CobbPredictor
 
     predictor = CobbPredictor(weights, device=device, test_time_flip=flip, chain_decoding=chain)
     records = []
@@ -168,7 +170,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    return run(configure_parser(argparse.ArgumentParser(prog="python -m CobbAngleLib.bench")).parse_args(argv))
+    return run(configure_parser(argparse.ArgumentParser(prog="python -m CobbAngleTools.bench")).parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ class Runner:
     ``process(item)``."""
 
     def __init__(self, args, single: bool = False):
-        from MSKCommon.headless import make_app
+        from MSKCommonLib.headless import make_app
 
         self.args = args
         self.app = make_app()

@@ -29,12 +29,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from MSKCommonLib.resources import packaged
+
 from . import data as D
-from .network import KneelNet, wing_loss
+from KneeLandmarksLib.network import KneelNet, wing_loss
 
 STAGES = ("detector", "landmarks")
 WEIGHTS_FORMAT = "mskmorph-kneel-v1"
-MODELS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+MODELS_DIR = packaged("KneeLandmarksLib", "models")
 DEFAULTS = {"detector": {"width": 16, "depth": 4, "size": 128, "batch": 16},
             "landmarks": {"width": 32, "depth": 4, "size": 128, "batch": 16}}
 
@@ -146,7 +148,7 @@ def validate(model, batches, stage: str, mm_per_px: float) -> dict:
 
 
 def train_stage(args, stage: str) -> Path:
-    from MSKCommon.device import choose_device
+    from MSKCommonLib.device import choose_device
 
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)

@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from . import phantom
-from .network import INPUT_HEIGHT, INPUT_WIDTH, RELIEF_SCALE
+from .photos import make_photo
+from SpineMorphologyLib.network import INPUT_HEIGHT, INPUT_WIDTH, RELIEF_SCALE
 
 TRAIN_SEED, EVAL_SEED = 1000, 2000
 
@@ -36,20 +37,6 @@ def relief_from_depth(depth_mm: np.ndarray, mask: np.ndarray, focal_px: float) -
 def to_input(rgb: np.ndarray) -> np.ndarray:
     """Any photo -> (INPUT_HEIGHT, INPUT_WIDTH, 3) uint8 (plain resize, as predict does)."""
     return cv2.resize(rgb, (INPUT_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_AREA)
-
-
-BODIES = ("parametric", "anny")
-
-
-def make_photo(body: str, seed, width: int, height: int):
-    """One synthetic photo from either body source (``anny`` needs the optional anny package)."""
-    if body == "anny":
-        from .anny_phantom import make_anny_back_photo
-
-        return make_anny_back_photo(seed, width=width, height=height)
-    if body != "parametric":
-        raise ValueError(f"unknown body source {body!r}; one of {BODIES}")
-    return phantom.make_back_photo(seed, width=width, height=height)
 
 
 def make_sample(seed_base: int, index: int, body: str = "parametric") -> dict:

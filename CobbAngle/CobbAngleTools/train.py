@@ -1,7 +1,7 @@
 """Train the Seg4Reg+ Cobb network on the AASCE 2019 training set.
 
     mskmorph train cobb --data ../shared/data/aasce2019-train --out runs/cobb [--epochs N] [--resume]
-    python -m CobbAngleLib.train --data ... --out ...
+    python -m CobbAngleTools.train --data ... --out ...
 
 Writes to ``--out``: ``last.ckpt`` (every epoch; ``--resume`` continues from it), ``log.jsonl``
 (one line per epoch: losses, validation SMAPE, MAE per angle, landmark error in original
@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from . import geometry
-from .network import STRIDE, Seg4RegNet, cell_centres, decode_landmarks, mid_axis_angles
+from CobbAngleLib import geometry
+from CobbAngleLib.network import STRIDE, Seg4RegNet, cell_centres, decode_landmarks, mid_axis_angles
 
 WEIGHTS_FORMAT = "mskmorph-cobb-seg4reg-lite0-v1"
 
@@ -190,7 +190,7 @@ def lr_at(progress: float, base: float, warmup_share: float, step: int, warmup_s
 
 
 def run(args) -> int:
-    from MSKCommon.device import choose_device
+    from MSKCommonLib.device import choose_device
 
     torch.set_num_threads(max(1, args.threads))
     device = choose_device(args.device)
@@ -309,7 +309,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = configure_parser(argparse.ArgumentParser(prog="python -m CobbAngleLib.train", description=__doc__.splitlines()[0]))
+    parser = configure_parser(argparse.ArgumentParser(prog="python -m CobbAngleTools.train", description=__doc__.splitlines()[0]))
     return run(parser.parse_args(argv))
 
 

@@ -41,7 +41,9 @@ from typing import Optional
 
 import numpy as np
 
-from . import morphology, phantom
+from . import phantom
+
+from SpineMorphologyLib import morphology
 from .phantom import (
     KEYPOINT_LEVELS, LABEL_ARM, LABEL_BACK, LABEL_BACKGROUND, LABEL_CLOTH, LABEL_HAIR,
     BackParams, BackPhoto,
@@ -363,7 +365,7 @@ class AnnyBack:
 def _polydata(vertices, faces, point_rgb=None, cell_rgb=None):
     from vtk.util import numpy_support as ns
 
-    from .surface import triangle_polydata
+    from SpineMorphologyLib.surface import triangle_polydata
 
     poly = triangle_polydata(vertices, faces)
     if point_rgb is not None:

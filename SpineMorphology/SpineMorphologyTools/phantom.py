@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.interpolate import PchipInterpolator
 
-from . import morphology
+from SpineMorphologyLib import morphology
 
 KEYPOINT_NAMES = ("sacrum", "L5", "L3", "T12/L1", "T8", "T3", "C7", "C3/C4", "C1")
 # level of each keypoint as a fraction of the trunk length (C7 = 0, dimple midpoint = 1), down
@@ -499,44 +499,3 @@ def write_photo(photo: BackPhoto, out: Path, stem: str) -> dict:
     cv2.imwrite(str(paths["mask"]), photo.back_mask.astype(np.uint8) * 255)
     paths["truth"].write_text(json.dumps(photo.truth(), indent=1), encoding="utf-8")
     return paths
-
-
-# --------------------------------------------------------------------------------------------
-# command line
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--n", type=int, default=8, help="number of photos (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--width", type=int, default=384, help="photo width in pixels (default 384)")
-    parser.add_argument("--height", type=int, default=512, help="photo height in pixels (default 512)")
-    parser.add_argument("--body", choices=("parametric", "anny"), default="parametric",
-                        help="body source: the parametric height field (default) or the Anny body model "
-                             "(optional package: pip install anny==0.6.2)")
-
-
-def run(args) -> int:
-    make = make_back_photo
-    if getattr(args, "body", "parametric") == "anny":
-        try:
-            from .anny_phantom import anny_model, make_anny_back_photo
-
-            anny_model()
-        except ImportError as e:
-            import sys
-
-            print(f"mskmorph phantom back --body anny needs the optional package anny: "
-                  f"pip install anny==0.6.2 ({e})", file=sys.stderr)
-            return 2
-        make = make_anny_back_photo
-    rows = []
-    for i in range(args.n):
-        photo = make(photo_seed(args.seed, i), args.width, args.height)
-        stem = f"back_{args.seed:04d}_{i:04d}"
-        write_photo(photo, args.out, stem)
-        m = photo.measures
-        rows.append(stem)
-        print(f"{stem}.png: trunk length {m['trunk_length']:.0f} mm, lateral deviation max "
-              f"{m['lateral_deviation_max']:.1f} mm, surface rotation max {m['surface_rotation_max_deg']:.1f} deg")
-    print(f"{len(rows)} photos with depth (mm, 16-bit PNG), mask and ground truth JSON in {args.out}")
-    return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import measure
+from KneeLandmarksLib import measure
 from . import shape_model as sm
 
 THRESHOLDS_MM = (1.0, 1.5, 2.0, 2.5)
@@ -42,8 +42,8 @@ def _films_for_timing(args):
     from . import phantom
 
     if args.inputs:
-        from MSKCommon.batch import expand_inputs
-        from MSKCommon.radiograph import read_radiograph
+        from MSKCommonLib.batch import expand_inputs
+        from MSKCommonLib.image import read_radiograph
 
         for item in expand_inputs(args.inputs):
             if item.error:
@@ -129,7 +129,7 @@ def evaluate(predictor, kneel_csv, repeats: int = 2, seed: int = 12345, progress
 def run(args) -> int:
     import torch
 
-    from .predict import KneePredictor
+    from KneeLandmarksLib.predict import KneePredictor
 
     torch.set_num_threads(max(1, args.threads))
     predictor = KneePredictor(weights=args.weights, device=args.device)

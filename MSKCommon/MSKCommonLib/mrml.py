@@ -25,7 +25,7 @@ import slicer
 # volumes and coordinates
 
 def volume_from_radiograph(scene, radiograph, name: str):
-    """A scalar volume node showing a ``MSKCommon.radiograph.Radiograph`` with its spacing."""
+    """A scalar volume node showing a ``MSKCommonLib.image.Radiograph`` with its spacing."""
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(name))
     pixels = np.ascontiguousarray(radiograph.pixels, dtype=np.float32)
     row_mm, col_mm = radiograph.spacing_mm or (1.0, 1.0)

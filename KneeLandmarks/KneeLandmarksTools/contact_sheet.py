@@ -1,6 +1,6 @@
 """A contact sheet of predictions on real knee crops (no ground truth: a visual check).
 
-    python -m KneeLandmarksLib.contact_sheet --crops ../shared/data/knee-kl224-val \
+    python -m KneeLandmarksTools.contact_sheet --crops ../shared/data/knee-kl224-val \
         --out KneeLandmarks/Resources/contact_sheet_real_crops.png [--spacing 0.4] [--n 40]
 
 The crops (Chen 2018, OAI) are 224 x 224 pixels without pixel spacing; the joint's width suggests
@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import measure
+from KneeLandmarksLib import measure
 
 TILE = 224
 
@@ -52,7 +52,7 @@ def tile(gray: np.ndarray, knees, name: str, kl: str) -> np.ndarray:
 def main(argv=None) -> int:
     import torch
 
-    from .predict import KneePredictor
+    from KneeLandmarksLib.predict import KneePredictor
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--crops", required=True, type=Path)

@@ -29,26 +29,12 @@ from typing import Optional
 
 import numpy as np
 
-N_TIBIA, N_FEMUR = 9, 7
-N_LANDMARKS = N_TIBIA + N_FEMUR
-LANDMARK_LABELS = tuple([f"T{i}" for i in range(1, N_TIBIA + 1)] + [f"F{i}" for i in range(1, N_FEMUR + 1)])
-LANDMARK_DESCRIPTIONS = (
-    "tibia lateral margin", "tibia lateral plateau", "tibia lateral plateau, inner", "lateral tibial spine",
-    "tibial centre between the spines", "medial tibial spine", "tibia medial plateau, inner",
-    "tibia medial plateau", "tibia medial margin",
-    "femur lateral margin", "lateral condyle", "lateral condyle, inner", "top of the intercondylar notch",
-    "medial condyle, inner", "medial condyle", "femur medial margin",
+from KneeLandmarksLib.landmarks import (  # noqa: F401  (the landmark definitions live with inference)
+    CENTRE_INDEX, FEMUR, KNEEL_ROI_CENTRE_PX, KNEEL_ROI_SIZE_PX, KNEEL_ROI_SPACING_MM, LANDMARK_DESCRIPTIONS,
+    LANDMARK_LABELS, N_FEMUR, N_LANDMARKS, N_TIBIA, ROI_SIZE_MM, TIBIA,
 )
-TIBIA = slice(0, N_TIBIA)
-FEMUR = slice(N_TIBIA, N_LANDMARKS)
-CENTRE_INDEX = 4  # T5: the ROI centre in KNEEL
 
-KNEEL_ROI_SPACING_MM = 0.3
-KNEEL_ROI_SIZE_PX = 466  # 140 mm at 0.3 mm/pixel, as in the KNEEL CSV (bbox side)
-KNEEL_ROI_CENTRE_PX = 233.0
-ROI_SIZE_MM = 140.0
-
-MODEL_PATH = Path(__file__).resolve().parents[1] / "Resources" / "kneel_shape_model.json"
+MODEL_PATH = Path(__file__).resolve().parent / "kneel_shape_model.json"
 ATTRIBUTION = (
     "Statistics of the 598 public KNEEL landmark annotations (Tiulpin A., Melekhov I., Saarakkala S., "
     "'KNEEL: Knee Anatomical Landmark Localization Using Hourglass Networks', ICCV Workshops 2019), "
@@ -246,7 +232,7 @@ def load(path=MODEL_PATH) -> ShapeModel:
     if path not in _cached:
         if not path.is_file():
             raise FileNotFoundError(f"shape model not found: {path} (fit it with "
-                                    "python -m KneeLandmarksLib.shape_model --csv bf_landmarks_1_0.3.csv)")
+                                    "python -m KneeLandmarksTools.shape_model --csv bf_landmarks_1_0.3.csv)")
         _cached[path] = ShapeModel.from_dict(json.loads(path.read_text(encoding="utf-8")))
     return _cached[path]
 

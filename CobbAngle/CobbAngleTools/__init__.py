@@ -1,0 +1,1 @@
+"""CobbAngle development tools: training, benchmarks and phantoms (not installed into Slicer, never imported by inference)."""

@@ -1,0 +1,1 @@
+"""KneeLandmarks development tools: training, benchmarks and phantoms (not installed into Slicer, never imported by inference)."""

@@ -1,0 +1,1 @@
+"""SpineMorphology development tools: training, benchmarks and phantoms (not installed into Slicer, never imported by inference)."""
