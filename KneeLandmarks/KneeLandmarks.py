@@ -293,13 +293,13 @@ class KneeLandmarksTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from MSKCommonLib import mrml as common
-        from MSKCommonLib.image import radiograph_from_array
+        from MSKCommonLib.image import image_from_array
         from KneeLandmarksTools import phantom
 
         self.delayDisplay("Rendering a synthetic bilateral knee film")
         film = phantom.sample_film(7, n_knees=2, spacing_range=(0.3, 0.3))
-        volume = common.volume_from_radiograph(
-            slicer.mrmlScene, radiograph_from_array(phantom.render(film) * 4095, (0.3, 0.3)), "KneePhantom")
+        volume = common.volume_from_image(
+            slicer.mrmlScene, image_from_array(phantom.render(film) * 4095, (0.3, 0.3)), "KneePhantom")
         nodes = KneeLandmarksLogic().process(volume, device="cpu")
         self.assertEqual(sorted(n.side for n in nodes), ["left", "right"])
         for n in nodes:

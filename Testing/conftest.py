@@ -29,11 +29,9 @@ def aasce():
 def slicer_app():
     """A fresh real MRML scene with the module logics, torn down after the test."""
     from MSKCommonLib.headless import make_app
-    from CobbAngleLib import review as mrml
 
     app = make_app()
     yield app
-    mrml.detach_all()
     app.scene.Clear(1)
 
 

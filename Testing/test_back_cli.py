@@ -101,14 +101,14 @@ def test_landscape_photo_is_refused(tmp_path):
     h, w = 480, 640
     yy = np.linspace(0, 1, h)[:, None, None]
     sky = np.array([235, 180, 120]) * (1 - yy) + np.array([250, 220, 200]) * yy  # BGR
-    img = np.where(np.arange(h)[:, None, None] < 260, sky, np.array([40, 140, 60]))
+    img = np.where(np.arange(h)[:, None, None] < 260, np.broadcast_to(sky, (h, w, 3)), np.array([40, 140, 60]))
     rng = np.random.default_rng(1)
     img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
     path = tmp_path / "landscape.png"
     cv2.imwrite(str(path), img)
     assert main(["back", str(path), "--out", str(tmp_path / "out")]) == 1
     row = read_csv(tmp_path / "out" / "back.csv")[0]
-    assert row["status"] == "failed" and "no bare back" in row["error"] or "no spine" in row["error"]
+    assert row["status"] == "failed" and ("no bare back" in row["error"] or "no spine" in row["error"])
 
 
 @needs_weights

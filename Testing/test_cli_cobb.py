@@ -44,7 +44,8 @@ def test_cli_reproduces_aasce_angles_from_their_landmark_files(aasce, tmp_path):
     for name in chosen:
         os.symlink(aasce / "images" / name, images / name)
     out = tmp_path / "out"
-    assert main(["cobb", str(images), "--landmarks", str(aasce / "labels"), "--out", str(out), "--no-overlay"]) == 0
+    assert main(["cobb", str(images), "--landmarks", str(aasce / "labels"), "--out", str(out), "--no-overlay",
+                 "--convention", "aasce"]) == 0
     rows = read_csv(out / "cobb.csv")
     assert [r["image"] for r in rows] == sorted(chosen)
     for row in rows:
@@ -140,7 +141,7 @@ def test_installed_command_runs_and_reports_failure_in_its_exit_status(tmp_path)
     ok = subprocess.run([str(exe), "cobb", str(film), "--landmarks", str(tmp_path), "--out", str(tmp_path / "o1")],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert "deg (aasce)" in ok.stdout  # the AASCE convention is the command line default
+    assert "deg (clinical)" in ok.stdout  # the clinical convention is the default of every front end
     assert "1 of 1 images measured" in ok.stdout
     bad = subprocess.run([str(exe), "cobb", str(tmp_path / "nothing.png"), "--out", str(tmp_path / "o2")],
                          capture_output=True, text=True)

@@ -1,133 +1,177 @@
-"""The CobbAngle MRML layer with real Slicer nodes (slicer-core): points, lines, table, live
-updates when a corner moves, re-runs that never replace a user's edits, files and scenes."""
-import types
-
+"""CobbAngle's nodes in the review layer with real Slicer nodes (slicer-core): points, lines,
+table, live updates when a corner moves, re-runs that never replace a user's edits, files and
+scenes."""
 import numpy as np
 import pytest
 
-from CobbAngleLib import geometry, review as mrml
+from CobbAngleLib import geometry
+from CobbAngleLib import review as cobb_review
+from CobbAngleLib.pipeline import result_from_landmarks
+from CobbAngleLib.review import CobbPresenter, landmarks_px
 from MSKCommonLib import mrml as common
+from MSKCommonLib.image import image_from_array
+from MSKCommonLib.review import EditedResultExists, Review
 from conftest import DOUBLE_CURVE_TILTS, synthetic_spine
 
 
-def make_volume(scene, shape=(2200, 900), spacing=(0.2, 0.25), name="film"):
+def make_image(shape=(2200, 900), spacing=(0.2, 0.2), name="film"):
     pixels = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
-    radiograph = types.SimpleNamespace(pixels=pixels, spacing_mm=spacing, source="test")
-    return common.volume_from_radiograph(scene, radiograph, name)
+    return image_from_array(pixels, spacing, source=name)
+
+
+def make_volume(scene, shape=(2200, 900), spacing=(0.2, 0.2), name="film"):
+    return common.volume_from_image(scene, make_image(shape, spacing, name), name)
+
+
+def show(review, scene, volume, landmarks, convention="clinical", on_existing="ask", **extra):
+    image = common.image_from_volume(volume)
+    return review.show(scene, volume, result_from_landmarks(image, landmarks, convention, **extra), on_existing)
 
 
 def angle_column(table_node):
     return {row["Curve"]: row["Angle (deg)"] for row in common.table_rows(table_node)}
 
 
-def move_corner(nodes, index, dx_px, dy_px):
-    xy = common.ras_to_pixels(nodes.volume, common.control_points(nodes.landmarks)[index])[0]
-    ras = common.pixels_to_ras(nodes.volume, xy + [dx_px, dy_px])[0]
-    nodes.landmarks.SetNthControlPointPosition(index, *ras)
+def move_corner(live, index, dx_px, dy_px):
+    node = live.node("landmarks")
+    xy = common.ras_to_pixels(live.volume, common.control_points(node)[index])[0]
+    ras = common.pixels_to_ras(live.volume, xy + [dx_px, dy_px])[0]
+    node.SetNthControlPointPosition(index, *ras)
+
+
+@pytest.fixture
+def review():
+    r = Review(CobbPresenter())
+    yield r
+    r.detach_all()
 
 
 def test_volume_keeps_pixel_spacing_and_pixels(slicer_app):
-    volume = make_volume(slicer_app.scene)
+    volume = make_volume(slicer_app.scene, spacing=(0.2, 0.25))
     assert volume.GetSpacing() == pytest.approx((0.25, 0.2, 1.0))  # x = columns, y = rows
-    assert common.pixel_array(volume).shape == (2200, 900)
+    assert common.image_from_volume(volume).pixels.shape == (2200, 900)
     # pixel (x=10, y=20) sits 10 columns and 20 rows from the origin, in mm
     ras = common.pixels_to_ras(volume, [[10, 20]])[0]
     assert ras == pytest.approx([-2.5, -4.0, 0.0])
     assert common.ras_to_pixels(volume, [ras])[0] == pytest.approx([10, 20])
 
 
-def test_present_makes_labelled_points_lines_and_table(slicer_app):
+def test_present_makes_labelled_points_lines_and_table(slicer_app, review):
     scene = slicer_app.scene
     volume = make_volume(scene)
     spine = synthetic_spine(DOUBLE_CURVE_TILTS)
-    nodes = mrml.present(scene, volume, spine, convention="clinical")
-
-    assert nodes.landmarks.GetNumberOfControlPoints() == 68
-    assert nodes.landmarks.GetNthControlPointLabel(0) == "T1 sup-R"
-    assert nodes.landmarks.GetNthControlPointLabel(26) == "T7 inf-R"
-    assert nodes.landmarks.GetNthControlPointLabel(67) == "L5 inf-L"
-    assert mrml.landmarks_px(nodes) == pytest.approx(spine)
-    assert angle_column(nodes.table) == pytest.approx({"PT": 23.0, "MT": 35.0, "TL_L": 23.0}, abs=0.01)
-    rows = {r["Curve"]: r for r in common.table_rows(nodes.table)}
+    live = show(review, scene, volume, spine)
+    landmarks = live.node("landmarks")
+    assert landmarks.GetNumberOfControlPoints() == 68
+    assert landmarks.GetNthControlPointLabel(0) == "T1 sup-R"
+    assert landmarks.GetNthControlPointLabel(26) == "T7 inf-R"
+    assert landmarks.GetNthControlPointLabel(67) == "L5 inf-L"
+    assert landmarks_px(live) == pytest.approx(spine)
+    assert angle_column(live.table) == pytest.approx({"PT": 23.0, "MT": 35.0, "TL_L": 23.0}, abs=0.01)
+    rows = {r["Curve"]: r for r in common.table_rows(live.table)}
     assert rows["MT"]["Upper end vertebra"] == "T5" and rows["MT"]["Lower end vertebra"] == "T11"
     assert rows["MT"]["Convention"] == "clinical"
     # the MT lines lie on T5's superior and T11's inferior endplate
-    upper = common.ras_to_pixels(volume, common.control_points(nodes.lines["MT upper"]))
+    upper = common.ras_to_pixels(volume, common.control_points(live.node("line.MT.upper")))
     direction = upper[1] - upper[0]
     assert np.degrees(np.arctan2(direction[1], direction[0])) == pytest.approx(20.0, abs=1e-6)
-    lower = common.ras_to_pixels(volume, common.control_points(nodes.lines["MT lower"]))
+    lower = common.ras_to_pixels(volume, common.control_points(live.node("line.MT.lower")))
     direction = lower[1] - lower[0]
     assert np.degrees(np.arctan2(direction[1], direction[0])) == pytest.approx(-15.0, abs=1e-6)
-    assert nodes.lines["MT upper"].GetLocked() and not nodes.landmarks.GetLocked()
-    assert not mrml.result_was_edited(nodes)
+    assert live.node("line.MT.upper").GetLocked() and not landmarks.GetLocked()
+    assert not live.edited()
 
 
-def test_moving_a_corner_updates_lines_and_table_at_once(slicer_app):
+def test_moving_a_corner_updates_lines_and_table_at_once(slicer_app, review):
     scene = slicer_app.scene
     volume = make_volume(scene)
-    nodes = mrml.present(scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS), convention="clinical")
-    before = angle_column(nodes.table)["MT"]
+    live = show(review, scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS))
+    before = angle_column(live.table)["MT"]
     # lift T5's superior-left corner (index 4*4+1): its endplate tilts less, MT shrinks
-    move_corner(nodes, 17, 0, -20)
-    expected = geometry.cobb_angles(mrml.landmarks_px(nodes), "clinical").curve("MT").angle_deg
-    after = angle_column(nodes.table)["MT"]
+    move_corner(live, 17, 0, -20)
+    expected = geometry.cobb_angles(landmarks_px(live), "clinical").curve("MT").angle_deg
+    after = angle_column(live.table)["MT"]
     assert after == pytest.approx(round(expected, 2)) and after < before - 5
     # the MT upper line now lies along the (new) upper end vertebra's superior endplate
-    vertebra, kind = nodes.result.curve("MT").upper_line
-    a, b = geometry.line_endpoints(mrml.landmarks_px(nodes), vertebra, kind)
-    line = common.ras_to_pixels(volume, common.control_points(nodes.lines["MT upper"]))
+    vertebra, kind = live.measurement.curve("MT").upper_line
+    a, b = geometry.line_endpoints(landmarks_px(live), vertebra, kind)
+    line = common.ras_to_pixels(volume, common.control_points(live.node("line.MT.upper")))
+
     def cross(u, v):
         return u[0] * v[1] - u[1] * v[0]
 
     assert abs(cross(b - a, line[1] - line[0])) / (np.linalg.norm(b - a) * np.linalg.norm(line[1] - line[0])) < 1e-9
     assert abs(cross(b - a, line[0] - a)) / np.linalg.norm(b - a) < 1e-6
-    assert mrml.result_was_edited(nodes)
-    mrml.reset_edited_points(nodes)
-    assert not mrml.result_was_edited(nodes)
-    assert angle_column(nodes.table)["MT"] == pytest.approx(before)
+    assert live.edited() and live.edited_labels() == {"landmarks": ["T5 sup-L"]}
+    # the moved point is marked (drawn unselected, in the edited colour), the others are not
+    node = live.node("landmarks")
+    assert not node.GetNthControlPointSelected(17) and node.GetNthControlPointSelected(16)
+    assert {r["Edited points"] for r in common.table_rows(live.table)} == {"T5 sup-L"}
+    live.reset_edited_points()
+    assert not live.edited()
+    assert node.GetNthControlPointSelected(17)
+    assert angle_column(live.table)["MT"] == pytest.approx(before)
 
 
-def test_rerun_never_silently_replaces_edited_points(slicer_app):
+def test_rerun_never_silently_replaces_edited_points(slicer_app, review):
     scene = slicer_app.scene
     volume = make_volume(scene)
     spine = synthetic_spine(DOUBLE_CURVE_TILTS)
-    first = mrml.present(scene, volume, spine, convention="clinical")
+    first = show(review, scene, volume, spine)
     n_nodes = scene.GetNumberOfNodes()
 
     # unedited: a re-run updates the same nodes, creating none
-    again = mrml.present(scene, volume, spine + 1.0, convention="clinical")
-    assert again.landmarks.GetID() == first.landmarks.GetID()
+    again = show(review, scene, volume, spine + 1.0)
+    assert again.node("landmarks").GetID() == first.node("landmarks").GetID()
     assert scene.GetNumberOfNodes() == n_nodes
 
     move_corner(again, 17, 0, -20)
-    edited = mrml.landmarks_px(again).copy()
-    with pytest.raises(mrml.EditedResultExists):
-        mrml.present(scene, volume, spine, convention="clinical")
-    assert mrml.landmarks_px(again) == pytest.approx(edited)  # nothing changed
+    edited = landmarks_px(again).copy()
+    with pytest.raises(EditedResultExists):
+        show(review, scene, volume, spine)
+    assert landmarks_px(again) == pytest.approx(edited)  # nothing changed
     assert scene.GetNumberOfNodes() == n_nodes
 
-    newer = mrml.present(scene, volume, spine, convention="clinical", on_existing="new")
-    assert newer.landmarks.GetID() != again.landmarks.GetID()
-    assert mrml.landmarks_px(again) == pytest.approx(edited)  # the edited result is kept
-    assert mrml.find_result(scene, volume).landmarks.GetID() == newer.landmarks.GetID()
-    assert len(mrml.all_results(scene, volume)) == 2
+    newer = show(review, scene, volume, spine, on_existing="keep")
+    assert newer.node("landmarks").GetID() != again.node("landmarks").GetID()
+    assert landmarks_px(again) == pytest.approx(edited)  # the edited result is kept
+    assert review.find(scene, volume).node("landmarks").GetID() == newer.node("landmarks").GetID()
+    assert len(review.all(scene, volume)) == 2
 
     move_corner(newer, 0, 3, 3)
-    replaced = mrml.present(scene, volume, spine, convention="clinical", on_existing="overwrite")
-    assert replaced.landmarks.GetID() == newer.landmarks.GetID()
-    assert mrml.landmarks_px(replaced) == pytest.approx(spine)
+    replaced = show(review, scene, volume, spine, on_existing="replace")
+    assert replaced.node("landmarks").GetID() == newer.node("landmarks").GetID()
+    assert landmarks_px(replaced) == pytest.approx(spine)
+    assert not replaced.edited()
 
 
-def test_bad_landmarks_change_nothing(slicer_app):
+def test_removing_a_result_leaves_only_the_film(slicer_app, review):
+    scene = slicer_app.scene
+    volume = make_volume(scene)
+    n_nodes = scene.GetNumberOfNodes()
+    labelmap = np.zeros((2200, 900), np.uint8)
+    labelmap[100:200, 100:200] = 1
+    live = show(review, scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS), vertebra_labelmap=labelmap)
+    assert scene.GetNumberOfNodes() > n_nodes + 8
+    live.remove()
+    assert review.find(scene, volume) is None
+    assert scene.GetNumberOfNodesByClass("vtkMRMLMarkupsNode") == 0
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 0
+
+
+def test_bad_landmarks_change_nothing(slicer_app, review):
     scene = slicer_app.scene
     volume = make_volume(scene)
     n_nodes = scene.GetNumberOfNodes()
     with pytest.raises(geometry.LandmarkError):
-        mrml.present(scene, volume, np.zeros((10, 2)), convention="clinical")
+        show(review, scene, volume, np.zeros((10, 2)))
     assert scene.GetNumberOfNodes() == n_nodes
 
 
 def test_a_3d_volume_is_refused(slicer_app):
+    from MSKCommonLib.image import ImageReadError
+
     scene = slicer_app.scene
     ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
     import vtk
@@ -136,64 +180,83 @@ def test_a_3d_volume_is_refused(slicer_app):
     image.SetDimensions(64, 64, 30)
     image.AllocateScalars(vtk.VTK_SHORT, 1)
     ct.SetAndObserveImageData(image)
-    with pytest.raises(ValueError, match="3D volume with 30 slices"):
-        mrml.present(scene, ct, synthetic_spine(DOUBLE_CURVE_TILTS), convention="clinical")
+    with pytest.raises(ImageReadError, match="3D volume with 30 slices"):
+        common.image_from_volume(ct)
 
 
-def test_convention_switch_recomputes(slicer_app):
+def test_convention_switch_recomputes(slicer_app, review):
     scene = slicer_app.scene
-    volume = make_volume(scene)
-    nodes = mrml.present(scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS), convention="clinical")
-    mrml.set_convention(nodes, "aasce")
-    rows = common.table_rows(nodes.table)
+    volume = make_volume(scene, spacing=None)
+    live = show(review, scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS))
+    cobb_review.set_convention(live, "aasce")
+    rows = common.table_rows(live.table)
     assert {r["Convention"] for r in rows} == {"aasce"}
     expected = geometry.cobb_angles(synthetic_spine(DOUBLE_CURVE_TILTS), "aasce", image_height=2200).angles
-    assert angle_column(nodes.table) == pytest.approx({k: round(v, 2) for k, v in expected.items()})
+    assert angle_column(live.table) == pytest.approx({k: round(v, 2) for k, v in expected.items()})
 
 
-def test_markups_json_round_trip_keeps_labels_and_positions(slicer_app, tmp_path):
+def test_non_square_pixels_give_the_angle_slicer_measures_between_the_lines(slicer_app, review):
+    """A 20 deg tilt in pixels on a 0.2 x 0.25 mm film is not 20 deg on the patient: the angle is
+    the one between the lines as Slicer draws them in millimetres."""
+    scene = slicer_app.scene
+    volume = make_volume(scene, spacing=(0.2, 0.25))
+    tilts = [0] * 5 + [20] + [0] * 5 + [0] * 6
+    live = show(review, scene, volume, synthetic_spine(tilts))
+    mt = max(live.measurement.curves, key=lambda c: c.angle_deg or 0.0)
+    name = mt.name
+    upper = common.control_points(live.node(f"line.{name}.upper"))
+    lower = common.control_points(live.node(f"line.{name}.lower"))
+    u, v = upper[1] - upper[0], lower[1] - lower[0]
+    slicer_angle = np.degrees(np.arccos(abs(u @ v) / np.linalg.norm(u) / np.linalg.norm(v)))
+    in_pixels = geometry.cobb_angles(synthetic_spine(tilts), "clinical").curve(name).angle_deg
+    assert mt.angle_deg == pytest.approx(slicer_angle, abs=1e-6)
+    assert abs(in_pixels - slicer_angle) > 3  # measuring in pixels would be off by degrees
+
+
+def test_markups_json_round_trip_keeps_labels_and_positions(slicer_app, review, tmp_path):
     scene = slicer_app.scene
     volume = make_volume(scene)
-    nodes = mrml.present(scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS), convention="clinical")
-    path = common.save_node(nodes.landmarks, tmp_path / "film landmarks.mrk.json")
+    live = show(review, scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS))
+    path = common.save_node(live.node("landmarks"), tmp_path / "film landmarks.mrk.json")
     text = path.read_text()
     assert '"coordinateSystem": "LPS"' in text and "T7 inf-R" in text
     loaded = common.read_node(scene, "vtkMRMLMarkupsFiducialNode", path)
     assert loaded.GetNthControlPointLabel(26) == "T7 inf-R"
-    assert common.control_points(loaded) == pytest.approx(common.control_points(nodes.landmarks), abs=1e-4)
+    assert common.control_points(loaded) == pytest.approx(common.control_points(live.node("landmarks")), abs=1e-4)
 
 
-def test_moved_points_and_angles_survive_saving_and_reloading_the_scene(slicer_app, tmp_path):
+def test_moved_points_and_angles_survive_saving_and_reloading_the_scene(slicer_app, review, tmp_path):
     from MSKCommonLib.headless import make_app
 
     scene = slicer_app.scene
     volume = make_volume(scene)
-    nodes = mrml.present(scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS), convention="clinical")
-    move_corner(nodes, 17, 0, -20)
-    moved = mrml.landmarks_px(nodes).copy()
-    angles = angle_column(nodes.table)
+    live = show(review, scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS))
+    move_corner(live, 17, 0, -20)
+    moved = landmarks_px(live).copy()
+    angles = angle_column(live.table)
     path = tmp_path / "study.mrb"
     assert scene.WriteToMRB(str(path))
-    mrml.detach_all()
+    review.detach_all()
 
     other = make_app()
+    other_review = Review(CobbPresenter())
     try:
         assert other.scene.ReadFromMRB(str(path))
         volume2 = other.scene.GetFirstNodeByName("film")
-        reloaded = mrml.find_result(other.scene, volume2)
+        reloaded = other_review.find(other.scene, volume2)
         assert reloaded is not None
-        assert mrml.landmarks_px(reloaded) == pytest.approx(moved, abs=1e-4)
+        assert landmarks_px(reloaded) == pytest.approx(moved, abs=1e-4)
         assert angle_column(reloaded.table) == pytest.approx(angles)
-        assert mrml.result_was_edited(reloaded)  # still known as edited after reload
+        assert reloaded.edited()  # still known as edited after reload
         # live again after reload
         move_corner(reloaded, 17, 0, 20)
         assert angle_column(reloaded.table)["MT"] == pytest.approx(35.0, abs=0.01)
     finally:
-        mrml.detach_all()
+        other_review.detach_all()
         other.scene.Clear(1)
 
 
-def test_vertebra_segmentation_has_17_named_segments_and_round_trips(slicer_app, tmp_path):
+def test_vertebra_segmentation_has_17_named_segments_and_round_trips(slicer_app, review, tmp_path):
     import slicerio
     import nrrd  # noqa: F401  (slicerio reads through pynrrd)
 
@@ -201,14 +264,14 @@ def test_vertebra_segmentation_has_17_named_segments_and_round_trips(slicer_app,
     volume = make_volume(scene, shape=(400, 200))
     labelmap = np.zeros((400, 200), np.uint8)
     for v in range(17):
-        labelmap[20 + v * 20 : 35 + v * 20, 60 + v : 140 - v] = v + 1
+        labelmap[20 + v * 20: 35 + v * 20, 60 + v: 140 - v] = v + 1
     spine = synthetic_spine([0] * 17, spacing=20, width=60, height=15, x0=100, y0=27)
-    nodes = mrml.present(scene, volume, spine, convention="clinical", labelmap=labelmap)
-    segmentation = nodes.segmentation.GetSegmentation()
+    live = show(review, scene, volume, spine, vertebra_labelmap=labelmap)
+    segmentation = live.node("segmentation").GetSegmentation()
     assert segmentation.GetNumberOfSegments() == 17
     names = [segmentation.GetNthSegment(i).GetName() for i in range(17)]
     assert names == list(geometry.VERTEBRA_NAMES)
-    path = common.save_node(nodes.segmentation, tmp_path / "vertebrae.seg.nrrd")
+    path = common.save_node(live.node("segmentation"), tmp_path / "vertebrae.seg.nrrd")
     seg = slicerio.read_segmentation(str(path))
     assert [s["name"] for s in seg["segments"]] == list(geometry.VERTEBRA_NAMES)
     t7 = next(s for s in seg["segments"] if s["name"] == "T7")

@@ -102,12 +102,12 @@ def test_bone_edges_lie_on_the_ground_truth_landmarks():
 
 
 def test_generated_files_and_ground_truth(tmp_path):
-    from MSKCommonLib.image import read_radiograph
+    from MSKCommonLib.image import read_image
 
     truths = phantom.generate(tmp_path, n=2, seed=4, single_knee_fraction=0.0, spacing_range=(0.5, 0.5))
     assert len(truths) == 2 and all(len(t["knees"]) == 2 for t in truths)
     t = truths[0]
-    r = read_radiograph(tmp_path / t["files"]["dicom"])
+    r = read_image(tmp_path / t["files"]["dicom"])
     assert r.spacing_mm == pytest.approx((0.5, 0.5))
     assert (r.height, r.width) == (t["height_px"], t["width_px"])
     saved = json.loads((tmp_path / "knee_004_0000.json").read_text())

@@ -14,7 +14,7 @@ def _fiducial(app, n=3):
 
 
 def test_callback_gets_the_kept_result_on_move_add_remove(slicer_app):
-    from MSKCommonLib.mrml import PointObservers
+    from MSKCommonLib.review import PointObservers
 
     node = _fiducial(slicer_app)
     observers = PointObservers()
@@ -34,7 +34,7 @@ def test_callback_gets_the_kept_result_on_move_add_remove(slicer_app):
 
 
 def test_paused_silences_then_restores(slicer_app):
-    from MSKCommonLib.mrml import PointObservers
+    from MSKCommonLib.review import PointObservers
 
     node = _fiducial(slicer_app)
     observers = PointObservers()
@@ -51,7 +51,7 @@ def test_paused_silences_then_restores(slicer_app):
 
 
 def test_forget_removes_the_observers(slicer_app):
-    from MSKCommonLib.mrml import PointObservers
+    from MSKCommonLib.review import PointObservers
 
     node = _fiducial(slicer_app)
     observers = PointObservers()

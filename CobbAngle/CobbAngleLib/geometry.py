@@ -5,7 +5,9 @@ shared by the network path, the command line's ``--landmarks`` path and the MRML
 drags a corner in Slicer and the angles are recomputed here), so an edited result and a computed
 one can never disagree.
 
-Coordinates are image pixels, x to the right and y down. Landmarks come as an array of shape
+Coordinates are image pixels, x to the right and y down; when the pixel spacing is known the
+angles are measured in millimetres (a film with non-square pixels would otherwise bend every
+line), as Slicer measures the same lines. Landmarks come as an array of shape
 (17, 4, 2): vertebrae T1..L5 from top to bottom, and for each the corners top-left, top-right,
 bottom-left, bottom-right (the AASCE order, as in its 68 x 2 ``p2`` arrays). A vertebra that is
 not on the film (a cropped radiograph) is a row of NaN; the present vertebrae must be contiguous.
@@ -82,7 +84,7 @@ class Curve:
 
 
 @dataclass
-class CobbResult:
+class CobbMeasurement:
     convention: str
     curves: list[Curve] = field(default_factory=list)
     vertebrae_present: tuple[str, ...] = ()
@@ -226,7 +228,7 @@ def _is_s(mid_points: np.ndarray) -> bool:
         return bool(not (products.sum() == np.abs(products).sum()))
 
 
-def cobb_aasce(v: np.ndarray, image_height: float) -> CobbResult:
+def cobb_aasce(v: np.ndarray, image_height: float) -> CobbMeasurement:
     first, last = present_range(v)
     if (first, last) != (0, N_VERTEBRAE - 1):
         raise LandmarkError(
@@ -292,7 +294,7 @@ def cobb_aasce(v: np.ndarray, image_height: float) -> CobbResult:
                 lower_line=(lower, "mid"),
             )
         )
-    return CobbResult(
+    return CobbMeasurement(
         convention="aasce",
         curves=curves,
         vertebrae_present=VERTEBRA_NAMES,
@@ -329,7 +331,7 @@ def _best_pair(sup: np.ndarray, inf: np.ndarray, lo: int, hi: int, sign: int = 0
 _FILM_EDGE = ", end vertebra at the film edge: the curve may be larger"
 
 
-def cobb_clinical(v: np.ndarray) -> CobbResult:
+def cobb_clinical(v: np.ndarray) -> CobbMeasurement:
     first, last = present_range(v)
     sup = tilt_deg(endplate_vectors(v, "sup"))
     inf = tilt_deg(endplate_vectors(v, "inf"))
@@ -396,7 +398,7 @@ def cobb_clinical(v: np.ndarray) -> CobbResult:
     note = "clinical: superior endplate of the upper end vertebra to inferior endplate of the lower end vertebra"
     if (first, last) != (0, N_VERTEBRAE - 1):
         note += f"; only {VERTEBRA_NAMES[first]}-{VERTEBRA_NAMES[last]} on the film"
-    return CobbResult(
+    return CobbMeasurement(
         convention="clinical",
         curves=curves,
         vertebrae_present=VERTEBRA_NAMES[first : last + 1],
@@ -404,10 +406,17 @@ def cobb_clinical(v: np.ndarray) -> CobbResult:
     )
 
 
-def cobb_angles(landmarks, convention: str = "aasce", image_height: Optional[float] = None) -> CobbResult:
+def cobb_angles(landmarks, convention: str = "clinical", image_height: Optional[float] = None,
+                spacing_mm=None) -> CobbMeasurement:
     """Cobb angles from 68 corner landmarks (pixels). ``image_height`` (pixels) is needed by the
-    AASCE convention, whose S-curve rule looks at which half of the film the major curve lies in."""
+    AASCE convention, whose S-curve rule looks at which half of the film the major curve lies in.
+    ``spacing_mm`` (row, column): measure in millimetres (None: in pixels, as the AASCE films
+    without a spacing are measured by the organisers)."""
     v = as_vertebra_array(landmarks)
+    if spacing_mm is not None:
+        row_mm, col_mm = (float(s) for s in spacing_mm)
+        v = v * np.array([col_mm, row_mm])
+        image_height = None if image_height is None else image_height * row_mm
     if convention == "aasce":
         return cobb_aasce(v, image_height)
     if convention == "clinical":

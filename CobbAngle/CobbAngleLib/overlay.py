@@ -18,7 +18,7 @@ def _bgr(rgb, alpha: float = 1.0):
 def draw_overlay(
     gray_uint8: np.ndarray,
     landmarks: np.ndarray,
-    result: geometry.CobbResult,
+    result: geometry.CobbMeasurement,
     *,
     labelmap: Optional[np.ndarray] = None,
     warning: Optional[str] = None,

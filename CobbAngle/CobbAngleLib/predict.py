@@ -81,9 +81,7 @@ class CobbPredictor:
                 progress(fraction, message)
 
         a = np.asarray(pixels)
-        if a.ndim == 3 and a.shape[-1] in (1, 3, 4):
-            a = a[..., :3].mean(-1)
-        if a.ndim != 2 or min(a.shape) < 32:
+        if a.ndim != 2 or min(a.shape) < 32:  # colour is made gray by the reader (MSKCommonLib.image)
             raise ValueError(f"expected a 2-D grayscale radiograph, got an array of shape {np.shape(pixels)}")
         h, w = a.shape
         step(0.05, "Normalising the radiograph")

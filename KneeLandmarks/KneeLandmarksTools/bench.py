@@ -43,12 +43,12 @@ def _films_for_timing(args):
 
     if args.inputs:
         from MSKCommonLib.batch import expand_inputs
-        from MSKCommonLib.image import read_radiograph
+        from MSKCommonLib.image import read_image
 
         for item in expand_inputs(args.inputs):
             if item.error:
                 continue
-            r = read_radiograph(item.path)
+            r = read_image(item.path)
             spacing = r.spacing_mm or ((args.spacing,) * 2 if args.spacing else None)
             if spacing is None:
                 raise SystemExit(f"{item.path.name} has no pixel spacing: give --spacing")

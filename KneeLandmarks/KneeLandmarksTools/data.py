@@ -167,7 +167,7 @@ class RealSource:
 
     def __init__(self, images_dir, via_csv, roi_size: int = 128, det_size: int = 128,
                  default_spacing: Optional[float] = None, centre_jitter_mm: float = 4.0):
-        from MSKCommonLib.image import read_radiograph
+        from MSKCommonLib.image import read_image
 
         self.roi_size, self.det_size, self.centre_jitter_mm = roi_size, det_size, centre_jitter_mm
         self.films = []
@@ -179,7 +179,7 @@ class RealSource:
             path = next((p for p in candidates if p.is_file()), None)
             if path is None:
                 continue
-            r = read_radiograph(path)
+            r = read_image(path)
             spacing = r.spacing_mm or ((default_spacing, default_spacing) if default_spacing else None)
             if spacing is None:
                 raise ValueError(f"{path.name} has no pixel spacing; give --spacing")

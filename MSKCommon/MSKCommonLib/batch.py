@@ -23,6 +23,7 @@ class Item:
     error: Optional[str] = None
     values: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -144,24 +145,97 @@ def _csv_value(v):
 
 
 class Runner:
-    """One run of a module's command: a headless Slicer scene (results are written through the
-    module's MRML layer with Slicer's own storage nodes), the network made on first use (a run on
-    landmark files never loads it), unique output names. Subclasses give ``make_predictor`` and
-    ``process(item)``."""
+    """One run of a module's command over its inputs: read each file (``read_image``), run the
+    module's pipeline, show the result in a headless Slicer scene through the review layer (the
+    same nodes as in Slicer) and write the files from those nodes and the result's record.
 
-    def __init__(self, args, single: bool = False):
+    A module's command gives its ``ModuleSpec`` and ``options_for(item, image)``. ``on_existing``
+    (``--on-existing``): what to do when the output folder holds an earlier result of the same
+    image whose points were moved by hand (in Slicer, or by Accept in the browser review): "ask"
+    refuses that image with the reason and writes nothing, "keep" writes the new result beside it
+    (NAME_2...), "replace" overwrites it."""
+
+    def __init__(self, args, spec, single: bool = False):
         from MSKCommonLib.headless import make_app
+        from MSKCommonLib.review import Review
 
         self.args = args
+        self.spec = spec
         self.app = make_app()
         self.stems: set = set()
         self.single = single  # one input: a file given for "each image" may be for just this one
-        self._predictor = None
+        self.pipeline = spec.pipeline()
+        self.review = Review(spec.presenter())
+        self.files = spec.files()
+        self.on_existing = getattr(args, "on_existing", "ask")
 
-    def make_predictor(self):
+    def options_for(self, item: Item, image):
         raise NotImplementedError
 
-    def predictor_for(self):
-        if self._predictor is None:
-            self._predictor = self.make_predictor()
-        return self._predictor
+    def write_options(self) -> dict:
+        return {"overlay": not getattr(self.args, "no_overlay", False), "scene": getattr(self.args, "scene", False)}
+
+    def process(self, item: Item) -> None:
+        from MSKCommonLib.image import read_image
+        from MSKCommonLib.mrml import volume_from_image
+
+        image = read_image(item.path)
+        options = self.options_for(item, image)
+        scene = self.app.scene
+        try:
+            stem = self._stem(item, image)
+            result = self.pipeline.run(image, options)
+            volume = volume_from_image(scene, image, stem, colour=self.spec.colour)
+            live = self.review.show(scene, volume, result, on_existing="replace")
+            item.outputs.update(self.files.write_outputs(live, self.args.out, stem, **self.write_options()))
+            record = live.record()
+            item.values.update(self.files.csv_values(record))
+            item.record = record
+        finally:
+            self.review.detach_all()
+            scene.Clear(0)
+
+    def _stem(self, item: Item, image) -> str:
+        """The output name for an image, after checking the output folder for an edited result."""
+        import json
+
+        from MSKCommonLib.mrml import volume_from_image
+        from MSKCommonLib.review import edited_files
+
+        base = output_stem(item.path, self.stems)
+        out = Path(self.args.out)
+        for n in range(1, 10_000):
+            stem = base if n == 1 else f"{base}_{n}"
+            if n > 1 and stem in self.stems:
+                continue
+            record_file = out / self.files.RECORD_FILE.format(stem=stem)
+            if not record_file.is_file() or self.on_existing == "replace" or not self._edited(item, image, stem, out):
+                self.stems.add(stem)
+                return stem
+            if self.on_existing == "ask":
+                names = ", ".join(p.name for p in self._edited(item, image, stem, out))
+                raise ValueError(
+                    f"{out} holds an earlier result of {item.path.name} with points moved by hand ({names}); "
+                    "nothing was written. Run again with --on-existing keep (the new result is written beside it) "
+                    "or --on-existing replace")
+        raise ValueError(f"no free output name for {item.path.name} in {out}")
+
+    def _edited(self, item: Item, image, stem: str, out: Path) -> list:
+        import json
+
+        from MSKCommonLib.mrml import volume_from_image
+        from MSKCommonLib.review import edited_files
+
+        record = json.loads((out / self.files.RECORD_FILE.format(stem=stem)).read_text(encoding="utf-8"))
+        volume = volume_from_image(self.app.scene, image, "previous", colour=self.spec.colour)
+        try:
+            paths = {role: out / name.format(stem=stem) for role, name in self.files.POINT_FILES.items()}
+            return edited_files(self.app.scene, volume, record, paths)
+        finally:
+            self.app.scene.RemoveNode(volume)
+
+
+def add_on_existing_option(parser) -> None:
+    parser.add_argument("--on-existing", choices=("ask", "keep", "replace"), default="ask",
+                        help="when --out already holds this image's result with points moved by hand: ask (default: "
+                             "refuse that image, write nothing), keep (write the new result beside it) or replace")

@@ -1,23 +1,26 @@
-"""Reading a 2D radiograph from PNG, JPEG, TIFF, DICOM, NRRD or NIfTI into one gray float image.
+"""Reading a 2D image (a radiograph, or a photo for the back module) from PNG, JPEG, TIFF, DICOM,
+NRRD or NIfTI: the one reader for files.
 
-Every module reads its input through ``read_radiograph`` (or ``radiograph_from_array`` for an
-image already in memory) and gets a ``Radiograph``: float32 pixels, rows = y down, columns = x
-right, in the file's own intensity units (DICOM rescale applied, MONOCHROME1 inverted so bone is
-bright, colour converted to gray with luminance weights), the pixel spacing in mm when the file
-states it, and a line saying what was done. Anything that is not a usable 2D radiograph raises
-``ImageReadError`` with one message naming the file, what was found and what is expected.
+Every front end reads its input through ``read_image`` (a file), ``image_from_array`` (pixels in
+memory) or ``MSKCommonLib.mrml.image_from_volume`` (a Slicer volume node, with the same rules)
+and gets an ``Image``: float32 gray pixels, rows = y down, columns = x right, in the file's own
+intensity units (DICOM rescale applied, MONOCHROME1 inverted so bone is bright, colour converted
+to gray with luminance weights), the colour pixels when the file had colour channels (``rgb``,
+what the back module measures), the pixel spacing in mm when the file states it, and a line
+saying what was done. Anything that is not a usable 2D image raises ``ImageReadError`` with one
+message naming the file, what was found and what is expected.
 
 Pixels are kept in the file's index order (no reorientation from NIfTI/NRRD direction matrices,
 no EXIF rotation of JPEGs), as Slicer lays out the voxels. PNG/JPEG/TIFF resolution tags (DPI)
 are print settings, not detector spacing, so those formats give ``spacing_mm=None``.
-No torch and no Slicer imports here.
+No torch and no Slicer imports here; OpenCV is imported only to decode PNG, JPEG and TIFF files, so
+these rules also run in Slicer's own Python before OpenCV is installed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import SimpleITK as sitk
 
@@ -34,12 +37,12 @@ _ITK_IO = {"PNG": "PNGImageIO", "JPEG": "JPEGImageIO", "TIFF": "TIFFImageIO", "N
 
 
 class ImageReadError(ValueError):
-    """The file (or array) is not a usable 2D radiograph; the message says why, for the user."""
+    """The file (or array) is not a usable 2D image; the message says why, for the user."""
 
 
 @dataclass
-class Radiograph:
-    pixels: np.ndarray  # float32, H x W, rows = y down, columns = x right
+class Image:
+    pixels: np.ndarray  # float32, H x W, rows = y down, columns = x right (gray)
     spacing_mm: tuple[float, float] | None  # (row, column) = (y, x) spacing in mm; None if unknown
     source: str
     bits: int  # 8 or 16 (16 for anything stored wider than 8 bits)
@@ -47,6 +50,12 @@ class Radiograph:
     was_colour: bool = False  # stored with colour channels (RGB/RGBA), even if they were equal
     colourfulness: float = 0.0  # mean HSV saturation (0..1) of the original colour image
     spacing_source: str = ""
+    rgb: np.ndarray | None = None  # uint8 H x W x 3 when the file had colour channels (else None)
+
+    @property
+    def name(self) -> str:
+        """The file name (or the source text) for messages."""
+        return Path(self.source).name if self.source and not self.source.startswith("<") else self.source
 
     @property
     def height(self) -> int:
@@ -71,8 +80,8 @@ class Radiograph:
 # --------------------------------------------------------------------------------------------
 # public entry points
 
-def read_radiograph(path, *, max_pixels: int = 120_000_000) -> Radiograph:
-    """Read one 2D radiograph; raise ``ImageReadError`` (one clear message) for anything else."""
+def read_image(path, *, max_pixels: int = 120_000_000) -> Image:
+    """Read one 2D image; raise ``ImageReadError`` (one clear message) for anything else."""
     p = Path(path)
     if not p.exists():
         raise ImageReadError(f"Image file not found: '{path}'")
@@ -92,8 +101,8 @@ def read_radiograph(path, *, max_pixels: int = 120_000_000) -> Radiograph:
     return _read_with_itk(p, str(path), fmt, max_pixels)
 
 
-def radiograph_from_array(pixels, spacing_mm=None, source: str = "<array>") -> Radiograph:
-    """A ``Radiograph`` from an array: H x W gray, H x W x 3/4 (RGB/RGBA), or H x W x 1 / 1 x H x W."""
+def image_from_array(pixels, spacing_mm=None, source: str = "<array>", spacing_source: str = "") -> Image:
+    """An ``Image`` from an array: H x W gray, H x W x 3/4 (RGB/RGBA), or H x W x 1 / 1 x H x W."""
     arr = np.asarray(pixels)
     if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[2]) and arr.shape[2] not in (3, 4):
         arr = arr.reshape(arr.shape[1:] if arr.shape[0] == 1 else arr.shape[:2])
@@ -109,7 +118,7 @@ def radiograph_from_array(pixels, spacing_mm=None, source: str = "<array>") -> R
         raise ValueError(f"spacing_mm must be two positive finite numbers (row, column), got {spacing_mm!r}")
     bits = 8 if arr.dtype.itemsize == 1 else 16
     return _finish(arr, spacing, source, bits, f"{bits}-bit array ({arr.dtype})",
-                   spacing_source="given" if spacing else "")
+                   spacing_source=(spacing_source or "given") if spacing else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +156,7 @@ def _describe(head: bytes) -> str:
     return "its content is not a recognised image format"
 
 
-def _read_with_itk(p: Path, source: str, fmt: str, max_pixels: int) -> Radiograph:
+def _read_with_itk(p: Path, source: str, fmt: str, max_pixels: int) -> Image:
     """PNG/JPEG/TIFF (decoded by OpenCV) and NRRD/NIfTI (by SimpleITK); header checked first."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(p))
@@ -167,6 +176,8 @@ def _read_with_itk(p: Path, source: str, fmt: str, max_pixels: int) -> Radiograp
     _check_not_too_large(source, width, height, max_pixels)
 
     if fmt in ("PNG", "JPEG", "TIFF"):
+        import cv2
+
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         try:
@@ -237,7 +248,7 @@ def _nifti_complete(p: Path, reader) -> bool:
     return available >= expected
 
 
-def _read_dicom(p: Path, source: str, head: bytes, max_pixels: int) -> Radiograph:
+def _read_dicom(p: Path, source: str, head: bytes, max_pixels: int) -> Image:
     import pydicom
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -279,19 +290,34 @@ def _read_dicom(p: Path, source: str, head: bytes, max_pixels: int) -> Radiograp
         notes.append(f"{syntax.name} decoded by GDCM" + (", MONOCHROME1 inverted" if photometric == "MONOCHROME1" else ""))
     else:
         arr, notes = _dicom_intensities(ds, arr, photometric, bits_stored, notes)
-    spacing, spacing_source = None, ""
+    spacing, spacing_source = dicom_spacing(ds)
+    return _finish(arr, spacing, source, bits, ", ".join(notes), spacing_source=spacing_source)
+
+
+def dicom_spacing(ds) -> tuple:
+    """(row, column) spacing in mm and the attribute it came from: PixelSpacing, else
+    ImagerPixelSpacing, else NominalScannedPixelSpacing; (None, "") when none is usable."""
     for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
         value = ds.get(keyword)
         if value is not None and len(value) == 2 and _valid_spacing(value):
-            spacing, spacing_source = _valid_spacing(value), keyword
-            break
-    return _finish(arr, spacing, source, bits, ", ".join(notes), spacing_source=spacing_source)
+            return _valid_spacing(value), keyword
+    return None, ""
+
+
+def dicom_value_range(ds) -> tuple[float, float]:
+    """The range of modality values the stored bits can hold (after the rescale), which a
+    MONOCHROME1 image is inverted over: value -> low + high - value."""
+    bits_stored = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
+    signed = int(ds.get("PixelRepresentation") or 0) == 1
+    lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2 ** bits_stored - 1)
+    slope = float(ds.get("RescaleSlope") or 1.0)
+    intercept = float(ds.get("RescaleIntercept") or 0.0)
+    return tuple(sorted((lo * slope + intercept, hi * slope + intercept)))
 
 
 def _dicom_intensities(ds, arr, photometric, bits_stored, notes):
     """Modality rescale (slope/intercept or LUT), then MONOCHROME1 inverted over its value range."""
-    signed = int(ds.get("PixelRepresentation") or 0) == 1
-    lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2 ** bits_stored - 1)
+    lo, hi = dicom_value_range(ds)
     if arr.ndim == 3:  # colour: pydicom already gives RGB
         return arr, notes
     if "ModalityLUTSequence" in ds:
@@ -305,7 +331,6 @@ def _dicom_intensities(ds, arr, photometric, bits_stored, notes):
         intercept = float(ds.get("RescaleIntercept") or 0.0)
         if (slope, intercept) != (1.0, 0.0):
             arr = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-            lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
             notes.append(f"rescaled (slope {slope:g}, intercept {intercept:g})")
     if photometric == "MONOCHROME1":
         arr = np.float32(lo + hi) - arr.astype(np.float32)
@@ -331,11 +356,12 @@ def _valid_spacing(value):
     return spacing if ok else None
 
 
-def _finish(arr, spacing, source, bits, note, spacing_source="") -> Radiograph:
+def _finish(arr, spacing, source, bits, note, spacing_source="") -> Image:
     """Colour to gray, float32, then the checks every image must pass."""
-    was_colour, colourfulness = False, 0.0
+    was_colour, colourfulness, rgb8 = False, 0.0, None
     if arr.ndim == 3:  # RGB or RGBA
         rgb = arr[:, :, :3]
+        rgb8 = rgb if rgb.dtype == np.uint8 else (np.clip(rgb.astype(np.float64) / 257.0, 0, 255) + 0.5).astype(np.uint8)
         step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 1e6)))  # estimated on <= ~1 M pixels
         sample = rgb[::step, ::step].astype(np.float32)
         high, low = sample.max(axis=2), sample.min(axis=2)
@@ -350,12 +376,13 @@ def _finish(arr, spacing, source, bits, note, spacing_source="") -> Radiograph:
     pixels = np.ascontiguousarray(arr, dtype=np.float32)
     height, width = pixels.shape
     if min(height, width) < MIN_SIDE:
-        raise ImageReadError(f"'{source}' is only {width} x {height} pixels; a radiograph needs at least "
+        raise ImageReadError(f"'{source}' is only {width} x {height} pixels; an image needs at least "
                              f"{MIN_SIDE} pixels on each side")
     if not np.isfinite(pixels).all():
         raise ImageReadError(f"'{source}' has {int((~np.isfinite(pixels)).sum())} pixels that are not numbers "
                              "(NaN or infinite); expected finite intensities")
     low, high = float(pixels.min()), float(pixels.max())
     if low == high:
-        raise ImageReadError(f"'{source}' is blank: every pixel has the value {low:g}; expected a radiograph")
-    return Radiograph(pixels, spacing, source, bits, note, was_colour, colourfulness, spacing_source)
+        raise ImageReadError(f"'{source}' is blank: every pixel has the value {low:g}; expected a radiograph or a photo")
+    return Image(pixels, spacing, source, bits, note, was_colour, colourfulness, spacing_source,
+                 None if rgb8 is None else np.ascontiguousarray(rgb8))

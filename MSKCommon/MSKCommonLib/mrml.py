@@ -1,17 +1,18 @@
-"""MRML helpers shared by the modules: the one boundary where pixel coordinates become RAS.
+"""MRML helpers shared by the modules: the one boundary where pixel coordinates become RAS, and
+the one converter between a Slicer volume node and the pipelines' input ``Image``.
 
 Works in desktop Slicer and with the ``slicer-core`` wheel (no GUI). Below this layer nothing
-imports Slicer; above it, a module's own ``mrml`` layer builds its nodes with these helpers.
+imports Slicer; above it, the review layer (``MSKCommonLib.review``) and each module's presenter
+build their nodes with these helpers.
 
-Geometry of a 2D radiograph: a scalar volume with one slice, IJK = (x column, y row, 0), laid out
-as Slicer lays out a PNG it loads (LPS axes along the image, origin at the first pixel) with the
-pixel spacing when known. Landmarks are converted through the volume's own IJK-to-RAS matrix, so
-a volume that came from DICOM with another geometry works the same.
+Geometry of a 2D image: a volume with one slice, IJK = (x column, y row, 0), laid out as Slicer
+lays out a PNG it loads (LPS axes along the image, origin at the first pixel) with the pixel
+spacing when known. Points are converted through the volume's own IJK-to-RAS matrix, so a volume
+that came from DICOM with another geometry works the same.
 """
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -20,56 +21,203 @@ import vtk
 
 import slicer
 
+from .image import Image, ImageReadError, image_from_array
+
+ATTR_SOURCE = "MSKMorphometry.Source"  # the file the image was read from
+ATTR_NORMALISATION = "MSKMorphometry.Normalisation"  # set on volumes made by volume_from_image
+ATTR_SPACING_SOURCE = "MSKMorphometry.SpacingSource"  # "" when the spacing is unknown
+ATTR_BITS = "MSKMorphometry.Bits"
+ATTR_COLOURFULNESS = "MSKMorphometry.Colourfulness"
+
 
 # --------------------------------------------------------------------------------------------
-# volumes and coordinates
+# volumes <-> Image
 
-def volume_from_radiograph(scene, radiograph, name: str):
-    """A scalar volume node showing a ``MSKCommonLib.image.Radiograph`` with its spacing."""
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(name))
-    pixels = np.ascontiguousarray(radiograph.pixels, dtype=np.float32)
-    row_mm, col_mm = radiograph.spacing_mm or (1.0, 1.0)
-    image = vtk.vtkImageData()
-    image.SetDimensions(pixels.shape[1], pixels.shape[0], 1)
-    image.AllocateScalars(vtk.VTK_FLOAT, 1)
+def volume_from_image(scene, image: Image, name: str, colour: bool = False):
+    """A volume node showing an ``Image``: its gray pixels as a scalar volume, or (``colour``, for
+    a photo) its colour pixels as a vector volume, with the pixel spacing when known. The node
+    remembers how the image was read, so ``image_from_volume`` gives the same ``Image`` back."""
+    if colour and image.rgb is None:
+        raise ImageReadError(f"'{image.source}' has no colour channels")
+    if colour:
+        node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", scene.GenerateUniqueName(name))
+        node.SetAndObserveImageData(_image_data(np.ascontiguousarray(image.rgb, dtype=np.uint8), vtk.VTK_UNSIGNED_CHAR, 3))
+    else:
+        node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(name))
+        node.SetAndObserveImageData(_image_data(np.ascontiguousarray(image.pixels, dtype=np.float32), vtk.VTK_FLOAT, 1))
+    row_mm, col_mm = image.spacing_mm or (1.0, 1.0)
+    set_image_geometry(node, (row_mm, col_mm))
+    node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    if not colour:
+        low, high = np.percentile(image.pixels[:: max(1, image.height // 512), :: max(1, image.width // 512)], [0.5, 99.5])
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(float(low), float(high if high > low else low + 1))
+    node.SetAttribute(ATTR_SOURCE, str(image.source))
+    node.SetAttribute(ATTR_NORMALISATION, image.normalisation)
+    node.SetAttribute(ATTR_SPACING_SOURCE, image.spacing_source if image.spacing_mm else "")
+    node.SetAttribute(ATTR_BITS, str(image.bits))
+    node.SetAttribute(ATTR_COLOURFULNESS, repr(float(image.colourfulness)) if image.was_colour else "")
+    return node
+
+
+def image_from_volume(volume_node) -> Image:
+    """The pipelines' input from a volume node, by the rules of the file reader
+    (``MSKCommonLib.image.read_image``), so that a film loaded in Slicer and the same file given to
+    the command line give the same ``Image``:
+
+    - a volume made by ``volume_from_image`` (the command line, the browser review) is taken as it
+      is, with the spacing and provenance it remembers;
+    - a volume Slicer read from a DICOM file (DICOM module or Add Data: ITK/GDCM, which applies the
+      modality rescale and inverts MONOCHROME1 as the reader does) takes its spacing from the same
+      DICOM attributes as the reader (PixelSpacing, else ImagerPixelSpacing, ...), or none;
+    - a volume read from PNG, JPEG or TIFF has no known spacing (those files state none; Slicer
+      shows 1 mm), from NRRD or NIfTI the spacing its header states;
+    - a volume made in memory (no file) with spacing 1 x 1 has no known spacing;
+    - colour (a vector volume, or RGB scalars) becomes gray by the reader's luminance weights, and
+      its colour pixels are kept for the back module.
+    Raises ``ImageReadError`` for a 3D volume, no image data, or pixels that are not an image."""
+    if volume_node is None:
+        raise ImageReadError("no image selected")
+    name = volume_node.GetName()
+    data = volume_node.GetImageData()
+    if data is None:
+        raise ImageReadError(f"'{name}' has no image data")
+    require_single_slice(volume_node)
     from vtk.util import numpy_support
 
-    flat = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
-    flat[:] = pixels.reshape(-1)
-    node.SetAndObserveImageData(image)
+    w, h, _ = data.GetDimensions()
+    components = data.GetNumberOfScalarComponents()
+    pixels = numpy_support.vtk_to_numpy(data.GetPointData().GetScalars()).reshape((h, w) + ((components,) if components > 1 else ()))
+    if pixels.ndim == 3 and components not in (3, 4):
+        pixels = pixels[..., 0]
+    storage = volume_node.GetStorageNode()
+    path = Path(storage.GetFileName()) if storage is not None and storage.GetFileName() else None
+    spacing_xy = volume_node.GetSpacing()[:2]
+    node_spacing = (float(spacing_xy[1]), float(spacing_xy[0]))  # (row, column)
+    made_here = volume_node.GetAttribute(ATTR_NORMALISATION) is not None
+    if made_here:
+        spacing_source = volume_node.GetAttribute(ATTR_SPACING_SOURCE) or ""
+        image = image_from_array(pixels, node_spacing if spacing_source else None,
+                                 source=volume_node.GetAttribute(ATTR_SOURCE) or name, spacing_source=spacing_source)
+        image.normalisation = volume_node.GetAttribute(ATTR_NORMALISATION)
+        image.bits = int(volume_node.GetAttribute(ATTR_BITS) or image.bits)
+        colourfulness = volume_node.GetAttribute(ATTR_COLOURFULNESS) or ""
+        if colourfulness:  # the reader measured it on the file's own colour pixels
+            image.was_colour, image.colourfulness = True, float(colourfulness)
+        return image
+    source = str(path) if path is not None else name
+    kind = _file_kind(path)
+    if kind == "DICOM":
+        import pydicom
+
+        from .image import dicom_spacing
+
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
+        spacing, spacing_source = dicom_spacing(ds)
+        bits = 8 if int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16) <= 8 else 16
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+        note = f"{bits}-bit DICOM read by Slicer (modality values" + (", MONOCHROME1 inverted)" if photometric == "MONOCHROME1" else ")")
+    elif kind in ("PNG", "JPEG", "TIFF"):
+        spacing, spacing_source, bits, note = None, "", 8 if pixels.dtype.itemsize == 1 else 16, f"{kind} read by Slicer"
+    elif kind in ("NRRD", "NIfTI"):
+        stated = _itk_header_states_spacing(path, kind)
+        spacing, spacing_source = (node_spacing, f"{kind} header") if stated else (None, "")
+        bits, note = 8 if pixels.dtype.itemsize == 1 else 16, f"{kind} read by Slicer"
+    else:
+        unknown = all(abs(s - 1.0) < 1e-12 for s in node_spacing)
+        spacing, spacing_source = (None, "") if unknown else (node_spacing, "volume node")
+        bits, note = 8 if pixels.dtype.itemsize == 1 else 16, "volume node"
+    image = image_from_array(pixels, spacing, source=source, spacing_source=spacing_source)
+    image.bits = bits
+    image.normalisation = note + (", colour converted to gray" if image.was_colour else "")
+    return image
+
+
+def _file_kind(path: Optional[Path]) -> str:
+    if path is None or not path.is_file():
+        return ""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    from .image import _MAGIC, _EXTENSIONS
+
+    if head[128:132] == b"DICM":
+        return "DICOM"
+    for magic, fmt in _MAGIC.items():
+        if head.startswith(magic):
+            return fmt
+    name = path.name.lower()
+    return _EXTENSIONS.get(".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower(), "")
+
+
+def _itk_header_states_spacing(path: Path, kind: str) -> bool:
+    import SimpleITK as sitk
+
+    from .image import _ITK_IO, _itk_spacing_source
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.SetImageIO(_ITK_IO[kind])
+    reader.ReadImageInformation()
+    return bool(_itk_spacing_source(path, reader, kind))
+
+
+def _image_data(array: np.ndarray, vtk_type, components: int = 1):
+    h, w = array.shape[:2]
+    data = vtk.vtkImageData()
+    data.SetDimensions(w, h, 1)
+    data.AllocateScalars(vtk_type, components)
+    from vtk.util import numpy_support
+
+    flat = numpy_support.vtk_to_numpy(data.GetPointData().GetScalars())
+    flat[:] = array.reshape(flat.shape)
+    return data
+
+
+def set_image_geometry(node, spacing_mm) -> None:
+    """IJK-to-RAS of a 2D image as Slicer lays out a PNG it loads: LPS axes along the columns and
+    rows (shown in RAS), origin at the first pixel; ``spacing_mm`` = (row, column)."""
+    row_mm, col_mm = spacing_mm
     ijk_to_ras = vtk.vtkMatrix4x4()
-    ijk_to_ras.SetElement(0, 0, -col_mm)  # LPS x along the columns, shown in RAS
+    ijk_to_ras.SetElement(0, 0, -col_mm)
     ijk_to_ras.SetElement(1, 1, -row_mm)
     ijk_to_ras.SetElement(2, 2, 1.0)
     node.SetIJKToRASMatrix(ijk_to_ras)
-    node.CreateDefaultDisplayNodes()
-    display = node.GetDisplayNode()
-    low, high = np.percentile(pixels, [0.5, 99.5])
-    display.AutoWindowLevelOff()
-    display.SetWindowLevelMinMax(float(low), float(high if high > low else low + 1))
-    node.SetAttribute("MSKMorphometry.Source", str(radiograph.source))
+
+
+def aligned_volume(scene, like_node, array: np.ndarray, name: str, class_name: str = "vtkMRMLScalarVolumeNode",
+                   node=None):
+    """A scalar (or label map) volume on exactly the grid of ``like_node`` (depth and mask maps on
+    a photo); ``node``: update this one instead of making a new one."""
+    array = np.asarray(array)
+    vtk_type = {np.dtype(np.uint8): vtk.VTK_UNSIGNED_CHAR, np.dtype(np.float32): vtk.VTK_FLOAT}[array.dtype]
+    if node is None:
+        node = scene.AddNewNodeByClass(class_name, scene.GenerateUniqueName(name))
+    node.SetAndObserveImageData(_image_data(np.ascontiguousarray(array), vtk_type, 1))
+    m = vtk.vtkMatrix4x4()
+    like_node.GetIJKToRASMatrix(m)
+    node.SetIJKToRASMatrix(m)
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
     return node
+
+
+def volume_array(node) -> np.ndarray:
+    """The (single-slice) volume's scalars as an H x W (x C) array (a copy)."""
+    from vtk.util import numpy_support
+
+    data = node.GetImageData()
+    w, h, _ = data.GetDimensions()
+    c = data.GetNumberOfScalarComponents()
+    return numpy_support.vtk_to_numpy(data.GetPointData().GetScalars()).reshape((h, w) + ((c,) if c > 1 else ())).copy()
 
 
 def require_single_slice(volume_node) -> None:
     dims = volume_node.GetImageData().GetDimensions() if volume_node.GetImageData() else (0, 0, 0)
     if dims[2] != 1:
-        raise ValueError(
-            f"'{volume_node.GetName()}' is a 3D volume with {dims[2]} slices; this module needs a single 2D radiograph"
+        raise ImageReadError(
+            f"'{volume_node.GetName()}' is a 3D volume with {dims[2]} slices; this module needs a single 2D image"
         )
-
-
-def pixel_array(volume_node) -> np.ndarray:
-    """The radiograph's pixels as a float32 H x W array (a copy)."""
-    require_single_slice(volume_node)
-    from vtk.util import numpy_support
-
-    image = volume_node.GetImageData()
-    nx, ny, _ = image.GetDimensions()
-    scalars = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
-    if scalars.ndim > 1:  # an RGB volume: luminance
-        scalars = scalars[:, :3] @ np.array([0.299, 0.587, 0.114])
-    return scalars.reshape(ny, nx).astype(np.float32)
 
 
 def _matrix(volume_node, which: str) -> np.ndarray:
@@ -261,69 +409,3 @@ def nodes_referencing(scene, class_name: str, role: str, target) -> Iterable:
         node = scene.GetNthNodeByClass(i, class_name)
         if node.GetNodeReferenceID(role) == target.GetID():
             yield node
-
-
-# --------------------------------------------------------------------------------------------
-# live updates
-
-class PointObservers:
-    """Observers on markup nodes' control points, each with the result (any object: a module's
-    node set) that its callback keeps current when a point is moved, added or removed.
-
-    One instance per module's MRML layer. ``observe`` is idempotent: a node already observed
-    keeps its first result object, which is returned, so every caller shares one object.
-    ``paused(node)`` silences a node while the layer itself writes its points."""
-
-    EVENTS = ("PointModifiedEvent", "PointAddedEvent", "PointRemovedEvent")
-
-    def __init__(self):
-        self._entries: dict = {}  # node -> (observer tags, result object, callback)
-
-    def __contains__(self, node) -> bool:
-        return node in self._entries
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def result_of(self, node):
-        """The result object kept for an observed node."""
-        return self._entries[node][1]
-
-    def observe(self, node, result, callback):
-        """Call ``callback(result)`` whenever a control point of ``node`` changes."""
-        if node is None:
-            return result
-        if node in self._entries:
-            return self._entries[node][1]
-
-        def changed(caller, event):
-            entry = self._entries.get(caller)
-            if entry is not None:
-                entry[2](entry[1])
-
-        tags = [node.AddObserver(getattr(node, event), changed) for event in self.EVENTS]
-        self._entries[node] = (tags, result, callback)
-        return result
-
-    def forget(self, node) -> None:
-        entry = self._entries.pop(node, None)
-        if entry is not None:
-            for tag in entry[0]:
-                node.RemoveObserver(tag)
-
-    def forget_all(self) -> None:
-        for node in list(self._entries):
-            self.forget(node)
-
-    @contextmanager
-    def paused(self, node):
-        """No callbacks from ``node`` inside the block (when it is observed at all)."""
-        entry = self._entries.get(node)
-        if entry is None:
-            yield
-            return
-        self.forget(node)
-        try:
-            yield
-        finally:
-            self.observe(node, entry[1], entry[2])

@@ -100,6 +100,20 @@ def surface_from_relief(relief_px: np.ndarray, mask: np.ndarray, estimated: bool
     return Surface(xyz=np.stack([u, v, relief], -1), mask=np.asarray(mask, bool), units="px", estimated=estimated)
 
 
+def surface_for(depth: np.ndarray, mask: np.ndarray, units: str, focal_px: Optional[float] = None,
+                cx: Optional[float] = None, cy: Optional[float] = None, estimated: bool = True) -> Surface:
+    """The measurement surface of a depth map in its units: "mm" (depth along the optical axis,
+    with the focal length in pixels) or "px" (relative depth in photo pixels, growing away from
+    the camera). The one rule the pipeline and the review layer's nodes share."""
+    if units == "mm":
+        if not focal_px:
+            raise ValueError("depth in mm needs the camera focal length in pixels")
+        return surface_from_depth(depth, mask, focal_px, cx, cy, estimated)
+    if units == "px":
+        return surface_from_relief(-np.asarray(depth, np.float64), mask, estimated)
+    raise ValueError(f"depth units must be 'mm' or 'px', not {units!r}")
+
+
 @dataclass
 class SurfaceMeasures:
     units: str

@@ -106,9 +106,10 @@ def run(args) -> int:
     results = {}
     predictor = BackPredictor(weights=args.weights, device="cpu", framing=args.framing)
     if args.inputs:
-        from SpineMorphologyLib.cli import read_photo
+        from MSKCommonLib.image import read_image
+        from SpineMorphologyLib.pipeline import photo_rgb
 
-        photos = [read_photo(Path(p)) for p in args.inputs]
+        photos = [photo_rgb(read_image(Path(p))) for p in args.inputs]
     else:
         photos = [phantom.make_back_photo(phantom.photo_seed(data.EVAL_SEED, 20_000 + i)).rgb for i in range(args.n)]
     predictor.predict(photos[0], check=False)  # warm-up

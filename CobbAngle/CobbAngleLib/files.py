@@ -1,0 +1,73 @@
+"""The files a Cobb result is written to, from its live nodes and record: by the command line and by
+the browser review's Accept (with the user's moved points), the same way.
+
+Per image (NAME = the file name without extension):
+  NAME_landmarks.mrk.json   the 68 corners (Slicer markups, LPS), labelled T1 sup-R ... L5 inf-L
+  NAME_cobb.json            the record: angles, end vertebrae, apices, convention, corners in pixels,
+                            warnings, and which points were moved by hand
+  NAME_overlay.png          the radiograph with the vertebrae, the angle lines and the angles
+  NAME_vertebrae.seg.nrrd   the network's vertebra segmentation (network path only)
+  NAME.mrb                  (scene=True) the whole Slicer scene
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from MSKCommonLib import mrml as common
+
+from . import geometry
+
+COLUMNS = (
+    "PT", "MT", "TL_L", "convention",
+    "PT_upper", "PT_lower", "PT_apex", "MT_upper", "MT_lower", "MT_apex", "TL_L_upper", "TL_L_lower", "TL_L_apex",
+    "landmarks_from", "warning", "edited",
+)
+POINT_FILES = {"landmarks": "{stem}_landmarks.mrk.json"}
+RECORD_FILE = "{stem}_cobb.json"
+
+
+def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bool = False) -> dict:
+    """Write the result's files into ``out``; returns {kind: path}."""
+    from .overlay import draw_overlay, write_overlay
+    from .review import landmarks_px
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = live.record()
+    outputs = {"landmarks": common.save_node(live.node("landmarks"), out / POINT_FILES["landmarks"].format(stem=stem))}
+    if live.node("segmentation") is not None:
+        outputs["segmentation"] = common.save_node(live.node("segmentation"), out / f"{stem}_vertebrae.seg.nrrd")
+    if scene:
+        path = out / f"{stem}.mrb"
+        if not live.scene.WriteToMRB(str(path)):
+            raise OSError(f"could not write {path}")
+        outputs["scene"] = path
+    path = out / RECORD_FILE.format(stem=stem)
+    path.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    outputs["angles"] = path
+    if overlay and live.measurement is not None:
+        from MSKCommonLib.mrml import image_from_volume
+
+        labelmap = live.result.vertebra_labelmap if live.result is not None else None
+        rgb = draw_overlay(image_from_volume(live.volume).windowed_uint8(), landmarks_px(live), live.measurement,
+                           labelmap=labelmap, warning=record.get("warning"))
+        outputs["overlay"] = write_overlay(out / f"{stem}_overlay.png", rgb)
+    return outputs
+
+
+def csv_values(record: dict) -> dict:
+    """One CSV row's values (``COLUMNS``) from a record."""
+    values = {}
+    curves = {c["name"]: c for c in record.get("curves", [])}
+    for name in geometry.CURVE_NAMES:
+        c = curves.get(name, {})
+        values[name] = c.get("angle_deg")
+        values[f"{name}_upper"] = c.get("upper_end_vertebra")
+        values[f"{name}_lower"] = c.get("lower_end_vertebra")
+        values[f"{name}_apex"] = c.get("apex")
+    values["convention"] = record.get("convention")
+    values["landmarks_from"] = record.get("landmarks_from")
+    values["warning"] = record.get("warning")
+    values["edited"] = ", ".join(sum(record.get("review", {}).get("edited_points", {}).values(), [])) or None
+    return values

@@ -1,0 +1,121 @@
+"""CobbAngle's pipeline: a spine AP radiograph in, a ``CobbResult`` out; the one path every front
+end runs (the ``mskmorph cobb`` command, the Slicer module through its worker process, the
+browser review).
+
+    result = CobbPipeline().run(image, CobbOptions(convention="clinical"))
+
+``image`` is an ``MSKCommonLib.image.Image`` (from ``read_image`` for a file or
+``MSKCommonLib.mrml.image_from_volume`` for a Slicer volume: the same rules). The corners come from
+the network, or from an AASCE landmark file (``landmarks_file``); they are measured here, once,
+by ``geometry`` (in millimetres when the spacing is known). No Slicer, no files written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from MSKCommonLib.result import ImageInfo
+
+from . import geometry
+from .landmarks_io import check_landmarks_fit_image, read_aasce_mat
+
+# a colour photo is not a radiograph: mean saturation above this is refused
+MAX_COLOURFULNESS = 0.12
+
+
+@dataclass
+class CobbOptions:
+    convention: str = "clinical"  # or "aasce" (the AASCE challenge's own computation)
+    landmarks_file: Optional[str] = None  # AASCE .mat corners to use instead of the network
+    device: str = "auto"
+    weights: Optional[str] = None  # network weights (default: the shipped ones)
+
+
+@dataclass
+class CobbResult:
+    image: ImageInfo
+    landmarks_px: np.ndarray  # (17, 4, 2) pixels, AASCE corner order
+    landmarks_from: str  # "network (cpu)" or "file NAME.mat"
+    measurement: geometry.CobbMeasurement
+    vertebra_labelmap: Optional[np.ndarray] = None  # (H, W) uint8, 1..17 = T1..L5 (network only)
+    regressed_angles: Optional[dict] = None  # the regression head's angles (organisers' order)
+    warnings: list = field(default_factory=list)
+    vertebra_confidence: Optional[np.ndarray] = None  # (17,) 0..1
+
+    @property
+    def warning(self) -> Optional[str]:
+        return "; ".join(self.warnings) or None
+
+    def to_record(self) -> dict:
+        """The JSON record (``NAME_cobb.json``)."""
+        return {
+            **self.image.to_record(),
+            "landmarks_from": self.landmarks_from,
+            **self.measurement.to_dict(),
+            "network_angles_deg": self.regressed_angles,
+            "warning": self.warning,
+            "vertebra_confidence": None if self.vertebra_confidence is None else [
+                round(float(c), 4) for c in self.vertebra_confidence],
+            "landmarks_px": labelled_landmarks(self.landmarks_px),
+        }
+
+
+def labelled_landmarks(landmarks_px) -> dict:
+    v = geometry.as_vertebra_array(landmarks_px)
+    return {geometry.corner_label(i, c): [round(float(x), 3) for x in v[i, c]]
+            for i in range(geometry.N_VERTEBRAE) for c in range(4)}
+
+
+def result_from_landmarks(image, landmarks, convention: str = "clinical", source: str = "given landmarks",
+                          **extra) -> CobbResult:
+    """A result from corners measured here (a landmark file, or corners a script gives); ``image``
+    is an ``Image`` (or anything with its ``name``, ``width``, ``height`` and ``spacing_mm``);
+    ``extra``: the network's fields (``vertebra_labelmap``, ``regressed_angles``, ...)."""
+    landmarks = geometry.as_vertebra_array(landmarks)
+    info = image if isinstance(image, ImageInfo) else ImageInfo.of(image)
+    measurement = geometry.cobb_angles(landmarks, convention, image_height=info.height, spacing_mm=info.spacing_mm)
+    return CobbResult(info, landmarks, source, measurement, **extra)
+
+
+class CobbPipeline:
+    """Keeps the network loaded between films (one per device and weights file)."""
+
+    def __init__(self):
+        self._predictors: dict = {}
+
+    def predictor(self, device: str = "auto", weights=None):
+        key = (device, str(weights or ""))
+        if key not in self._predictors:
+            from .predict import CobbPredictor
+
+            self._predictors[key] = CobbPredictor(weights=weights, device=device)
+        return self._predictors[key]
+
+    def run(self, image, options: Optional[CobbOptions] = None, progress: Optional[Callable] = None,
+            should_cancel: Optional[Callable[[], bool]] = None) -> CobbResult:
+        options = options or CobbOptions()
+        if options.convention not in geometry.CONVENTIONS:
+            raise ValueError(f"unknown convention {options.convention!r}; choose one of {', '.join(geometry.CONVENTIONS)}")
+        if image.was_colour and image.colourfulness > MAX_COLOURFULNESS:
+            raise ValueError(f"{image.name} is a colour picture (mean saturation {image.colourfulness:.2f}), "
+                             "not a radiograph; Cobb angles need a spine AP radiograph")
+        labelmap = regressed = confidence = None
+        warnings = []
+        if options.landmarks_file:
+            from pathlib import Path
+
+            path = Path(options.landmarks_file)
+            landmarks = read_aasce_mat(path)
+            check_landmarks_fit_image(landmarks, image.pixels.shape, image.name)
+            source = f"file {path.name}"
+        else:
+            prediction = self.predictor(options.device, options.weights).predict(
+                image.pixels, progress=progress, should_cancel=should_cancel)
+            landmarks, labelmap = prediction.landmarks, prediction.vertebra_labelmap
+            regressed, confidence = prediction.regressed_angles, prediction.vertebra_confidence
+            warnings += [prediction.consistency_warning] if prediction.consistency_warning else []
+            source = f"network ({prediction.device})"
+        return result_from_landmarks(image, landmarks, options.convention, source, vertebra_labelmap=labelmap,
+                                     regressed_angles=regressed, warnings=warnings, vertebra_confidence=confidence)
