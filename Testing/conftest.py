@@ -53,3 +53,81 @@ def synthetic_spine(tilts_deg, spacing=110.0, width=90.0, height=70.0, x0=400.0,
 
 # T1..L5: a right thoracic curve T1-T5-T11 and a lumbar one T11-L2 bending back
 DOUBLE_CURVE_TILTS = [-3, 0, 5, 12, 20, 12, 5, 0, -5, -12, -15, -8, 0, 5, 8, 4, 0]
+
+
+def load_like_slicer(app, path, name="film"):
+    """A volume node as desktop Slicer's Add Data (or its DICOM module) makes it from a file:
+    DICOM and NRRD through Slicer's own volume reader (ITK/GDCM, here from slicer-core); PNG, JPEG
+    and TIFF, which slicer-core's readers cannot decode, read by SimpleITK (the ITK that Slicer
+    uses) into a volume laid out as Slicer lays it out (LPS along the image, ITK's spacing), with
+    the archetype storage node pointing at the file, as after loadVolume."""
+    from pathlib import Path
+
+    import SimpleITK as sitk
+    import vtk
+    from vtk.util import numpy_support
+
+    path = Path(path)
+    if path.suffix.lower() in (".dcm", ".nrrd", ".nhdr", ".nii") or path.name.lower().endswith(".nii.gz"):
+        node = app.volumes.AddArchetypeVolume(str(path), name, 0)
+        assert node is not None, f"Slicer's reader could not load {path}"
+        return node
+    image = sitk.ReadImage(str(path))
+    arr = sitk.GetArrayFromImage(image)
+    colour = image.GetNumberOfComponentsPerPixel() > 1
+    node = app.scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode" if colour else "vtkMRMLScalarVolumeNode", name)
+    data = vtk.vtkImageData()
+    h, w = arr.shape[:2]
+    data.SetDimensions(w, h, 1)
+    vtk_type = numpy_support.get_vtk_array_type(arr.dtype)
+    data.AllocateScalars(vtk_type, arr.shape[2] if colour else 1)
+    numpy_support.vtk_to_numpy(data.GetPointData().GetScalars())[:] = arr.reshape(h * w, -1) if colour else arr.reshape(-1)
+    node.SetAndObserveImageData(data)
+    sx, sy = image.GetSpacing()[:2]
+    m = vtk.vtkMatrix4x4()
+    m.SetElement(0, 0, -sx)
+    m.SetElement(1, 1, -sy)
+    node.SetIJKToRASMatrix(m)
+    storage = app.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def write_dicom(path, arr, photometric="MONOCHROME2", spacing_kw="PixelSpacing", spacing=(0.2, 0.15),
+                bits_stored=None, slope=None, intercept=None, frames=1, preamble=True, modality="DX"):
+    """A DICOM film of ``arr`` (one frame, or ``frames``) with the given photometric
+    interpretation, spacing attribute, bits stored and rescale."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # DX for presentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientName, ds.PatientID = modality, "Phantom^Test", "TEST1"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Rows, ds.Columns = arr.shape[-2:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated = arr.dtype.itemsize * 8
+    ds.BitsStored = bits_stored or ds.BitsAllocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if arr.dtype.kind == "i" else 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    if slope is not None:
+        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = slope, intercept, "US"
+    if spacing_kw:
+        setattr(ds, spacing_kw, list(spacing))
+    ds.PixelData = arr.tobytes()
+    if preamble:
+        ds.save_as(path, enforce_file_format=True)
+    else:  # a bare dataset: no 128-byte preamble, no 'DICM', no file meta
+        ds.file_meta = FileMetaDataset()
+        pydicom.dcmwrite(path, ds, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    return path

@@ -16,6 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
 from MSKCommonLib import image as rg
 from MSKCommonLib.image import ImageReadError, Image, image_from_array, read_image
+from conftest import write_dicom
 
 H, W = 80, 96  # rows, columns
 MARK = (2, 5)  # row 2, column 5
@@ -32,38 +33,6 @@ def image(dtype=np.uint8, high=200) -> np.ndarray:
 def assert_marker(rad: Image):
     assert rad.pixels.shape == (H, W) and rad.pixels.dtype == np.float32
     assert np.unravel_index(np.argmax(rad.pixels), rad.pixels.shape) == MARK
-
-
-def write_dicom(path, arr, photometric="MONOCHROME2", spacing_kw="PixelSpacing", spacing=(0.2, 0.15),
-                bits_stored=None, slope=None, intercept=None, frames=1, preamble=True, modality="DX"):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # DX for presentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PatientName, ds.PatientID = modality, "Phantom^Test", "TEST1"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Rows, ds.Columns = arr.shape[-2:]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated = arr.dtype.itemsize * 8
-    ds.BitsStored = bits_stored or ds.BitsAllocated
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = 1 if arr.dtype.kind == "i" else 0
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    if slope is not None:
-        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = slope, intercept, "US"
-    if spacing_kw:
-        setattr(ds, spacing_kw, list(spacing))
-    ds.PixelData = arr.tobytes()
-    if preamble:
-        ds.save_as(path, enforce_file_format=True)
-    else:  # a bare dataset: no 128-byte preamble, no 'DICM', no file meta
-        ds.file_meta = FileMetaDataset()
-        pydicom.dcmwrite(path, ds, enforce_file_format=False, implicit_vr=True, little_endian=True)
-    return path
 
 
 def message(path, **kwargs) -> str:

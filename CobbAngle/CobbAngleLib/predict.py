@@ -47,12 +47,13 @@ class CobbPrediction:
 
 class CobbPredictor:
     def __init__(self, weights=None, device: str = "auto", consistency_threshold_deg: float = 10.0,
-                 test_time_flip: bool = False, chain_decoding: bool = True):
-        from MSKCommonLib.device import choose_device
+                 test_time_flip: bool = False, chain_decoding: bool = True, threads: Optional[int] = None):
+        from MSKCommonLib.device import choose_device, inference_threads
         from MSKCommonLib.weights import WeightsError, load_state
 
         self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
         self.device = choose_device(device)
+        self.threads = int(threads or inference_threads())
         self.consistency_threshold_deg = float(consistency_threshold_deg)
         self.test_time_flip = bool(test_time_flip)  # also read the mirrored film and average
         self.chain_decoding = bool(chain_decoding)  # vertebra peaks chosen jointly along the spine
@@ -91,7 +92,10 @@ class CobbPredictor:
         if self.test_time_flip:
             x = torch.cat([x, x.flip(-1)])
         step(0.2, "Finding the vertebrae")
-        out = self.model(x)
+        from MSKCommonLib.device import fixed_threads
+
+        with fixed_threads(self.threads):
+            out = self.model(x)
         corners, prob = decode_landmarks(out["heatmap"].float(), out["offsets"].float(), window=3,
                                         chain=self.chain_decoding)
         step(0.7, "Measuring the Cobb angles")

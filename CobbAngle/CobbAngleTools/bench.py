@@ -117,7 +117,8 @@ def bench_device(device: str, files: list[Path], weights, flip: bool = True, sco
     from CobbAngleLib import geometry
     from CobbAngleLib.predict import CobbPredictor
 
-    predictor = CobbPredictor(weights, device=device, test_time_flip=flip, chain_decoding=chain)
+    predictor = CobbPredictor(weights, device=device, test_time_flip=flip, chain_decoding=chain,
+                              threads=torch.get_num_threads())
     records = []
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()

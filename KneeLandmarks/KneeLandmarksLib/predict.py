@@ -71,10 +71,9 @@ class KneePredictor:
     (detector, landmarks); default the shipped ones in KneeLandmarksLib/models."""
 
     def __init__(self, weights=None, device: str = "auto", refine: bool = True, threads: Optional[int] = None):
-        from MSKCommonLib.device import choose_device
+        from MSKCommonLib.device import choose_device, inference_threads
 
-        if threads:
-            torch.set_num_threads(threads)
+        self.threads = int(threads or inference_threads())
         self.device = choose_device(device)
         if isinstance(weights, (tuple, list)):
             detector_path, landmarks_path = (Path(p) for p in weights)
@@ -90,8 +89,11 @@ class KneePredictor:
     @torch.no_grad()
     def detect(self, pixels: np.ndarray, spacing_mm) -> list[tuple[str, np.ndarray, float]]:
         """[(side, centre in film pixels, presence probability)] for the knees found."""
+        from MSKCommonLib.device import fixed_threads
+
         img, scale, offset = D.letterbox(pixels, spacing_mm, self.det_size)
-        out = self.detector(torch.from_numpy(img)[None, None].to(self.device))
+        with fixed_threads(self.threads):
+            out = self.detector(torch.from_numpy(img)[None, None].to(self.device))
         coords = out["coords"][0].cpu().numpy()
         presence = torch.sigmoid(out["presence"][0]).cpu().numpy()
         found = []
@@ -109,7 +111,10 @@ class KneePredictor:
     def _landmarks(self, pixels, spacing_mm, sides: Sequence[str], centres: Sequence[np.ndarray]):
         batch = np.stack([D.normalise(D.extract_roi(pixels, spacing_mm, c, s, self.roi_size))
                           for s, c in zip(sides, centres)])
-        out = self.landmarks(torch.from_numpy(batch)[:, None].to(self.device))
+        from MSKCommonLib.device import fixed_threads
+
+        with fixed_threads(self.threads):
+            out = self.landmarks(torch.from_numpy(batch)[:, None].to(self.device))
         coords = out["coords"].cpu()
         spread_mm = heatmap_spread(out["prob"].cpu(), coords, self.roi_size).numpy() * D.ROI_PX * D.ROI_SPACING / self.roi_size
         conf = point_confidence(spread_mm)

@@ -132,7 +132,7 @@ def run(args) -> int:
     from KneeLandmarksLib.predict import KneePredictor
 
     torch.set_num_threads(max(1, args.threads))
-    predictor = KneePredictor(weights=args.weights, device=args.device)
+    predictor = KneePredictor(weights=args.weights, device=args.device, threads=args.threads)
     result = {"device": str(predictor.device), "threads": args.threads}
     if args.evaluate:
         result.update(evaluate(predictor, args.evaluate, args.repeats, args.seed))

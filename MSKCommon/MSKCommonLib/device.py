@@ -1,6 +1,8 @@
 """Choosing where the networks run: CUDA GPU, Apple GPU (MPS) or the CPU."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 PREFERENCES = ("auto", "cpu", "cuda", "mps")
@@ -30,3 +32,32 @@ def choose_device(preference: str = "auto") -> torch.device:
         raise ValueError("device 'mps' was requested but Apple's Metal (MPS) backend is not available here; "
                          "use --device cpu or auto")
     return torch.device(pref)
+
+
+THREADS_VARIABLE = "MSKMORPH_THREADS"
+
+
+def inference_threads() -> int:
+    """CPU threads for the networks: ``$MSKMORPH_THREADS``, else every core. The same count in every
+    front end on a machine: the count decides the order in which a convolution's floats are summed,
+    so the command line, Slicer's worker and the browser review would otherwise differ in the last
+    digits."""
+    import os
+
+    given = os.environ.get(THREADS_VARIABLE, "").strip()
+    return max(1, int(given)) if given.isdigit() else max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def fixed_threads(count: int | None = None):
+    """Run the block with ``count`` (default ``inference_threads()``) torch CPU threads, then
+    restore the caller's setting."""
+    want = int(count or inference_threads())
+    before = torch.get_num_threads()
+    if before != want:
+        torch.set_num_threads(want)
+    try:
+        yield want
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

@@ -121,6 +121,8 @@ class WorkerJob:
         """The pipeline's result once ``poll()`` says it ended without error."""
         if self._state.error:
             raise RuntimeError(self._state.error)
+        if self._state.cancelled or self._result is None:
+            raise RuntimeError("the measurement was cancelled or has not finished")
         return self._result
 
     def cancel(self) -> None:

@@ -85,9 +85,32 @@ class BackResult:
         }
 
 
+def read_depth_png(path: Path) -> np.ndarray:
+    """A 16-bit depth PNG in millimetres (0 = no measurement) -> float32 mm (read by SimpleITK,
+    which Slicer bundles, so this runs in Slicer's own process too)."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise OSError(f"could not read the depth image {path}") from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(f"{Path(path).name} has {image.GetNumberOfComponentsPerPixel()} channels; a depth image is "
+                         "one 16-bit channel in mm")
+    if image.GetPixelID() != sitk.sitkUInt16:
+        raise ValueError(f"{Path(path).name} is {image.GetPixelIDTypeAsString()}; a depth image is a 16-bit PNG in "
+                         "millimetres")
+    return sitk.GetArrayFromImage(image).astype(np.float32)
+
+
+def focal_px_from_35mm(focal_35mm: float, width: int, height: int) -> float:
+    """Focal length in pixels from the 35 mm equivalent focal length (36 mm along the long side)."""
+    return float(focal_35mm) * max(width, height) / 36.0
+
+
 def photo_rgb(image) -> np.ndarray:
     """The photo's colour pixels; a grayscale picture is refused (a radiograph is not a back photo)."""
-    from .predict import require_colour_photo
+    from .photo import require_colour_photo
 
     rgb = image.rgb if image.rgb is not None else np.repeat(
         np.clip(image.pixels / max(float(image.pixels.max()), 1e-6) * 255, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
@@ -155,8 +178,6 @@ class BackPipeline:
 
     def run(self, image, options: Optional[BackOptions] = None, progress: Optional[Callable] = None,
             should_cancel: Optional[Callable[[], bool]] = None) -> BackResult:
-        from .predict import focal_px_from_35mm, read_depth_png
-
         options = options or BackOptions()
         for name in ("focal_mm", "focal_px", "distance_mm"):
             value = getattr(options, name)

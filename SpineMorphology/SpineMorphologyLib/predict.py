@@ -22,17 +22,15 @@ from scipy import ndimage
 from MSKCommonLib.resources import packaged
 
 from . import morphology, person
+from .photo import (  # noqa: F401  (the photo checks, also used here)
+    MIN_COLOURFULNESS, NotABackPhoto, as_rgb_uint8, colourfulness, require_colour_photo, skin_fraction,
+)
 from .network import INPUT_HEIGHT, INPUT_WIDTH, RELIEF_SCALE
 
 DEFAULT_WEIGHTS = packaged("SpineMorphologyLib", "models", "gamanet_back.pt")
-MIN_COLOURFULNESS = 0.06  # mean HSV saturation below this: a grayscale picture (a radiograph?)
 MIN_BACK_FRACTION = 0.04  # of the photo
 MIN_SKIN_FRACTION = 0.3  # of the predicted back that has a skin-like colour
 MIN_KEYPOINT_CONFIDENCE = 0.25
-
-
-class NotABackPhoto(ValueError):
-    """The picture is not a colour photo of a bare back (message for the user)."""
 
 
 @dataclass
@@ -66,56 +64,20 @@ class BackPrediction:
         return morphology.surface_from_relief(self.relief_px, self.mask, estimated=True)
 
 
-def colourfulness(rgb: np.ndarray) -> float:
-    hsv = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]).astype(np.uint8), cv2.COLOR_RGB2HSV)
-    return float(hsv[..., 1].mean() / 255.0)
-
-
-def skin_fraction(rgb: np.ndarray, mask: np.ndarray) -> float:
-    """Share of the masked pixels whose chroma is skin-like (YCrCb box, all skin tones)."""
-    if not mask.any():
-        return 0.0
-    ycc = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]).astype(np.uint8), cv2.COLOR_RGB2YCrCb)
-    cr, cb = ycc[..., 1][mask].astype(int), ycc[..., 2][mask].astype(int)
-    return float(np.mean((cr >= 128) & (cr <= 185) & (cb >= 70) & (cb <= 135)))
-
-
-def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = np.repeat(a[..., None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] < 3:
-        raise NotABackPhoto(f"expected an RGB photo, got an array of shape {a.shape}")
-    a = a[..., :3]
-    if a.dtype != np.uint8:
-        a = a.astype(np.float64)
-        a = (a / 65535.0 if a.max() > 255 else a / 255.0 if a.max() > 1.0 else a)
-        a = (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
-    return a
-
-
-def require_colour_photo(rgb: np.ndarray, name: str = "the image") -> None:
-    c = colourfulness(rgb)
-    if c < MIN_COLOURFULNESS:
-        raise NotABackPhoto(
-            f"{name} is a grayscale picture (mean saturation {c:.3f}), e.g. a radiograph, not a colour photo "
-            "of a bare back; back surface measures need an RGB photo taken from behind"
-        )
-
-
 class BackPredictor:
     """``framing``: "auto" frames the trunk with BlazePose when mediapipe is installed (module
     ``person``), "off" always gives the whole photo to the networks."""
 
-    def __init__(self, weights=None, device: str = "auto", framing: str = "auto"):
+    def __init__(self, weights=None, device: str = "auto", framing: str = "auto", threads: Optional[int] = None):
         import torch
 
-        from MSKCommonLib.device import choose_device
+        from MSKCommonLib.device import choose_device, inference_threads
 
         from .network import GAMANet
 
         self.torch = torch
         self.device = choose_device(device)
+        self.threads = int(threads or inference_threads())
         path = Path(weights) if weights else DEFAULT_WEIGHTS
         if not path.is_file():
             raise FileNotFoundError(
@@ -151,7 +113,9 @@ class BackPredictor:
         else:
             small = person.cut(rgb, crop, (INPUT_HEIGHT, INPUT_WIDTH))
         x = torch.from_numpy(small.astype(np.float32).transpose(2, 0, 1)[None] / 255.0).to(self.device)
-        with torch.no_grad():
+        from MSKCommonLib.device import fixed_threads
+
+        with torch.no_grad(), fixed_threads(self.threads):
             out = self.model(x)
             kp, conf = decode_simcc(out["simcc_x"].cpu(), out["simcc_y"].cpu())
         frame_h = h if crop is None else crop.height  # the network frame's height in photo pixels
@@ -202,20 +166,3 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
         return mask.astype(bool)
     sizes = ndimage.sum(mask, labels, range(1, n + 1))
     return labels == (1 + int(np.argmax(sizes)))
-
-
-def read_depth_png(path: Path) -> np.ndarray:
-    """A 16-bit depth PNG in millimetres (0 = no measurement) -> float32 mm."""
-    depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if depth is None:
-        raise OSError(f"could not read the depth image {path}")
-    if depth.ndim == 3:
-        raise ValueError(f"{Path(path).name} has {depth.shape[2]} channels; a depth image is one 16-bit channel in mm")
-    if depth.dtype != np.uint16:
-        raise ValueError(f"{Path(path).name} is {depth.dtype}; a depth image is a 16-bit PNG in millimetres")
-    return depth.astype(np.float32)
-
-
-def focal_px_from_35mm(focal_35mm: float, width: int, height: int) -> float:
-    """Focal length in pixels from the 35 mm equivalent focal length (36 mm along the long side)."""
-    return float(focal_35mm) * max(width, height) / 36.0

@@ -89,8 +89,8 @@ class BackPresenter(Presenter):
 
     def draw(self, live, measurement) -> None:
         if measurement is not None:
-            if live.cache.get("changed_role") != "midline":
-                live.set_points("midline", curve_points(measurement.line_px))
+            if live.cache.get("changed_role") != "midline":  # re-detected from the points: computed again
+                live.set_points("midline", curve_points(measurement.line_px), computed=True)
             node = live.node("midline3d")
             with live.review.observers.paused(node):
                 common.set_control_points(node, surface_lib.to_ras(curve_points(measurement.line_xyz)))

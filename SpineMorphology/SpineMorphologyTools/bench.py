@@ -104,7 +104,7 @@ def run(args) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     results = {}
-    predictor = BackPredictor(weights=args.weights, device="cpu", framing=args.framing)
+    predictor = BackPredictor(weights=args.weights, device="cpu", framing=args.framing, threads=args.threads)
     if args.inputs:
         from MSKCommonLib.image import read_image
         from SpineMorphologyLib.pipeline import photo_rgb
