@@ -9,9 +9,6 @@ import pytest
 
 from MSKCommonLib.cli import main
 from SpineMorphologyTools import phantom
-from SpineMorphologyLib.predict import DEFAULT_WEIGHTS
-
-needs_weights = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason=f"no back network weights at {DEFAULT_WEIGHTS}")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +73,6 @@ def test_grayscale_radiograph_is_refused(tmp_path):
     assert row["status"] == "failed" and "grayscale" in row["error"] and "radiograph" in row["error"]
 
 
-@needs_weights
 def test_network_path_on_a_generated_photo(tmp_path):
     photo = phantom.make_back_photo(phantom.photo_seed(2000, 77))
     paths = phantom.write_photo(photo, tmp_path, "synthetic")
@@ -94,9 +90,13 @@ def test_network_path_on_a_generated_photo(tmp_path):
     depth = cv2.imread(str(out_mm / "synthetic_depth.png"), cv2.IMREAD_UNCHANGED).astype(float)
     both = (depth > 0) & photo.back_mask
     assert np.median(np.abs(depth[both] - photo.depth_mm[both])) < 30
+    # the relief itself, not only its distance: a flat back at the right distance scores 21 mm and
+    # no correlation here; the shipped network 1.9 mm and 0.995 (bounds with a 3x margin)
+    pred, true = depth[both], photo.depth_mm[both]
+    assert np.corrcoef(pred, true)[0, 1] > 0.95
+    assert np.median(np.abs((pred - np.median(pred)) - (true - np.median(true)))) < 6.0
 
 
-@needs_weights
 def test_landscape_photo_is_refused(tmp_path):
     h, w = 480, 640
     yy = np.linspace(0, 1, h)[:, None, None]
@@ -111,7 +111,6 @@ def test_landscape_photo_is_refused(tmp_path):
     assert row["status"] == "failed" and ("no bare back" in row["error"] or "no spine" in row["error"])
 
 
-@needs_weights
 def test_a_phantom_folder_measures_its_photos_not_their_depth_and_mask_images(rgbd, tmp_path):
     """`mskmorph back DIR` on a folder in the RGB-D layout (NAME.png, NAME_depth.png,
     NAME_mask.png, as `mskmorph phantom back` writes it): one photo measured, nothing failed; the

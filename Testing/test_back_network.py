@@ -63,7 +63,6 @@ def test_train_checkpoint_and_resume(tmp_path):
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
 
 
-@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no shipped back weights")
 def test_predictor_outputs_in_photo_pixels():
     photo = phantom.make_back_photo(phantom.photo_seed(data.EVAL_SEED, 5))
     pred = BackPredictor(device="cpu").predict(photo.rgb, check=False)
@@ -83,8 +82,6 @@ def test_shipped_weights_on_held_out_bodies(body):
     """The shipped network on a few held-out photos of each body source (seed base 2000: never
     trained on): keypoints within 5 % of the trunk length and the midline within a few mm
     (the model card's full numbers: PCK 100 / 99.7 %, midline 3.6 / 4.5 mm on 100 photos)."""
-    if body == "anny":
-        pytest.importorskip("anny")
     from SpineMorphologyTools import bench
 
     predictor = BackPredictor(device="cpu", framing="off")

@@ -16,8 +16,9 @@ from CobbAngleLib.predict import DEFAULT_WEIGHTS, Cancelled, CobbPredictor
 from MSKCommonLib.device import choose_device
 from MSKCommonLib.weights import WeightsError, load_state
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-AASCE = SHARED / "aasce2019-train"
+from MSKCommonTools import shared_data
+
+AASCE = shared_data() / "aasce2019-train"
 needs_aasce = pytest.mark.skipif(not AASCE.is_dir(), reason=f"shared AASCE data not found at {AASCE}")
 
 
@@ -175,3 +176,50 @@ def test_chain_decoding_resolves_two_heatmaps_on_one_vertebra():
     chained = (chain_peaks(t)[0] // w).numpy()
     assert plain[9] == plain[8] == rows[8]
     assert np.array_equal(chained, rows)
+
+
+def test_the_check_fires_when_the_two_networks_disagree_and_names_the_angle(predictor):
+    agree = {"PT": 20.0, "MT": 35.0, "TL_L": 12.0}
+    assert predictor._consistency(agree, dict(agree)) is None
+    disagree = dict(agree, MT=35.0 + predictor.consistency_threshold_deg + 1.0)
+    warning = predictor._consistency(agree, disagree)
+    assert warning is not None and "MT" in warning and "46.0" in warning and "35.0" in warning
+    # just under the threshold: no warning
+    assert predictor._consistency(agree, dict(agree, MT=35.0 + predictor.consistency_threshold_deg - 0.1)) is None
+
+
+def test_the_prediction_reports_the_check_it_computes_on_the_sample(predictor):
+    """On the bundled phantom the regression head and the corners disagree (the network reads
+    the sacrum as L5): the warning of the result is the check of its own angles, and the
+    command line carries it into the JSON and the table."""
+    from MSKCommonLib.image import read_image
+
+    from conftest import SAMPLE_DATA
+
+    image = read_image(SAMPLE_DATA / "SpinePhantom_AP.png")
+    pred = predictor.predict(image.pixels)
+    expected = predictor._consistency(pred.regressed_angles, pred.landmark_angles)
+    assert pred.consistency_warning == expected
+    assert expected is not None, "the phantom is a film the check flags today; if it no longer is, pick another"
+
+
+def test_the_table_shows_the_network_angles_and_the_warning(slicer_app, tmp_path):
+    from MSKCommonLib import mrml as common
+    from MSKCommonLib.cli import main
+
+    from conftest import SAMPLE_DATA
+
+    out = tmp_path / "out"
+    assert main(["cobb", str(SAMPLE_DATA / "SpinePhantom_AP.png"), "--out", str(out), "--scene", "--no-overlay",
+                 "--device", "cpu"]) == 0
+    import json
+
+    record = json.loads((out / "SpinePhantom_AP_cobb.json").read_text())
+    assert slicer_app.scene.ReadFromMRB(str(out / "SpinePhantom_AP.mrb"))
+    table = slicer_app.scene.GetFirstNodeByName("SpinePhantom_AP Cobb angles")
+    rows = {r["Curve"]: r for r in common.table_rows(table)}
+    for name, value in record["network_angles_deg"].items():
+        assert rows[name]["Network angle (deg)"] == pytest.approx(value, abs=1e-3)  # the scene file keeps 4 decimals
+    assert record["warning"] and all(r["Note"] == record["warning"] for r in rows.values())
+    csv_row = (out / "cobb.csv").read_text().splitlines()[1]
+    assert "The two networks disagree" in csv_row

@@ -279,3 +279,15 @@ def test_vertebra_segmentation_has_17_named_segments_and_round_trips(slicer_app,
     if voxels.ndim == 4:  # one layer per segment group
         voxels = voxels[..., t7.get("layer", 0)]
     assert int(np.count_nonzero(voxels == t7["labelValue"])) == int(np.count_nonzero(labelmap == 7))
+
+
+def test_a_removed_corner_leaves_a_note_not_a_crash(slicer_app, review):
+    scene = slicer_app.scene
+    volume = make_volume(scene)
+    live = show(review, scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS))
+    live.node("landmarks").RemoveNthControlPoint(30)
+    assert live.measurement is None and "68 corners" in live.error
+    rows = common.table_rows(live.table)
+    assert all(r["Angle (deg)"] in ("", None) for r in rows)  # no number: not measured
+    assert all("68 corners" in r["Note"] for r in rows)
+    assert "68 corners" in live.record()["error"]

@@ -16,8 +16,6 @@ from KneeLandmarksTools import shape_model as sm
 
 @pytest.fixture(scope="module")
 def film_dir(tmp_path_factory):
-    if not (predict.MODELS_DIR / predict.LANDMARKS_FILE).is_file():
-        pytest.skip(f"shipped weights not found in {predict.MODELS_DIR}")
     out = tmp_path_factory.mktemp("films")
     phantom.generate(out, n=1, seed=2, single_knee_fraction=0.0, spacing_range=(0.3, 0.3))
     return out
@@ -38,9 +36,10 @@ def test_cli_measures_both_knees_of_a_dicom_film(film_dir, tmp_path):
         pred_mm = np.array([[float(row[f"{lab}_x_mm"]), float(row[f"{lab}_y_mm"])] for lab in sm.LANDMARK_LABELS])
         assert np.allclose(pred * 0.3, pred_mm, atol=2e-3)
         gt = np.array([knee["landmarks_px"][lab] for lab in sm.LANDMARK_LABELS])
-        assert np.median(np.linalg.norm(pred - gt, axis=1)) * 0.3 < 2.5
-        assert abs(float(row["jsw_medial_mm"]) - knee["jsw_medial_mm"]) < 2.0
-        assert float(row["jsw_lateral_mm"]) > 0
+        # measured on this film: median landmark error 0.45-0.86 mm, JSW error 0.75-1.1 mm
+        assert np.median(np.linalg.norm(pred - gt, axis=1)) * 0.3 < 1.2
+        assert abs(float(row["jsw_medial_mm"]) - knee["jsw_medial_mm"]) < 1.5
+        assert abs(float(row["jsw_lateral_mm"]) - knee["jsw_lateral_mm"]) < 1.5
     record = json.loads((out / "knee_002_0000_knee.json").read_text())
     assert record["pixel_spacing_mm"] == [0.3, 0.3] and len(record["knees"]) == 2
     assert (out / "knee_002_0000_overlay.png").stat().st_size > 1000

@@ -159,3 +159,13 @@ def test_a_spacing_the_user_gives_measures_without_changing_the_volume(slicer_ap
     moved[8, 1] += 2.0
     assert live.measurement[0].medial_mm == pytest.approx(
         measure.joint_space_width(moved, "right", (0.3, 0.3)).medial_mm, abs=1e-6)
+
+
+def test_a_removed_landmark_leaves_a_note_not_a_crash(slicer_app, review):
+    volume = _film(slicer_app.scene)
+    live = show(review, volume, [("right", _knee("right", (400, 450)))])
+    live.node("right.landmarks").RemoveNthControlPoint(3)
+    assert live.measurement is None and "right knee" in live.error and "16 landmarks" in live.error
+    row = common.table_rows(live.table)[0]
+    assert row["Medial JSW (mm)"] in ("", None) and "16 landmarks" in row["Note"]
+    assert not live.node("right.jsw.medial").GetDisplayNode().GetVisibility()

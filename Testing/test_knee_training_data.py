@@ -88,6 +88,7 @@ def test_training_runs_on_user_dicom_films_with_via_csv(tmp_path):
     write_via(tmp_path / "via.csv", films)
     read = D.read_via_csv(tmp_path / "via.csv")
     for name, knees in films.items():
+        assert len(read[name]) == len(knees) == 2  # every knee read back, none dropped
         for (side, pts), (side2, pts2) in zip(knees, read[name]):
             assert side == side2 and np.allclose(pts, pts2, atol=1e-3)
     source = D.RealSource(tmp_path / "films", tmp_path / "via.csv", roi_size=64, det_size=64)
