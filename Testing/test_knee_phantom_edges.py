@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from KneeLandmarksLib import data as D
 from KneeLandmarksLib import phantom
 from KneeLandmarksLib import shape_model as sm
 
@@ -94,3 +95,34 @@ def test_rendered_bone_edges_fall_on_the_landmarks(spacing, side):
             profile = column(image, x, int(round(y)) - reach, y1 + 1)[::-1]
             edge = y1 - crossing(profile)
             assert abs(edge - y) * spacing <= TOLERANCE_MM, (sm.LANDMARK_LABELS[i], (edge - y) * spacing)
+
+
+@pytest.mark.parametrize("side", ("right", "left"))
+def test_training_rois_match_rois_cut_from_a_film(side):
+    """The landmark network's training windows (rendered on its own 1.09 mm grid) put the bone
+    edges where inference puts them: a film rendered at 0.2 mm and cut by ``extract_roi``. The
+    film's response is nonlinear, so edge pixels must be averaged after the response (a window
+    rendered straight at 1.09 mm puts the edges about 0.07 mm further out)."""
+    film = known_knee_film(0.2, side)
+    film.appearance.update({"attenuation": 1.2, "gamma": 1.3, "cortex": 0.6, "blur_mm": 0.3})
+    knee = film.knees[0]
+    source = D.SyntheticSource(roi_size=128, augment=False)
+    pixels = phantom.render(film)
+    mm_per_px = D.ROI_PX * D.ROI_SPACING / 128
+    outward = []  # training edge minus inference edge, mm, positive away from the bone
+    for phase in np.linspace(0, 1, 6, endpoint=False):  # where the edges fall inside the coarse pixels
+        centre_mm = knee.landmarks_film_mm[sm.CENTRE_INDEX] + (1.37, -2.11 + phase * mm_per_px)
+        trained = source.roi_window(film, knee, centre_mm, noise_seed=1)
+        cut = D.extract_roi(pixels, (0.2, 0.2), centre_mm / 0.2, side, 128)
+        net = D.roi_to_net(D.film_px_to_roi(knee.landmarks_film_mm, centre_mm, side, (1.0, 1.0)), 128)
+        for i in (1, 2, 6, 7, 10, 11, 13, 14):
+            x, y = net[i]
+            y0 = int(round(y)) - 4
+            edges = []
+            for image in (trained, cut):
+                profile = column(image, x, y0, y0 + 9)
+                edges.append(y0 + crossing(profile) if i < 9 else y0 + 8 - crossing(profile[::-1]))
+            outward.append((edges[1] - edges[0] if i < 9 else edges[0] - edges[1]) * mm_per_px)
+    outward = np.array(outward)
+    assert abs(outward.mean()) <= 0.03, outward.mean()
+    assert np.abs(outward).max() <= 0.08, np.abs(outward).max()
