@@ -1,6 +1,7 @@
 """Synthetic knee radiographs (PA, one or both knees) with exact KNEEL landmarks.
 
     mskmorph phantom knee --out DIR [--shapes KNEEL.csv] [--n N] [--seed S] [--single-knee-fraction F]
+                          [--allow-cut-knees]
 
 Bone shapes come from the statistical shape model of the real KNEEL annotations
 (``shape_model``), or are given as rows of a KNEEL CSV (two consecutive rows make one bilateral
@@ -15,7 +16,7 @@ patient's right knee is on the viewer's left, as on a standard PA film.
 Per film NAME in DIR: NAME.dcm (12-bit DICOM, MONOCHROME2, PixelSpacing), preview/NAME.png (8-bit,
 no pixel spacing: kept out of DIR so that ``mskmorph knee DIR`` measures the DICOM films only;
 with --no-dicom the PNG is the film and lies in DIR), NAME.json (exact ground truth: per knee side, KL grade, 16 landmarks in pixels and mm, knee
-centre, true joint space widths); for the run ground_truth.csv (one row per knee) and films.json.
+centre, true joint space widths, points_outside_film / cut: none unless --allow-cut-knees); for the run ground_truth.csv (one row per knee) and films.json.
 
 The same ``render`` draws a whole film or any window of it at any pixel size (the training data
 for the networks are windows rendered at the networks' resolution). No torch, no Slicer.
@@ -135,10 +136,37 @@ def _given(g) -> dict:
     return {} if not g else {"shape_mm": g[0], "kl": g[1], "subject_id": g[2] if len(g) > 2 else ""}
 
 
+FILM_MARGIN_MM = 12.0  # every landmark at least this far inside the film (the bone margins, osteophytes)
+
+
+def keep_knees_on_film(film: FilmSpec, margin_mm: float = FILM_MARGIN_MM) -> FilmSpec:
+    """Move the knees and widen the film (in place) so that every landmark of every knee lies at
+    least ``margin_mm`` inside it: films are framed on the knees, and a knee partly off the film
+    has no ground truth to measure against."""
+    pts = np.vstack([k.landmarks_film_mm for k in film.knees])
+    lo, hi = pts.min(0) - margin_mm, pts.max(0) + margin_mm
+    move = np.maximum(-lo, 0.0)  # knees too close to the left / top edge move right / down
+    for k in film.knees:
+        k.centre_mm = tuple(float(c) for c in np.asarray(k.centre_mm) + move)
+    size = np.maximum([film.width_mm, film.height_mm] + move, hi + move)
+    film.width_mm, film.height_mm = float(size[0]), float(size[1])
+    return film
+
+
+def points_outside(film: FilmSpec, knee: KneeSpec) -> int:
+    """How many of a knee's landmarks lie outside the film's pixels."""
+    h, w = film.shape_px
+    p = film.landmarks_px(knee)
+    return int(np.sum((p[:, 0] < -0.5) | (p[:, 0] > w - 0.5) | (p[:, 1] < -0.5) | (p[:, 1] > h - 0.5)))
+
+
 def sample_film(seed: int, model: Optional[sm.ShapeModel] = None, n_knees: Optional[int] = None,
                 shapes: Optional[list] = None, single_knee_fraction: float = 0.2,
-                spacing_range=(0.14, 0.3)) -> FilmSpec:
-    """A random film. ``shapes``: up to two (shape_mm, kl, subject_id) to use instead of sampled ones."""
+                spacing_range=(0.14, 0.3), keep_on_film: bool = True) -> FilmSpec:
+    """A random film. ``shapes``: up to two (shape_mm, kl, subject_id) to use instead of sampled ones.
+    With ``keep_on_film`` (default) a knee that would lie partly off the film moves onto it (the
+    film grows): every landmark lies at least ``FILM_MARGIN_MM`` inside. Without it knees may be
+    cut (``points_outside`` counts the landmarks off the film)."""
     rng = np.random.default_rng(seed)
     model = model or sm.load()
     if n_knees is None:
@@ -160,7 +188,8 @@ def sample_film(seed: int, model: Optional[sm.ShapeModel] = None, n_knees: Optio
         side = "right" if rng.random() < 0.5 else "left"
         centre = (width / 2 + rng.uniform(-0.12, 0.12) * width, height / 2 + rng.uniform(-0.15, 0.15) * height)
         knees.append(sample_knee(rng, model, side, centre, **_given(g)))
-    return FilmSpec(width, height, spacing, knees, sample_appearance(rng), seed)
+    film = FilmSpec(width, height, spacing, knees, sample_appearance(rng), seed)
+    return keep_knees_on_film(film) if keep_on_film else film
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,6 +548,7 @@ def ground_truth(film: FilmSpec, name: str) -> dict:
             "landmarks_px": {lab: [round(float(v), 4) for v in p] for lab, p in zip(sm.LANDMARK_LABELS, px)},
             "landmarks_mm": {lab: [round(float(v), 4) for v in p] for lab, p in zip(sm.LANDMARK_LABELS, mm)},
             "jsw_medial_mm": jsw.medial_mm, "jsw_lateral_mm": jsw.lateral_mm,
+            "points_outside_film": points_outside(film, k), "cut": points_outside(film, k) > 0,
             "scale": k.scale, "angle_deg": k.angle_deg, "osteophytes_mm": list(k.osteophytes_mm),
         })
     h, w = film.shape_px
@@ -553,7 +583,7 @@ def shapes_from_csv(path) -> list:
 
 
 def generate(out_dir, n: int, seed: int = 0, shapes_csv=None, single_knee_fraction: float = 0.2,
-             png: bool = True, dicom: bool = True, spacing_range=(0.14, 0.3)) -> list:
+             png: bool = True, dicom: bool = True, spacing_range=(0.14, 0.3), keep_on_film: bool = True) -> list:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     given = shapes_from_csv(shapes_csv) if shapes_csv else None
@@ -568,18 +598,18 @@ def generate(out_dir, n: int, seed: int = 0, shapes_csv=None, single_knee_fracti
             shapes = [given[(cursor + j) % len(given)] for j in range(count)]
             cursor += count
         film = sample_film(film_seed, shapes=shapes, single_knee_fraction=single_knee_fraction,
-                           spacing_range=spacing_range)
+                           spacing_range=spacing_range, keep_on_film=keep_on_film)
         truths.append(write_film(film, out_dir, f"knee_{seed:03d}_{i:04d}", png=png, dicom=dicom))
     with open(out_dir / "ground_truth.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["image", "side", "kl", "pixel_spacing_mm",
                     *[f"{lab}_{a}_px" for lab in sm.LANDMARK_LABELS for a in "xy"],
-                    "jsw_medial_mm", "jsw_lateral_mm"])
+                    "jsw_medial_mm", "jsw_lateral_mm", "points_outside_film"])
         for t in truths:
             for k in t["knees"]:
                 w.writerow([t["files"].get("dicom", t["files"].get("png")), k["side"], k["kl"], t["pixel_spacing_mm"],
                             *[v for lab in sm.LANDMARK_LABELS for v in k["landmarks_px"][lab]],
-                            k["jsw_medial_mm"], k["jsw_lateral_mm"]])
+                            k["jsw_medial_mm"], k["jsw_lateral_mm"], k["points_outside_film"]])
     (out_dir / "films.json").write_text(json.dumps({"seed": seed, "n": n, "shapes": str(shapes_csv or "shape model"),
                                                     "films": [t["image"] for t in truths]}, indent=1))
     return truths
@@ -598,11 +628,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--single-knee-fraction", type=float, default=0.2)
     parser.add_argument("--no-png", action="store_true")
     parser.add_argument("--no-dicom", action="store_true")
+    parser.add_argument("--allow-cut-knees", action="store_true",
+                        help="leave knees partly off the film (default: every landmark lies at least "
+                             f"{FILM_MARGIN_MM:g} mm inside; the ground truth counts points_outside_film)")
 
 
 def run(args) -> int:
     truths = generate(args.out, args.n, args.seed, args.shapes, args.single_knee_fraction,
-                      png=not args.no_png, dicom=not args.no_dicom)
+                      png=not args.no_png, dicom=not args.no_dicom, keep_on_film=not args.allow_cut_knees)
     knees = sum(len(t["knees"]) for t in truths)
-    print(f"{len(truths)} films with {knees} knees in {args.out} (ground truth: {args.out / 'ground_truth.csv'})")
+    cut = sum(k["cut"] for t in truths for k in t["knees"])
+    print(f"{len(truths)} films with {knees} knees in {args.out} (ground truth: {args.out / 'ground_truth.csv'})"
+          + (f"; {cut} knee(s) partly off the film (points_outside_film in the ground truth)" if cut else ""))
     return 0
