@@ -136,3 +136,31 @@ def test_given_shapes_are_rendered(tmp_path):
     film = phantom.sample_film(0 * 100_003, shapes=[(s, i, "") for i, s in enumerate(shapes)],
                                single_knee_fraction=0.0, spacing_range=(0.4, 0.4))
     assert np.allclose(film.knees[0].shape_mm, shapes[0])
+
+
+def test_every_landmark_of_every_knee_lies_on_the_film():
+    shapes = [(s, 2, f"S{i}") for i, s in enumerate(sm.load().sample(np.random.default_rng(3), n=2))]
+    cut = 0
+    for seed in range(400):
+        for given in (None, shapes):
+            film = phantom.sample_film(seed, shapes=given)
+            h, w = film.shape_px
+            for k in film.knees:
+                p = film.landmarks_px(k) * film.spacing_mm
+                margin = min(p[:, 0].min(), p[:, 1].min(), w * film.spacing_mm - p[:, 0].max(),
+                             h * film.spacing_mm - p[:, 1].max())
+                assert margin >= phantom.FILM_MARGIN_MM - film.spacing_mm, (seed, margin)
+                assert phantom.points_outside(film, k) == 0
+            loose = phantom.sample_film(seed, shapes=given, keep_on_film=False)
+            cut += sum(phantom.points_outside(loose, k) > 0 for k in loose.knees)
+            # only the framing changes: the same knees, poses and pixel size
+            assert loose.spacing_mm == film.spacing_mm and [k.side for k in loose.knees] == [k.side for k in film.knees]
+            assert np.allclose(loose.knees[0].shape_mm, film.knees[0].shape_mm)
+    assert cut > 0  # without it some knees are cut, as before
+
+
+def test_ground_truth_marks_knees_cut_by_the_film(tmp_path):
+    film = phantom.sample_film(2, n_knees=1, spacing_range=(0.5, 0.5), keep_on_film=False)
+    film.knees[0].centre_mm = (10.0, film.height_mm / 2)  # lateral half off the film
+    truth = phantom.ground_truth(film, "cut")
+    assert truth["knees"][0]["cut"] and truth["knees"][0]["points_outside_film"] >= 3

@@ -39,11 +39,17 @@ from KneeLandmarksLib.roi import (  # noqa: F401  (the grids inference uses, sha
 # --------------------------------------------------------------------------------------------
 # augmentation (numpy)
 
-def texture_augment(img: np.ndarray, rng: np.random.Generator, real_quantiles=None) -> np.ndarray:
-    """img in 0..1: histogram match to a real crop, gamma, blur, noise, cutout."""
+def intensity_augment(img: np.ndarray, rng: np.random.Generator, real_quantiles=None) -> np.ndarray:
+    """img in 0..1: a film response of another kind: histogram match to a real crop, gamma.
+    Pointwise and nonlinear, so applied where a film's own response acts: at the detector's
+    pixels, before they are averaged into coarser ones."""
     if real_quantiles is not None and rng.random() < 0.5:
         img = phantom.match_histogram(img, real_quantiles[rng.integers(len(real_quantiles))])
-    img = np.clip(img, 0, 1) ** np.float32(np.exp(rng.normal(0, 0.25)))
+    return (np.clip(img, 0, 1) ** np.float32(np.exp(rng.normal(0, 0.25)))).astype(np.float32)
+
+
+def degrade_augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """blur, noise, cutout."""
     if rng.random() < 0.3:
         img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.4, 1.2)))
     if rng.random() < 0.5:
@@ -55,6 +61,11 @@ def texture_augment(img: np.ndarray, rng: np.random.Generator, real_quantiles=No
             y, x = int(rng.integers(0, h - ch)), int(rng.integers(0, w - cw))
             img[y:y + ch, x:x + cw] = np.float32(rng.uniform(0, 1))
     return img.astype(np.float32)
+
+
+def texture_augment(img: np.ndarray, rng: np.random.Generator, real_quantiles=None) -> np.ndarray:
+    """img in 0..1: histogram match to a real crop, gamma, blur, noise, cutout."""
+    return degrade_augment(intensity_augment(img, rng, real_quantiles), rng)
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,16 +85,43 @@ class DetectorSample:
 
 
 class SyntheticSource:
+    """``oversample``: landmark ROIs are rendered on a grid ``oversample`` times finer and
+    averaged down (as a film's pixels are averaged into the ROI at inference): the film response
+    is nonlinear, so a bone edge that covers part of a coarse pixel must be averaged after the
+    response, not before, or the edge moves (about +0.1 mm per edge at the 1.09 mm ROI pixels)."""
+
     def __init__(self, roi_size: int = 128, det_size: int = 128, centre_jitter_mm: float = 4.0,
-                 model: Optional[sm.ShapeModel] = None, augment: bool = True):
+                 model: Optional[sm.ShapeModel] = None, augment: bool = True, oversample: int = 3):
         self.roi_size, self.det_size = roi_size, det_size
         self.centre_jitter_mm = centre_jitter_mm
         self.model = model or sm.load()
         self.augment = augment
+        self.oversample = max(1, int(oversample))
         self.real_q = phantom.real_quantiles()
 
     def _film(self, rng):
         return phantom.sample_film(int(rng.integers(0, 2**31 - 1)), self.model)
+
+    def roi_window(self, film: phantom.FilmSpec, knee: phantom.KneeSpec, centre_mm, rng=None,
+                   noise_seed: Optional[int] = None) -> np.ndarray:
+        """The network's ROI (roi_size^2, 0..1, mirrored for a left knee) of ``film`` around
+        ``centre_mm`` (film mm), rendered on the network grid (pixel u <-> ROI pixel
+        (u + 0.5) * 466 / S - 0.5), oversampled and averaged down; with ``rng`` the intensity
+        augmentation is applied on the fine grid."""
+        s, k = self.roi_size, self.oversample
+        offsets = (net_to_roi(np.arange(s), s) - ROI_CENTRE) * ROI_SPACING  # mm from the centre per pixel
+        step = offsets[1] - offsets[0]
+        x0 = centre_mm[0] - offsets[-1] if knee.side == "left" else centre_mm[0] + offsets[0]
+        fine = (k - 1) / (2 * k) * step  # the first fine pixel's centre lies this far before the coarse one's
+        origin = (x0 - fine, centre_mm[1] + offsets[0] - fine)
+        img = phantom.render(film, origin, step / k, (s * k, s * k), noise_seed=noise_seed)
+        if knee.side == "left":
+            img = img[:, ::-1].copy()
+        if rng is not None:
+            img = intensity_augment(img, rng, self.real_q)
+        if k > 1:
+            img = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA)
+        return img
 
     def landmark_sample(self, rng: np.random.Generator) -> LandmarkSample:
         film = self._film(rng)
@@ -91,21 +129,13 @@ class SyntheticSource:
         pts_mm = knee.landmarks_film_mm
         jitter = np.clip(rng.normal(0, self.centre_jitter_mm, 2), -3 * self.centre_jitter_mm, 3 * self.centre_jitter_mm)
         centre_mm = pts_mm[sm.CENTRE_INDEX] + jitter
-        s = self.roi_size
-        offsets = (net_to_roi(np.arange(s), s) - ROI_CENTRE) * ROI_SPACING  # mm from the centre per pixel
-        step = offsets[1] - offsets[0]
-        if knee.side == "left":
-            origin = (centre_mm[0] - offsets[-1], centre_mm[1] + offsets[0])
-        else:
-            origin = (centre_mm[0] + offsets[0], centre_mm[1] + offsets[0])
-        img = phantom.render(film, origin, step, (s, s), noise_seed=int(rng.integers(0, 2**31 - 1)))
-        if knee.side == "left":
-            img = img[:, ::-1].copy()
+        img = self.roi_window(film, knee, centre_mm, rng if self.augment else None,
+                              noise_seed=int(rng.integers(0, 2**31 - 1)))
         spacing = (1.0, 1.0)  # work in mm as "pixels" of a 1 mm film
         roi = film_px_to_roi(pts_mm, centre_mm, knee.side, spacing)
         if self.augment:
-            img = texture_augment(img, rng, self.real_q)
-        return LandmarkSample(normalise(img), roi_to_net(roi, s))
+            img = degrade_augment(img, rng)
+        return LandmarkSample(normalise(img), roi_to_net(roi, self.roi_size))
 
     def detector_sample(self, rng: np.random.Generator) -> DetectorSample:
         film = self._film(rng)

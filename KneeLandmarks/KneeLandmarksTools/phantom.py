@@ -1,6 +1,7 @@
 """Synthetic knee radiographs (PA, one or both knees) with exact KNEEL landmarks.
 
     mskmorph phantom knee --out DIR [--shapes KNEEL.csv] [--n N] [--seed S] [--single-knee-fraction F]
+                          [--allow-cut-knees]
 
 Bone shapes come from the statistical shape model of the real KNEEL annotations
 (``shape_model``), or are given as rows of a KNEEL CSV (two consecutive rows make one bilateral
@@ -15,7 +16,7 @@ patient's right knee is on the viewer's left, as on a standard PA film.
 Per film NAME in DIR: NAME.dcm (12-bit DICOM, MONOCHROME2, PixelSpacing), preview/NAME.png (8-bit,
 no pixel spacing: kept out of DIR so that ``mskmorph knee DIR`` measures the DICOM films only;
 with --no-dicom the PNG is the film and lies in DIR), NAME.json (exact ground truth: per knee side, KL grade, 16 landmarks in pixels and mm, knee
-centre, true joint space widths); for the run ground_truth.csv (one row per knee) and films.json.
+centre, true joint space widths, points_outside_film / cut: none unless --allow-cut-knees); for the run ground_truth.csv (one row per knee) and films.json.
 
 The same ``render`` draws a whole film or any window of it at any pixel size (the training data
 for the networks are windows rendered at the networks' resolution). No torch, no Slicer.
@@ -135,10 +136,37 @@ def _given(g) -> dict:
     return {} if not g else {"shape_mm": g[0], "kl": g[1], "subject_id": g[2] if len(g) > 2 else ""}
 
 
+FILM_MARGIN_MM = 12.0  # every landmark at least this far inside the film (the bone margins, osteophytes)
+
+
+def keep_knees_on_film(film: FilmSpec, margin_mm: float = FILM_MARGIN_MM) -> FilmSpec:
+    """Move the knees and widen the film (in place) so that every landmark of every knee lies at
+    least ``margin_mm`` inside it: films are framed on the knees, and a knee partly off the film
+    has no ground truth to measure against."""
+    pts = np.vstack([k.landmarks_film_mm for k in film.knees])
+    lo, hi = pts.min(0) - margin_mm, pts.max(0) + margin_mm
+    move = np.maximum(-lo, 0.0)  # knees too close to the left / top edge move right / down
+    for k in film.knees:
+        k.centre_mm = tuple(float(c) for c in np.asarray(k.centre_mm) + move)
+    size = np.maximum([film.width_mm, film.height_mm] + move, hi + move)
+    film.width_mm, film.height_mm = float(size[0]), float(size[1])
+    return film
+
+
+def points_outside(film: FilmSpec, knee: KneeSpec) -> int:
+    """How many of a knee's landmarks lie outside the film's pixels."""
+    h, w = film.shape_px
+    p = film.landmarks_px(knee)
+    return int(np.sum((p[:, 0] < -0.5) | (p[:, 0] > w - 0.5) | (p[:, 1] < -0.5) | (p[:, 1] > h - 0.5)))
+
+
 def sample_film(seed: int, model: Optional[sm.ShapeModel] = None, n_knees: Optional[int] = None,
                 shapes: Optional[list] = None, single_knee_fraction: float = 0.2,
-                spacing_range=(0.14, 0.3)) -> FilmSpec:
-    """A random film. ``shapes``: up to two (shape_mm, kl, subject_id) to use instead of sampled ones."""
+                spacing_range=(0.14, 0.3), keep_on_film: bool = True) -> FilmSpec:
+    """A random film. ``shapes``: up to two (shape_mm, kl, subject_id) to use instead of sampled ones.
+    With ``keep_on_film`` (default) a knee that would lie partly off the film moves onto it (the
+    film grows): every landmark lies at least ``FILM_MARGIN_MM`` inside. Without it knees may be
+    cut (``points_outside`` counts the landmarks off the film)."""
     rng = np.random.default_rng(seed)
     model = model or sm.load()
     if n_knees is None:
@@ -160,7 +188,8 @@ def sample_film(seed: int, model: Optional[sm.ShapeModel] = None, n_knees: Optio
         side = "right" if rng.random() < 0.5 else "left"
         centre = (width / 2 + rng.uniform(-0.12, 0.12) * width, height / 2 + rng.uniform(-0.15, 0.15) * height)
         knees.append(sample_knee(rng, model, side, centre, **_given(g)))
-    return FilmSpec(width, height, spacing, knees, sample_appearance(rng), seed)
+    film = FilmSpec(width, height, spacing, knees, sample_appearance(rng), seed)
+    return keep_knees_on_film(film) if keep_on_film else film
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,34 +253,118 @@ def knee_outlines(k: KneeSpec) -> dict:
 # --------------------------------------------------------------------------------------------
 # rendering
 
-def _fill(shape_hw, polygons_px, shift: int = 4) -> np.ndarray:
-    mask = np.zeros(shape_hw, np.uint8)
-    pts = [np.round(np.asarray(p) * (1 << shift)).astype(np.int64).clip(-2**30, 2**30).astype(np.int32)
-           for p in polygons_px if len(p) >= 3]
-    for q in pts:  # one call per polygon: overlapping polygons must not cancel out
-        cv2.fillPoly(mask, [q], 1, lineType=cv2.LINE_8, shift=shift)
+SUBROW_PITCH_MM = 0.025  # vertical sampling of the polygon coverage (horizontal is exact)
+
+
+def _coverage(shape_hw, polygon_px, subrows: int = 64) -> np.ndarray:
+    """Area of each pixel covered by a closed polygon (0..1, float32): pixel (i, j) is the square
+    [j - 0.5, j + 0.5] x [i - 0.5, i + 0.5] (pixel centres at integers, as everywhere else).
+
+    Each pixel row is cut into ``subrows`` horizontal lines; on each line the polygon's inside is
+    the sum of its signed edge crossings (the winding number), whose overlap with every pixel
+    is integrated exactly (a ramp per crossing, accumulated as second differences and summed
+    twice). So an edge falls where it lies, to a fraction of a pixel, at any pixel size; a
+    scan-converted fill (``cv2.fillPoly``) takes every pixel its edge touches instead, which
+    makes a shape half a pixel too large per edge."""
+    h, w = int(shape_hw[0]), int(shape_hw[1])
+    p = np.asarray(polygon_px, np.float64)
+    if len(p) < 3 or h <= 0 or w <= 0:
+        return np.zeros((max(h, 0), max(w, 0)), np.float32)
+    k = max(1, int(subrows))
+    a, b = p, np.roll(p, -1, axis=0)
+    moving = a[:, 1] != b[:, 1]
+    a, b = a[moving], b[moving]
+    # sub-row m (0 .. h*k-1) lies at y = (m + 0.5) / k - 0.5; an edge crosses the sub-rows with
+    # y in [min(y_a, y_b), max(y_a, y_b))
+    lo = np.minimum(a[:, 1], b[:, 1])
+    hi = np.maximum(a[:, 1], b[:, 1])
+    m0 = np.clip(np.ceil((lo + 0.5) * k - 0.5), 0, h * k).astype(np.int64)
+    m1 = np.clip(np.ceil((hi + 0.5) * k - 0.5), 0, h * k).astype(np.int64)
+    count = m1 - m0
+    if count.sum() == 0:
+        return np.zeros((h, w), np.float32)
+    edge = np.repeat(np.arange(len(a)), count)
+    m = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + m0[edge]
+    y = (m + 0.5) / k - 0.5
+    ya, yb, xa, xb = a[edge, 1], b[edge, 1], a[edge, 0], b[edge, 0]
+    x = xa + (y - ya) * (xb - xa) / (yb - ya)
+    sign = np.where(yb > ya, 1.0, -1.0) / k
+    # along a sub-row the inside is sum sign * step(x' - x): pixel j (the interval j -/+ 0.5) holds
+    # sum sign * (ramp(j + 0.5 - x) - ramp(j - 0.5 - x)), ramp(u) = max(u, 0). Sampled at the pixel
+    # borders (index i = border + 0.5), a ramp starting at t = x + 0.5 = n + f has the first
+    # differences 0 .. 0, 1 - f (at n + 1), 1, 1, ...: so each crossing adds 1 - f at n + 1 and f
+    # at n + 2 to a difference array whose running sum is the coverage.
+    t = np.clip(x + 0.5, 0.0, None)  # a crossing left of the window covers its whole row width
+    keep = t < w
+    if not keep.any():
+        return np.zeros((h, w), np.float32)
+    cut_right = not keep.all()  # then some rows stay inside up to the window's right border
+    t, sign, row = t[keep], sign[keep], (m[keep] // k)
+    n = np.floor(t).astype(np.int64)
+    f = t - n
+    # only the rows and columns the polygon reaches (right of a row's last crossing its winding is 0)
+    r0, r1, c0 = int(row.min()), int(row.max()) + 1, int(n.min())
+    c1 = w if cut_right else min(int(n.max()) + 2, w)
+    width = c1 - c0 + 2
+    idx = np.concatenate([(row - r0) * width + (n + 1 - c0), (row - r0) * width + (n + 2 - c0)])
+    flat = np.bincount(idx, np.concatenate([sign * (1.0 - f), sign * f]), minlength=(r1 - r0) * width)
+    cover = np.zeros((h, w), np.float32)
+    part = np.cumsum(flat.reshape(r1 - r0, width), axis=1)[:, 1: c1 - c0 + 1]
+    cover[r0:r1, c0:c1] = np.clip(np.abs(part), 0.0, 1.0)
+    return cover
+
+
+def _subrows(spacing_mm: float) -> int:
+    return int(np.clip(np.ceil(spacing_mm / SUBROW_PITCH_MM), 4, 256))
+
+
+def _fill(shape_hw, polygons_px, subrows: int = 64) -> np.ndarray:
+    """Coverage (0..1, float32) of the union of polygons (overlapping ones do not cancel out)."""
+    mask = np.zeros(tuple(int(v) for v in shape_hw), np.float32)
+    for q in polygons_px:
+        if len(q) >= 3:
+            np.maximum(mask, _coverage(shape_hw, q, subrows), out=mask)
     return mask
 
 
 def _smooth_noise(rng, shape_hw, sigma_px: float) -> np.ndarray:
-    n = rng.standard_normal(shape_hw).astype(np.float32)
-    if sigma_px > 0.3:
-        n = cv2.GaussianBlur(n, (0, 0), sigma_px)
+    """Gaussian-smoothed white noise, unit variance; a coarse one is drawn on a coarser grid and
+    interpolated (the same texture statistics, a fraction of the work)."""
+    q = int(np.clip(sigma_px // 2, 1, 8))
+    h, w = int(shape_hw[0]), int(shape_hw[1])
+    n = rng.standard_normal((-(-h // q) + 1, -(-w // q) + 1) if q > 1 else (h, w)).astype(np.float32)
+    if sigma_px / q > 0.3:
+        n = cv2.GaussianBlur(n, (0, 0), sigma_px / q)
         n /= max(float(n.std()), 1e-6)
-    return n
+    if q > 1:
+        n = cv2.resize(n, (n.shape[1] * q, n.shape[0] * q), interpolation=cv2.INTER_LINEAR)[:h, :w]
+        n /= max(float(n.std()), 1e-6)
+    return np.ascontiguousarray(n)
 
 
-def _bone_density(mask: np.ndarray, px_mm: float, app: dict, rng, density: float) -> np.ndarray:
-    if not mask.any():
-        return np.zeros(mask.shape, np.float32)
-    inside = cv2.distanceTransform(mask, cv2.DIST_L2, 5) * np.float32(px_mm)
-    cortex = np.exp(-inside / np.float32(app["cortex_mm"]))
-    tex = _smooth_noise(rng, mask.shape, app["texture_mm"] / px_mm) + 0.5 * _smooth_noise(
-        rng, mask.shape, 4 * app["texture_mm"] / px_mm)
+def _bone_density(cover: np.ndarray, px_mm: float, app: dict, rng, density: float) -> np.ndarray:
+    """A bone's attenuation from its pixel coverage (0..1): trabecular density with texture, and a
+    cortex that decays from the outline inwards, integrated over the part of each pixel that the
+    bone covers (so a partly covered edge pixel holds its share of both, at any pixel size)."""
+    out = np.zeros(cover.shape, np.float32)
+    rows, cols = np.nonzero(cover.any(1))[0], np.nonzero(cover.any(0))[0]
+    if not len(rows):
+        return out
+    box = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
+    cov = cover[box]
+    inside = cv2.distanceTransform((cov >= 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    # depth of the pixel centre below the outline (pixels): from the coverage on the outline,
+    # from the distance to the nearest outside pixel further in
+    depth = np.where(cov < 1 - 1e-4, cov - 0.5, np.maximum(inside - 0.5, 0.5)).astype(np.float32)
+    c = np.float32(app["cortex_mm"] / px_mm)  # cortex decay length in pixels
+    lo, hi = np.maximum(depth - 0.5, 0), np.maximum(depth + 0.5, 0)
+    cortex = c * (np.exp(-lo / c) - np.exp(-hi / c))  # = coverage x mean of exp(-depth / c) over it
+    tex = _smooth_noise(rng, cov.shape, app["texture_mm"] / px_mm) + 0.5 * _smooth_noise(
+        rng, cov.shape, 4 * app["texture_mm"] / px_mm)
     # texture finer than a pixel averages out in a coarse render
     tex *= np.float32(app["texture"] * min(1.0, app["texture_mm"] / px_mm))
-    body = density * (1 + tex) + app["cortex"] * cortex
-    return (mask * body).astype(np.float32)
+    out[box] = cov * np.float32(density) * (1 + tex) + np.float32(app["cortex"]) * cortex
+    return out
 
 
 def render(film: FilmSpec, origin_mm=(0.0, 0.0), spacing_mm: Optional[float] = None, shape_hw=None,
@@ -270,14 +383,19 @@ def render(film: FilmSpec, origin_mm=(0.0, 0.0), spacing_mm: Optional[float] = N
         o = knee_outlines(k)
         px = {name: to_px(k.to_film(v)) for name, v in o.items() if name != "spurs"}
         spurs = [to_px(k.to_film(s)) for s in o["spurs"]]
-        leg = _fill(shape_hw, [px["leg"]]).astype(np.float32)
+        sub = _subrows(spacing)
         edge = max(0.5, 6.0 / spacing)
+        lx, ly = px["leg"][:, 0], px["leg"][:, 1]
+        if lx.min() > shape_hw[1] + 4 * edge or lx.max() < -4 * edge or ly.min() > shape_hw[0] + 4 * edge \
+                or ly.max() < -4 * edge:
+            continue  # this knee (its leg holds all its bones) is far from the window
+        leg = _fill(shape_hw, [px["leg"]], sub)
         leg = cv2.GaussianBlur(leg, (0, 0), edge)
         attenuation += leg * np.float32(app["soft_tissue"])
-        tibia = _fill(shape_hw, [px["tibia"], *spurs[:2]])
-        femur = _fill(shape_hw, [px["femur"], *spurs[2:]])
-        fibula = _fill(shape_hw, [px["fibula"]])
-        patella = _fill(shape_hw, [px["patella"]])
+        tibia = _fill(shape_hw, [px["tibia"], *spurs[:2]], sub)
+        femur = _fill(shape_hw, [px["femur"], *spurs[2:]], sub)
+        fibula = _fill(shape_hw, [px["fibula"]], sub)
+        patella = _fill(shape_hw, [px["patella"]], sub)
         bone = app["bone"]
         attenuation += _bone_density(tibia, spacing, app, rng, bone)
         attenuation += _bone_density(femur, spacing, app, rng, bone)
@@ -288,8 +406,9 @@ def render(film: FilmSpec, origin_mm=(0.0, 0.0), spacing_mm: Optional[float] = N
             line = np.ones(shape_hw, np.uint8)
             pts = np.round(px["plateau"] * 16).astype(np.int32)
             cv2.polylines(line, [pts], False, 0, 1, cv2.LINE_8, shift=4)
-            d = cv2.distanceTransform(line, cv2.DIST_L2, 5) * np.float32(spacing)
-            attenuation += tibia * np.float32(k.sclerosis) * np.exp(-d / np.float32(3.0))
+            if not line.all():  # the plateau crosses this window
+                d = cv2.distanceTransform(line, cv2.DIST_L2, 5) * np.float32(spacing)
+                attenuation += tibia * np.float32(k.sclerosis) * np.exp(-d / np.float32(3.0))
     if app.get("marker") and film.knees:
         _draw_marker(attenuation, film, origin, spacing, rng)
     image = 1.0 - np.exp(-np.float32(app["attenuation"]) * attenuation)
@@ -429,6 +548,7 @@ def ground_truth(film: FilmSpec, name: str) -> dict:
             "landmarks_px": {lab: [round(float(v), 4) for v in p] for lab, p in zip(sm.LANDMARK_LABELS, px)},
             "landmarks_mm": {lab: [round(float(v), 4) for v in p] for lab, p in zip(sm.LANDMARK_LABELS, mm)},
             "jsw_medial_mm": jsw.medial_mm, "jsw_lateral_mm": jsw.lateral_mm,
+            "points_outside_film": points_outside(film, k), "cut": points_outside(film, k) > 0,
             "scale": k.scale, "angle_deg": k.angle_deg, "osteophytes_mm": list(k.osteophytes_mm),
         })
     h, w = film.shape_px
@@ -463,7 +583,7 @@ def shapes_from_csv(path) -> list:
 
 
 def generate(out_dir, n: int, seed: int = 0, shapes_csv=None, single_knee_fraction: float = 0.2,
-             png: bool = True, dicom: bool = True, spacing_range=(0.14, 0.3)) -> list:
+             png: bool = True, dicom: bool = True, spacing_range=(0.14, 0.3), keep_on_film: bool = True) -> list:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     given = shapes_from_csv(shapes_csv) if shapes_csv else None
@@ -478,18 +598,18 @@ def generate(out_dir, n: int, seed: int = 0, shapes_csv=None, single_knee_fracti
             shapes = [given[(cursor + j) % len(given)] for j in range(count)]
             cursor += count
         film = sample_film(film_seed, shapes=shapes, single_knee_fraction=single_knee_fraction,
-                           spacing_range=spacing_range)
+                           spacing_range=spacing_range, keep_on_film=keep_on_film)
         truths.append(write_film(film, out_dir, f"knee_{seed:03d}_{i:04d}", png=png, dicom=dicom))
     with open(out_dir / "ground_truth.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["image", "side", "kl", "pixel_spacing_mm",
                     *[f"{lab}_{a}_px" for lab in sm.LANDMARK_LABELS for a in "xy"],
-                    "jsw_medial_mm", "jsw_lateral_mm"])
+                    "jsw_medial_mm", "jsw_lateral_mm", "points_outside_film"])
         for t in truths:
             for k in t["knees"]:
                 w.writerow([t["files"].get("dicom", t["files"].get("png")), k["side"], k["kl"], t["pixel_spacing_mm"],
                             *[v for lab in sm.LANDMARK_LABELS for v in k["landmarks_px"][lab]],
-                            k["jsw_medial_mm"], k["jsw_lateral_mm"]])
+                            k["jsw_medial_mm"], k["jsw_lateral_mm"], k["points_outside_film"]])
     (out_dir / "films.json").write_text(json.dumps({"seed": seed, "n": n, "shapes": str(shapes_csv or "shape model"),
                                                     "films": [t["image"] for t in truths]}, indent=1))
     return truths
@@ -508,11 +628,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--single-knee-fraction", type=float, default=0.2)
     parser.add_argument("--no-png", action="store_true")
     parser.add_argument("--no-dicom", action="store_true")
+    parser.add_argument("--allow-cut-knees", action="store_true",
+                        help="leave knees partly off the film (default: every landmark lies at least "
+                             f"{FILM_MARGIN_MM:g} mm inside; the ground truth counts points_outside_film)")
 
 
 def run(args) -> int:
     truths = generate(args.out, args.n, args.seed, args.shapes, args.single_knee_fraction,
-                      png=not args.no_png, dicom=not args.no_dicom)
+                      png=not args.no_png, dicom=not args.no_dicom, keep_on_film=not args.allow_cut_knees)
     knees = sum(len(t["knees"]) for t in truths)
-    print(f"{len(truths)} films with {knees} knees in {args.out} (ground truth: {args.out / 'ground_truth.csv'})")
+    cut = sum(k["cut"] for t in truths for k in t["knees"])
+    print(f"{len(truths)} films with {knees} knees in {args.out} (ground truth: {args.out / 'ground_truth.csv'})"
+          + (f"; {cut} knee(s) partly off the film (points_outside_film in the ground truth)" if cut else ""))
     return 0

@@ -150,7 +150,10 @@ def validate(model, batches, stage: str, mm_per_px: float) -> dict:
 def train_stage(args, stage: str) -> Path:
     from MSKCommonLib.device import choose_device
 
+    import cv2
+
     torch.set_num_threads(max(1, args.threads))
+    cv2.setNumThreads(max(1, args.threads))  # the synthetic films are rendered with OpenCV
     torch.manual_seed(args.seed)
     d = DEFAULTS[stage]
     width, depth = args.width or d["width"], args.depth or d["depth"]
