@@ -95,4 +95,4 @@ def test_shipped_weights_on_held_out_bodies(body):
     assert np.mean(hits) >= 0.85
     result = bench.midline_eval(predictor, 4, body)
     assert result["failed"] == 0
-    assert result["midline_lateral_error_mm_mean"] < 8.0
+    assert result["midline_lateral_error_mm_mean"] < 7.0  # measured 2.2 (parametric) and 5.2 mm (anny)

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from KneeLandmarksLib import bench, phantom
-from KneeLandmarksLib import shape_model as sm
+from KneeLandmarksTools import bench, phantom
+from KneeLandmarksTools import shape_model as sm
 
 
 def _from_knee_frame(p_mm, film, knee):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from KneeLandmarksLib import data as D
-from KneeLandmarksLib import phantom
-from KneeLandmarksLib import shape_model as sm
+from KneeLandmarksTools import data as D
+from KneeLandmarksTools import phantom
+from KneeLandmarksTools import shape_model as sm
 
 SPACINGS_MM = (0.14, 0.3, 0.7, 1.1)
 TOLERANCE_MM = 0.1
