@@ -39,10 +39,7 @@ def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bo
     if live.node("segmentation") is not None:
         outputs["segmentation"] = common.save_node(live.node("segmentation"), out / f"{stem}_vertebrae.seg.nrrd")
     if scene:
-        path = out / f"{stem}.mrb"
-        if not live.scene.WriteToMRB(str(path)):
-            raise OSError(f"could not write {path}")
-        outputs["scene"] = path
+        outputs["scene"] = common.save_scene(live.scene, out / f"{stem}.mrb")
     path = out / RECORD_FILE.format(stem=stem)
     path.write_text(json.dumps(record, indent=2), encoding="utf-8")
     outputs["angles"] = path

@@ -39,10 +39,7 @@ def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bo
         if live.node(role) is not None:
             outputs[role.replace(".", "_")] = common.save_node(live.node(role), out / name.format(stem=stem))
     if scene:
-        path = out / f"{stem}.mrb"
-        if not live.scene.WriteToMRB(str(path)):
-            raise OSError(f"could not write {path}")
-        outputs["scene"] = path
+        outputs["scene"] = common.save_scene(live.scene, out / f"{stem}.mrb")
     path = out / RECORD_FILE.format(stem=stem)
     path.write_text(json.dumps(record, indent=2), encoding="utf-8")
     outputs["measurements"] = path

@@ -124,13 +124,22 @@ def image_from_array(pixels, spacing_mm=None, source: str = "<array>", spacing_s
 # --------------------------------------------------------------------------------------------
 # format detection and the readers
 
-def _detect_format(p: Path, head: bytes, source: str) -> str:
-    """The format from the content (DICM preamble, magic numbers), else from the extension."""
+def sniff_format(p: Path, head: bytes) -> str:
+    """The format from the content (DICM preamble, magic numbers), else from the extension; ""
+    when neither says."""
     if head[128:132] == b"DICM":
         return "DICOM"
     for magic, fmt in _MAGIC.items():
         if head.startswith(magic):
             return fmt
+    name = p.name.lower()
+    return _EXTENSIONS.get(".nii.gz" if name.endswith(".nii.gz") else p.suffix.lower(), "")
+
+
+def _detect_format(p: Path, head: bytes, source: str) -> str:
+    """The format from the content (DICM preamble, magic numbers), else from the extension."""
+    if head[128:132] == b"DICM" or any(head.startswith(magic) for magic in _MAGIC):
+        return sniff_format(p, head)
     name = p.name.lower()
     ext = ".nii.gz" if name.endswith(".nii.gz") else p.suffix.lower()
     if head[344:348] in (b"n+1\x00", b"ni1\x00"):

@@ -139,15 +139,9 @@ def _file_kind(path: Optional[Path]) -> str:
         return ""
     with open(path, "rb") as f:
         head = f.read(512)
-    from .image import _MAGIC, _EXTENSIONS
+    from .image import sniff_format
 
-    if head[128:132] == b"DICM":
-        return "DICOM"
-    for magic, fmt in _MAGIC.items():
-        if head.startswith(magic):
-            return fmt
-    name = path.name.lower()
-    return _EXTENSIONS.get(".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower(), "")
+    return sniff_format(path, head)
 
 
 def _itk_header_states_spacing(path: Path, kind: str) -> bool:
@@ -378,6 +372,14 @@ def save_node(node, path: Path) -> Path:
         node.SetAndObserveStorageNodeID(storage.GetID())
     storage.SetFileName(str(path))
     if not storage.WriteData(node):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def save_scene(scene, path: Path) -> Path:
+    """The whole scene as a Slicer scene file (.mrb)."""
+    path = Path(path)
+    if not scene.WriteToMRB(str(path)):
         raise OSError(f"could not write {path}")
     return path
 

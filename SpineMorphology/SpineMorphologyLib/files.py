@@ -52,10 +52,7 @@ def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bo
         outputs[role] = common.save_node(live.node(role), out / POINT_FILES[role].format(stem=stem))
     outputs["midline3d"] = common.save_node(live.node("midline3d"), out / f"{stem}_midline3d.mrk.json")
     if scene:
-        path = out / f"{stem}.mrb"
-        if not live.scene.WriteToMRB(str(path)):
-            raise OSError(f"could not write {path}")
-        outputs["scene"] = path
+        outputs["scene"] = common.save_scene(live.scene, out / f"{stem}.mrb")
     path = out / RECORD_FILE.format(stem=stem)
     path.write_text(json.dumps(record, indent=1), encoding="utf-8")
     outputs["json"] = path
