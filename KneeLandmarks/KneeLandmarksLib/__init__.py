@@ -1,1 +1,1 @@
-"""KneeLandmarks working parts (KNEEL two-stage hourglass landmarks, joint space width)."""
+"""KneeLandmarks runtime (KNEEL two-stage hourglass landmarks, joint space width): pipeline, measure, landmarks, roi, network, predict, review, files, overlay, cli."""
