@@ -160,3 +160,26 @@ def _colour_photo(path: Path) -> Path:
     image = np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8)
     cv2.imwrite(str(path), image)
     return path
+
+
+def _knee_film(path: Path) -> Path:
+    from KneeLandmarksTools import phantom
+
+    film = phantom.sample_film(3, n_knees=2, spacing_range=(0.2, 0.2))
+    cv2.imwrite(str(path), (phantom.render(film) * 65535).astype(np.uint16))
+    return path
+
+
+def _noise_film(path: Path) -> Path:
+    cv2.imwrite(str(path), np.random.default_rng(0).normal(120, 25, (2000, 800)).clip(0, 255).astype(np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("make_film_without_spine", [_knee_film, _noise_film])
+def test_a_film_without_a_spine_is_refused_with_its_reason(tmp_path, make_film_without_spine):
+    path = make_film_without_spine(tmp_path / "film.png")
+    out = tmp_path / "out"
+    assert main(["cobb", str(path), "--out", str(out), "--device", "cpu"]) == 1
+    row = read_csv(out / "cobb.csv")[0]
+    assert row["status"] == "failed" and "no spine found" in row["error"] and "vertebrae" in row["error"]
+    assert not list(out.glob("film_*"))  # nothing written for it
