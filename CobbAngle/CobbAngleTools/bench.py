@@ -35,27 +35,38 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="take each vertebra heatmap's own peak instead of the joint choice along the spine")
     parser.add_argument("--accuracy", action="store_true",
                         help="also score films that have AASCE labels (labels/<name>.mat beside images/): "
-                             "SMAPE, MAE per angle, corner error in pixels, share flagged by the consistency check")
+                             "SMAPE, MAE per angle, corner error in pixels, share flagged by the consistency check, "
+                             "vertebra identity errors (a vertebra nearer another's true centre than its own, or missing)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return parser
 
 
 def read_pixels(path: Path) -> np.ndarray:
-    """Grayscale film as float32 in its own intensity units."""
-    import cv2
+    """The film's gray pixels as every front end reads them (``MSKCommonLib.image.read_image``)."""
+    from MSKCommonLib.image import read_image
 
-    if path.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}:
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-        if img is not None:
-            if img.ndim == 3:
-                img = img[..., :3].mean(-1)
-            return img.astype(np.float32)
-    import SimpleITK as sitk
+    return read_image(path).pixels
 
-    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
-    while arr.ndim > 2:
-        arr = arr[0] if arr.shape[0] == 1 else arr.mean(-1)
-    return arr
+
+def identity_errors(predicted, truth) -> dict:
+    """Vertebrae whose identity is wrong: a predicted vertebra whose centre lies nearer another
+    vertebra's true centre than its own, or one that is missing (not finite). A doubled vertebra
+    (two predictions on one vertebra) and a skipped one (the chain shifts by a level) both count.
+    Returns the count, the share of the 17 and the names."""
+    from CobbAngleLib import geometry
+
+    p = np.asarray(predicted, float).reshape(17, 4, 2).mean(axis=1)
+    t = np.asarray(truth, float).reshape(17, 4, 2).mean(axis=1)
+    wrong = []
+    for i in range(17):
+        if not np.all(np.isfinite(p[i])):
+            wrong.append(i)
+            continue
+        d = np.linalg.norm(t - p[i], axis=1)
+        d[~np.all(np.isfinite(t), axis=1)] = np.inf
+        if int(np.argmin(d)) != i:
+            wrong.append(i)
+    return {"count": len(wrong), "share": len(wrong) / 17, "vertebrae": [geometry.VERTEBRA_NAMES[i] for i in wrong]}
 
 
 def find_inputs(inputs: list[str], limit: int) -> list[Path]:
@@ -100,10 +111,13 @@ def accuracy(records: list) -> dict:
     lm = np.array([[r["pred"].landmark_angles[c] for c in names] for r in records], dtype=np.float64)
     reg = np.array([[r["pred"].regressed_angles[c] for c in names] for r in records])
     err = [np.linalg.norm(r["pred"].landmarks - r["landmarks"], axis=-1).mean() for r in records]
+    identity = [identity_errors(r["pred"].landmarks, r["landmarks"])["count"] for r in records]
     out = {"films": len(records), "smape_landmarks": geometry.smape(truth, lm),
            "smape_regression": geometry.smape(truth, reg), "smape_mean": geometry.smape(truth, (lm + reg) / 2),
            "corner_error_px_mean": float(np.mean(err)), "corner_error_px_median": float(np.median(err)),
-           "flagged_share": float(np.mean([r["pred"].consistency_warning is not None for r in records]))}
+           "flagged_share": float(np.mean([r["pred"].consistency_warning is not None for r in records])),
+           "identity_errors_share_of_vertebrae": float(np.sum(identity) / (17 * len(records))),
+           "films_with_identity_errors": int(np.count_nonzero(identity))}
     for j, c in enumerate(names):
         out[f"mae_{c}_landmarks"] = float(np.mean(np.abs(lm[:, j] - truth[:, j])))
         out[f"mae_{c}_regression"] = float(np.mean(np.abs(reg[:, j] - truth[:, j])))
