@@ -18,6 +18,7 @@ from pathlib import Path
 from MSKCommonLib import batch
 from MSKCommonLib.modules import MODULES
 
+from .measure import format_mm
 from .files import COLUMNS, KNEE_COLUMNS, knee_rows
 
 
@@ -57,8 +58,8 @@ def run(args) -> int:
                                   {"command": "mskmorph knee", "spacing_option_mm": args.spacing})
     for item in items:
         if item.ok:
-            parts = [f"{s} knee JSW medial {item.values[f'{s}_jsw_medial_mm']:.2f} mm, lateral "
-                     f"{item.values[f'{s}_jsw_lateral_mm']:.2f} mm" for s in item.values["knees"].split(",") if s]
+            parts = [f"{s} knee JSW medial {format_mm(item.values[f'{s}_jsw_medial_mm'])}, lateral "
+                     f"{format_mm(item.values[f'{s}_jsw_lateral_mm'])}" for s in item.values["knees"].split(",") if s]
             print(f"{item.path.name}: " + ("; ".join(parts) or "no knee found"))
         else:
             print(f"{item.path.name}: FAILED: {item.error}")

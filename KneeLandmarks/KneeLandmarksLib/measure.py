@@ -61,14 +61,21 @@ class KneeMeasurement:
     def lateral_mm(self) -> float:
         return self.lateral.width_mm
 
+    def reported_mm(self, name: str) -> Optional[float]:
+        """The width as reported (record, table, overlay): None, "not measurable", when the contours
+        touch or cross. A crossing is not bone on bone a reader would call 0 mm but landmarks that
+        cannot both be right, so a JSW of zero or below is never reported as a measurement."""
+        c = self.medial if name == "medial" else self.lateral
+        return None if c.overlap else c.width_mm
+
     def to_dict(self) -> dict:
         from .landmarks import LANDMARK_LABELS
 
         sx, sy = self.spacing_mm[1], self.spacing_mm[0]
         return {
             "side": self.side,
-            "jsw_medial_mm": round(self.medial_mm, 4),
-            "jsw_lateral_mm": round(self.lateral_mm, 4),
+            "jsw_medial_mm": _round(self.reported_mm("medial")),
+            "jsw_lateral_mm": _round(self.reported_mm("lateral")),
             "jsw_medial_points_px": [np.round(self.medial.femur_point_px, 3).tolist(),
                                      np.round(self.medial.tibia_point_px, 3).tolist()],
             "jsw_lateral_points_px": [np.round(self.lateral.femur_point_px, 3).tolist(),
@@ -81,6 +88,14 @@ class KneeMeasurement:
                              for lab, p in zip(LANDMARK_LABELS, self.landmarks_px)},
             "notes": list(self.notes),
         }
+
+
+def _round(v: Optional[float], digits: int = 4) -> Optional[float]:
+    return None if v is None else round(float(v), digits)
+
+
+def format_mm(v: Optional[float]) -> str:
+    return "not measurable" if v is None else f"{v:.2f} mm"
 
 
 def catmull_rom(points: np.ndarray, per_segment: int = PER_SEGMENT) -> np.ndarray:
@@ -198,7 +213,7 @@ def joint_space_width(landmarks_px, side: str = "right", spacing_mm=(1.0, 1.0), 
                        f"{side} knee on a standard PA film: check the side or the film's orientation")
     for c in (m.medial, m.lateral):
         if c.overlap:
-            m.notes.append(f"{c.name}: femoral and tibial contours touch or cross (JSW 0)")
+            m.notes.append(f"{c.name}: femoral and tibial contours touch or cross: JSW not measurable")
     return m
 
 

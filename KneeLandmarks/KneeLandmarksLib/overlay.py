@@ -36,8 +36,8 @@ def draw_overlay(gray_uint8: np.ndarray, measurements: Sequence[measure.KneeMeas
             cv2.circle(img, tuple(np.round(p).astype(int)), thick + 1, BGR["landmarks"], -1, cv2.LINE_AA)
         conf = "" if m.confidence is None else f", confidence {m.confidence:.2f}"
         rows.append((f"{m.side} knee{conf}", "text"))
-        rows.append((f"  medial JSW {m.medial_mm:.2f} mm", "medial"))
-        rows.append((f"  lateral JSW {m.lateral_mm:.2f} mm", "lateral"))
+        rows.append((f"  medial JSW {measure.format_mm(m.reported_mm('medial'))}", "medial"))
+        rows.append((f"  lateral JSW {measure.format_mm(m.reported_mm('lateral'))}", "lateral"))
         rows.extend((f"  CHECK: {n}", "warn") for n in m.notes)
     if not measurements:
         rows.append(("no knee found", "warn"))

@@ -20,6 +20,14 @@ from MSKCommonLib.result import ImageInfo
 from . import measure
 
 MAX_COLOURFULNESS = 0.12
+# "No knee, no JSW" (chosen on synthetic knee films vs non-knee inputs and the 826 real crops at an assumed
+# 0.4 mm/px, see models/MODEL_CARD.md "Refusal and confidence"): the mean landmark confidence (heatmap
+# sharpness) of non-knee inputs (the spine phantom at 0.14-0.3 mm/px, blank, noise and hand-like
+# films) is at most 0.004; of the real crops 0.013-0.423 (5th percentile 0.162; 9 of 826 below 0.05,
+# refused); of 22 synthetic knees (12 films) 0.61-0.87.
+MIN_KNEE_CONFIDENCE = 0.05
+LOW_CONFIDENCE = 0.5  # below: a warning (every real crop falls below, every synthetic knee above)
+TIBIA_WIDTH_MM = (45.0, 130.0)  # T1-T9, adult tibial plateau about 60-95 mm
 JSW_DEFINITION = ("minimum distance between the femoral and tibial contours: lateral T1-T3 vs F1-F3, medial T7-T9 vs "
                   "F5-F7 (see KneeLandmarksLib.measure)")
 
@@ -58,6 +66,29 @@ def result_from_landmarks(image, knees, spacing_mm=None, source: str = "given la
     return KneeResult(ImageInfo.of(image, spacing, "given" if spacing_mm is not None else None), measured, [], source)
 
 
+def no_knee_reason(prediction, spacing_mm) -> Optional[str]:
+    """Why the landmarks of one prediction are not a knee joint (None when they are): diffuse
+    heatmaps, a tibia not below the femur, points not running lateral -> medial, or a tibial
+    plateau of implausible width in mm."""
+    spacing = (float(spacing_mm), float(spacing_mm)) if np.isscalar(spacing_mm) else tuple(map(float, spacing_mm))
+    conf = float(np.mean(prediction.point_confidence))
+    if conf < MIN_KNEE_CONFIDENCE:
+        return (f"no knee joint found: the landmark network's heatmaps are diffuse (mean landmark confidence "
+                f"{conf:.3f} < {MIN_KNEE_CONFIDENCE}; detector presence {prediction.presence:.2f})")
+    p = np.asarray(prediction.landmarks_px, float) * np.array([spacing[1], spacing[0]])
+    tib, fem = p[:9], p[9:]
+    if not fem[:, 1].mean() < tib[:, 1].mean():
+        return "no knee joint found: the femoral landmarks are not above the tibial ones"
+    sign = 1.0 if prediction.side == "right" else -1.0
+    if not ((np.diff(tib[:, 0]) * sign > 0).all() and (np.diff(fem[:, 0]) * sign > 0).all()):
+        return "no knee joint found: the landmarks do not run from the lateral to the medial margin"
+    width = float(np.hypot(*(tib[8] - tib[0])))
+    if not TIBIA_WIDTH_MM[0] <= width <= TIBIA_WIDTH_MM[1]:
+        return (f"no knee joint found: the tibial plateau would be {width:.0f} mm wide "
+                f"(a knee's is {TIBIA_WIDTH_MM[0]:.0f}-{TIBIA_WIDTH_MM[1]:.0f} mm)")
+    return None
+
+
 class KneePipeline:
     def __init__(self):
         self._predictors: dict = {}
@@ -92,10 +123,31 @@ class KneePipeline:
             raise RuntimeError("cancelled")
         predictor = self.predictor(options.device, options.weights)
         predictions = predictor.predict(image.pixels, spacing)
+        warnings, kept = [], []
+        for p in predictions:
+            reason = no_knee_reason(p, spacing)
+            if reason is None:
+                kept.append(p)
+            else:
+                warnings.append(f"{p.side} knee not reported: {reason}")
+        if not kept:
+            raise ValueError(f"{image.name}: " + (warnings[0].split(": ", 1)[1] if len(warnings) == 1 else
+                                                  "; ".join(warnings)))
+        predictions = kept
         if progress is not None:
             progress(0.9, "Measuring the joint space")
         knees = [measure.joint_space_width(p.landmarks_px, p.side, spacing, confidence=p.confidence) for p in predictions]
+        for m, p in zip(knees, predictions):
+            conf = float(np.mean(p.point_confidence))
+            if conf < LOW_CONFIDENCE:
+                note = (f"low landmark confidence {conf:.2f} (< {LOW_CONFIDENCE}): the landmarks may be off, "
+                        "check them before using the widths")
+                m.notes.append(note)
+                warnings.append(f"{p.side} knee: {note}")
+            for c in (m.medial, m.lateral):
+                if c.overlap:
+                    warnings.append(f"{p.side} knee: {c.name} JSW not measurable (contours touch or cross)")
         detections = [{"presence": round(float(p.presence), 4), "centre_px": np.round(p.centre_px, 3).tolist(),
                        "landmark_confidence": np.round(p.point_confidence, 4).tolist()} for p in predictions]
         return KneeResult(ImageInfo.of(image, spacing, spacing_from), knees, detections,
-                          f"network ({predictor.device})")
+                          f"network ({predictor.device})", warnings)

@@ -88,8 +88,7 @@ class KneePresenter(Presenter):
                     line.SetDescription("not measured")
                     continue
                 live.set_points(f"{side}.jsw.{part}", measure.jsw_line_points(m, part))
-                width = m.medial_mm if part == "medial" else m.lateral_mm
-                line.SetDescription(f"{part} minimum joint space width {width:.2f} mm")
+                line.SetDescription(f"{part} minimum joint space width {measure.format_mm(m.reported_mm(part))}")
                 if display is not None:
                     display.SetVisibility(True)
         _fill_table(live, measurement)
@@ -114,12 +113,18 @@ def _fill_table(live, measurement) -> None:
                                        ("Lateral JSW (mm)", [None] * len(sides)), ("Note", [live.error] * len(sides))])
         return
     source = live.saved_record().get("landmarks_from", "")
+    warnings = live.saved_record().get("warnings", [])
     common.fill_table(live.table, [
         ("Knee", [m.side for m in measurement]),
-        ("Medial JSW (mm)", [round(m.medial_mm, 3) for m in measurement]),
-        ("Lateral JSW (mm)", [round(m.lateral_mm, 3) for m in measurement]),
+        ("Medial JSW (mm)", [_round(m.reported_mm("medial")) for m in measurement]),
+        ("Lateral JSW (mm)", [_round(m.reported_mm("lateral")) for m in measurement]),
         ("Confidence", [None if m.confidence is None else round(m.confidence, 3) for m in measurement]),
         ("Source", [source] * len(measurement)),
         ("Edited points", [", ".join(edited.get(f"{m.side}.landmarks", [])) for m in measurement]),
-        ("Note", ["; ".join(m.notes) for m in measurement]),
+        ("Note", ["; ".join(m.notes + [w for w in warnings if w.startswith(f"{m.side} knee not")])
+                  for m in measurement]),
     ])
+
+
+def _round(v, digits: int = 3):
+    return None if v is None else round(float(v), digits)
