@@ -54,6 +54,15 @@ class ReviewApp:
         self.items = batch.expand_inputs(inputs)
         taken: set = set()
         self.stems = [batch.output_stem(i.path, taken) for i in self.items]
+        from .image import read_image
+
+        self.images: dict = {}
+        for n, item in enumerate(self.items):  # each film read once, so a bad one shows its reason at once
+            if item.error is None:
+                try:
+                    self.images[n] = read_image(item.path)
+                except (ValueError, OSError) as e:
+                    item.error = str(e) or type(e).__name__
         self.status = ["refused" if i.error else "new" for i in self.items]
         self.volumes: dict = {}
         self.lives: dict = {}
@@ -112,7 +121,6 @@ class ReviewApp:
 
     # --- actions
     def select(self, index):
-        from .image import read_image
         from .mrml import volume_from_image
 
         index = int(index)
@@ -122,8 +130,7 @@ class ReviewApp:
         item = self.items[index]
         if index not in self.volumes and item.error is None:
             try:
-                image = read_image(item.path)
-                self.volumes[index] = volume_from_image(self.slicer.scene, image, self.stems[index],
+                self.volumes[index] = volume_from_image(self.slicer.scene, self.images[index], self.stems[index],
                                                         colour=self.logic.spec.colour)
             except (ValueError, OSError) as e:
                 item.error = str(e)
@@ -267,7 +274,5 @@ def run(args) -> int:
     def _ready(**_):
         print(f"mskmorph review: http://{args.host}:{app.server.port}/", flush=True)
 
-    if app.items:
-        app.select(0)
     app.server.start(host=args.host, port=args.port, open_browser=False, show_connection_info=False)
     return 0
