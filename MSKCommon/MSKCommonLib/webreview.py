@@ -97,7 +97,15 @@ class ReviewApp:
         node = self.slicer.scene.GetNodeByID(view.get_view_node_id())
         m = node.GetXYToRAS()
         size = view.render_window().GetSize()
-        return {"xy_to_ras": [[m.GetElement(r, c) for c in range(4)] for r in range(4)], "size": list(size)}
+        out = {"xy_to_ras": [[m.GetElement(r, c) for c in range(4)] for r in range(4)], "size": list(size)}
+        volume = self.volumes.get(self.current)
+        if volume is not None:
+            import vtk
+
+            ijk = vtk.vtkMatrix4x4()
+            volume.GetIJKToRASMatrix(ijk)
+            out["ijk_to_ras"] = [[ijk.GetElement(r, c) for c in range(4)] for r in range(4)]
+        return out
 
     def _live(self):
         return self.lives.get(self.current)
