@@ -153,3 +153,16 @@ def test_dragging_a_corner_in_the_view_moves_it_and_the_angle_follows(server):
         if curve.get("angle_deg") is not None:
             assert abs(shown[curve["name"]] - curve["angle_deg"]) <= 0.02, (curve, shown)
     assert [c["angle_deg"] for c in after["curves"]] != [c["angle_deg"] for c in before["curves"]]
+
+
+def test_a_second_browser_session_sees_the_same_worklist(server):
+    """Runs after the tests above: the sample was accepted in another session."""
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        first, second = browser.new_page(), browser.new_page()
+        for page in (first, second):
+            page.goto(server["url"])
+            page.wait_for_selector("#worklist .worklist-item")
+        assert "SpinePhantom_AP.png: accepted" in second.inner_text("#worklist")
+        assert first.inner_text("#worklist") == second.inner_text("#worklist")
+        browser.close()
