@@ -28,6 +28,7 @@ COMMANDS = {
     ("phantom", "back"): ("SpineMorphologyTools.photos", "synthetic bare-back photos with exact depth and spine"),
     ("train", "back"): ("SpineMorphologyTools.train", "train the GAMA-Net depth and spine keypoint networks"),
     ("bench", "back"): ("SpineMorphologyTools.bench", "seconds per back photo, CPU and GPU"),
+    ("review", None): ("MSKCommonLib.webreview", "review and correct results in the browser (trame-slicer)"),
 }
 
 
