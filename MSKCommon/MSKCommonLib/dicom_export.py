@@ -29,7 +29,10 @@ MANUFACTURER = "MSKMorphometry"
 SCHEME = "99MSKMORPH"
 SCHEME_NAME = "MSKMorphometry private codes"
 SR_SERIES_NUMBER, SEG_SERIES_NUMBER, SC_SERIES_NUMBER = 9701, 9702, 9700
-SCOORD_OFFSET = 0.5  # SCOORD = pixel + 0.5 (see the module docstring)
+SCOORD_OFFSET = 0.5
+# patient and study attributes (type 2) that the SR and SEG copy from the film
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "ReferringPhysicianName", "StudyID", "AccessionNumber")  # SCOORD = pixel + 0.5 (see the module docstring)
 
 # the private codes (value -> meaning); README "Results into the PACS" lists them
 CODES = {
@@ -105,6 +108,9 @@ def source_dataset(path, image, out: Path, stem: str, options: Optional[DicomOpt
                    if not getattr(ds, k, None)]
         if missing:
             raise ValueError(f"{Path(path).name} has no {', '.join(missing)}; the DICOM SR cannot refer to it")
+        for keyword in TYPE2_COPIED:  # the SR and SEG copy these; a film may lack them (empty is valid)
+            if keyword not in ds:
+                setattr(ds, keyword, "")
         return ds, {}
     ds = secondary_capture(image, options, orientation)
     sc_path = Path(out) / f"{stem}_sc.dcm"
