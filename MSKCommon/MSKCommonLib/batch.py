@@ -180,8 +180,9 @@ class Runner:
         SEG) of this image (``MSKCommonLib.dicom_export``); else None."""
         if not getattr(self.args, "dicom", False):
             return None
-        from MSKCommonLib.dicom_export import DicomOptions, DicomRequest
+        from MSKCommonLib.dicom_export import DicomOptions, DicomRequest, check_source
 
+        check_source(item.path)
         options = DicomOptions(patient_name=self.args.patient_name or "", patient_id=self.args.patient_id or "",
                                study_instance_uid=self.args.study_uid or "", editor=self.args.editor or "")
         return DicomRequest(item.path, image, options)
@@ -192,6 +193,7 @@ class Runner:
 
         image = read_image(item.path)
         options = self.options_for(item, image)
+        request = self.dicom_request(item, image)  # checked before anything is written
         scene = self.app.scene
         try:
             stem = self._stem(item, image)
@@ -199,7 +201,6 @@ class Runner:
             volume = volume_from_image(scene, image, stem, colour=self.spec.colour)
             live = self.review.show(scene, volume, result, on_existing="replace")
             options = self.write_options()
-            request = self.dicom_request(item, image)
             if request is not None:
                 options["dicom"] = request
             item.outputs.update(self.files.write_outputs(live, self.args.out, stem, **options))

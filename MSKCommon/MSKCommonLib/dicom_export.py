@@ -94,7 +94,7 @@ def is_dicom_file(path) -> bool:
 # the source image
 
 def source_dataset(path, image, out: Path, stem: str, options: Optional[DicomOptions] = None,
-                   orientation=("L", "F")):
+                   orientation=("L", "F"), spacing_mm=None):
     """The film the SR and SEG refer to, and the files written for it: the DICOM file itself when
     the input was one (read again with pydicom, so its UIDs are the PACS's own), else a Secondary
     Capture of the pixels written as ``out/<stem>_sc.dcm`` (new UIDs). Raises ``ValueError`` when
@@ -104,25 +104,43 @@ def source_dataset(path, image, out: Path, stem: str, options: Optional[DicomOpt
     options = options or DicomOptions()
     if path is not None and is_dicom_file(path):
         ds = pydicom.dcmread(str(path))
-        missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
-                   if not getattr(ds, k, None)]
-        if missing:
-            raise ValueError(f"{Path(path).name} has no {', '.join(missing)}; the DICOM SR cannot refer to it")
+        check_source(path, ds)
         for keyword in TYPE2_COPIED:  # the SR and SEG copy these; a film may lack them (empty is valid)
             if keyword not in ds:
                 setattr(ds, keyword, "")
         return ds, {}
-    ds = secondary_capture(image, options, orientation)
+    ds = secondary_capture(image, options, orientation, spacing_mm)
     sc_path = Path(out) / f"{stem}_sc.dcm"
     ds.save_as(str(sc_path), enforce_file_format=True)
     return pydicom.dcmread(str(sc_path)), {"dicom_sc": sc_path}
 
 
-def secondary_capture(image, options: Optional[DicomOptions] = None, orientation=("L", "F")):
+def check_source(path, ds=None) -> None:
+    """Raise ``ValueError`` (one line) when a DICOM film lacks the UIDs an SR's reference needs;
+    nothing to check for other files (they get a Secondary Capture)."""
+    import pydicom
+
+    if path is None or not is_dicom_file(path):
+        return
+    if ds is None:
+        try:
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        except Exception as e:
+            raise ValueError(f"{Path(path).name} cannot be read as DICOM for the SR ({type(e).__name__})") from None
+    missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+               if not getattr(ds, k, None)]
+    if missing:
+        raise ValueError(f"{Path(path).name} has no {', '.join(missing)}; the DICOM SR cannot refer to it "
+                         "(nothing was written)")
+
+
+def secondary_capture(image, options: Optional[DicomOptions] = None, orientation=("L", "F"), spacing_mm=None):
     """A DICOM Secondary Capture of an ``Image`` (new UIDs): the colour pixels when the file had
     colour (RGB), else the gray pixels (8 or 16 bit, as stored); the pixel spacing when known; the
     patient and study empty unless given in ``options``; ``orientation``: the patient directions
-    of the rows and columns (an AP radiograph: ("L", "F"); a back photo from behind: ("R", "F"))."""
+    of the rows and columns (an AP radiograph: ("L", "F"); a back photo from behind: ("R", "F"));
+    ``spacing_mm``: the spacing the measurement used (row, column) when the file states none (the
+    user's ``--spacing``)."""
     import highdicom as hd
     from pydicom.uid import generate_uid
 
@@ -135,6 +153,7 @@ def secondary_capture(image, options: Optional[DicomOptions] = None, orientation
         low = float(image.pixels.min())
         shifted = image.pixels - min(low, 0.0)
         pixels, photometric, bits = np.clip(np.round(shifted), 0, 65535).astype(np.uint16), "MONOCHROME2", 16
+    spacing = image.spacing_mm if image.spacing_mm is not None else spacing_mm
     now = datetime.datetime.now()
     sc = hd.sc.SCImage(
         pixel_array=pixels, photometric_interpretation=photometric, bits_allocated=bits,
@@ -145,7 +164,7 @@ def secondary_capture(image, options: Optional[DicomOptions] = None, orientation
         patient_id=options.patient_id or None, patient_name=options.patient_name or None,
         accession_number=options.accession_number or None,
         study_date=now.date(), study_time=now.time().replace(microsecond=0),
-        pixel_spacing=None if image.spacing_mm is None else tuple(float(s) for s in image.spacing_mm),
+        pixel_spacing=None if spacing is None else tuple(float(s) for s in spacing),
         patient_orientation=tuple(orientation),
     )
     sc.SeriesDescription = f"MSKMorphometry copy of {image.name}"[:64]
@@ -258,7 +277,9 @@ def declare_scheme(ds) -> None:
 def segmentation(source, labelmap: np.ndarray, names: Sequence[str], colours, module: str, types=None,
                  label: str = "MSKMORPH", description: str = ""):
     """A binary DICOM SEG of ``labelmap`` (H x W, 0 = background, k = ``names[k-1]``) on
-    ``source``'s pixel grid and frame of reference; segment colours (RGB 0..1) as in Slicer."""
+    ``source``'s pixel grid and frame of reference, with one segment per label present (as the
+    Slicer segmentation has), numbered 1.. in label order, named ``names[k-1]`` and coloured
+    ``colours[k-1]`` (RGB 0..1) as in Slicer. None when no label is present."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
@@ -267,27 +288,39 @@ def segmentation(source, labelmap: np.ndarray, names: Sequence[str], colours, mo
     if labelmap.shape != (int(source.Rows), int(source.Columns)):
         raise ValueError(f"the segmentation is {labelmap.shape[1]} x {labelmap.shape[0]} pixels but the film is "
                          f"{source.Columns} x {source.Rows}")
+    present = [k for k in range(1, len(names) + 1) if (labelmap == k).any()]
+    if not present:
+        return None
     algo = hd.AlgorithmIdentificationSequence(name=f"MSKMorphometry {module}", version=version(),
                                               family=codes.DCM.ArtificialIntelligence)
     descriptions = []
-    for k, name in enumerate(names, start=1):
+    relabelled = np.zeros(labelmap.shape, np.uint8)
+    for number, k in enumerate(present, start=1):
+        relabelled[labelmap == k] = number
         rgb = [float(c) * 255.0 for c in colours[k - 1]]
         descriptions.append(hd.seg.SegmentDescription(
-            segment_number=k, segment_label=name,
+            segment_number=number, segment_label=names[k - 1],
             segmented_property_category=codes.SCT.AnatomicalStructure,
             segmented_property_type=(types[k - 1] if types else codes.SCT.AnatomicalStructure),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algo,
-            tracking_uid=generate_uid(), tracking_id=name, display_color=hd.color.CIELabColor.from_rgb(*rgb)))
+            tracking_uid=generate_uid(), tracking_id=names[k - 1],
+            display_color=hd.color.CIELabColor.from_rgb(*rgb)))
     seg = hd.seg.Segmentation(
-        source_images=[source], pixel_array=labelmap.astype(np.uint8)[None], segmentation_type="BINARY",
+        source_images=[source], pixel_array=relabelled[None], segmentation_type="BINARY",
         segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=SEG_SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
         manufacturer_model_name=f"MSKMorphometry {module}", software_versions=version(),
         device_serial_number="0", content_label=label, content_description=description or None,
         omit_empty_frames=True)
     seg.SeriesDescription = (description or f"MSKMorphometry {module}")[:64]
-    if "FrameOfReferenceUID" not in source and "PatientOrientation" not in seg:
-        seg.PatientOrientation = source.get("PatientOrientation", "")  # General Image, type 2C
+    if "FrameOfReferenceUID" not in source:
+        # a projection film: the SEG lies on the film's own pixel grid (Spatial Locations Preserved),
+        # whose spacing the film states; no Pixel Measures (they would need a slice thickness)
+        shared = seg.SharedFunctionalGroupsSequence[0]
+        if "PixelMeasuresSequence" in shared:
+            del shared.PixelMeasuresSequence
+        if "PatientOrientation" not in seg:
+            seg.PatientOrientation = source.get("PatientOrientation", "")  # General Image, type 2C
     return seg
 
 
@@ -318,7 +351,8 @@ class DicomRequest:
 def export(request: DicomRequest, live, record: dict, out: Path, stem: str, build, orientation=("L", "F")) -> dict:
     """The module's ``build(source, record, live, options) -> (sr, seg or None)`` on the film's
     DICOM source; writes the objects and returns {kind: path} (with the SC when one was made)."""
-    source, written = source_dataset(request.path, request.image, out, stem, request.options, orientation)
+    source, written = source_dataset(request.path, request.image, out, stem, request.options, orientation,
+                                     record.get("pixel_spacing_mm"))
     sr, seg = build(source, record, live, request.options)
     written.update(write_objects(out, stem, sr, seg))
     return written
