@@ -144,7 +144,11 @@ def connect(settings: dict, timeout: float = 60.0):
     elif settings.get("username"):
         session.auth = (settings["username"], settings.get("password") or "")
     session.verify = settings.get("ca_bundle") or True
-    return DICOMwebClient(url=settings["url"].rstrip("/"), session=session, timeout=timeout)
+    client = DICOMwebClient(url=settings["url"].rstrip("/"), session=session, timeout=timeout)
+    # a busy PACS (429, 503, ...) and a dropped connection are tried 3 times (0.5 s, 1 s apart), not
+    # the client's default 5 times over 30 s: an unreachable server is said at once
+    client.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=250)
+    return client
 
 
 def explain(error: Exception, url: str) -> str:
