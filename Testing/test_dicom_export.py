@@ -171,6 +171,35 @@ def test_cobb_sr_says_which_points_were_moved_and_by_whom(slicer_app, tmp_path):
     assert person_observers(written["dicom_sr"]) == ["Doe^Jane"]
 
 
+@pytest.mark.parametrize("kind", ["dicom", "png"])
+def test_slicer_export_writes_the_same_objects_from_the_shown_result(slicer_app, tmp_path, kind):
+    """What the Export to DICOM button writes before Slicer's database import (the import itself
+    needs desktop Slicer): the logic on a volume loaded as Slicer loads it."""
+    from conftest import load_like_slicer
+    from MSKCommonLib.logic import ModuleLogic
+
+    require_tool("dciodvfy")
+    film = spine_dicom(tmp_path) if kind == "dicom" else SAMPLE
+    logic = ModuleLogic("cobb")
+    volume = load_like_slicer(slicer_app, film, "Spine film")
+    try:
+        live = logic.process(volume, logic.options(landmarks_file=str(SAMPLE_DATA / "SpinePhantom_AP.png.mat")))
+        record = live.record()
+        written = logic.export_dicom(live, tmp_path / "export", editor="Jane Doe")
+    finally:
+        logic.cleanup()
+    assert sorted(written) == (["dicom_sr"] if kind == "dicom" else ["dicom_sc", "dicom_sr"])
+    assert written["dicom_sr"].name == "Spine_film_sr.dcm"
+    assert_valid(*written.values())
+    groups = {g["tracking"].split()[0]: g for g in read_sr(written["dicom_sr"])}
+    for curve in record["curves"]:
+        assert groups[curve["name"]]["measurements"]["Cobb angle"]["value"] == pytest.approx(curve["angle_deg"],
+                                                                                             abs=0.01)
+    source = pydicom.dcmread(film if kind == "dicom" else written["dicom_sc"])
+    assert {uid for g in groups.values() for uid in g["source"]} == {source.SOPInstanceUID}
+    assert person_observers(written["dicom_sr"]) == []  # nothing edited: no person observer
+
+
 @pytest.fixture(scope="module")
 def knee_film(tmp_path_factory):
     from KneeLandmarksTools import phantom
