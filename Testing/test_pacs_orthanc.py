@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def orthanc():
-    """A running Orthanc: yields its DICOMweb URL; stopped and its folder removed at the end."""
+@contextmanager
+def running_orthanc(certificate: Path | None = None):
+    """A running Orthanc: yields its URLs and credentials; stopped and its folder removed at the
+    end, also when the test fails. (``certificate``: Orthanc's own HTTPS, a PEM with key and
+    certificate; Debian's 1.10.1 crashes on the first HTTPS request, so the tests use a TLS proxy.)"""
     import requests
 
     exe = require_tool("Orthanc")
@@ -46,26 +49,29 @@ def orthanc():
         "StorageDirectory": str(folder / "storage"), "IndexDirectory": str(folder / "index"),
         "RemoteAccessAllowed": False, "AuthenticationEnabled": True, "RegisteredUsers": {USER: PASSWORD},
         "Plugins": [str(PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        "HttpCompressionEnabled": False, "StableAge": 1,
+        "HttpCompressionEnabled": False,
     }
+    if certificate is not None:
+        config.update({"SslEnabled": True, "SslCertificate": str(certificate)})
     (folder / "orthanc.json").write_text(json.dumps(config))
     log = open(folder / "orthanc.log", "wb")
     process = subprocess.Popen([exe, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT,
                                cwd=folder)
     try:
-        base = f"http://127.0.0.1:{http}"
+        base = f"{'https' if certificate else 'http'}://127.0.0.1:{http}"
+        verify = str(certificate) if certificate else True
         for _ in range(300):
             if process.poll() is not None:
                 raise RuntimeError(f"Orthanc exited: {(folder / 'orthanc.log').read_text()[-2000:]}")
             try:
-                if requests.get(f"{base}/system", auth=(USER, PASSWORD), timeout=1).ok:
+                if requests.get(f"{base}/system", auth=(USER, PASSWORD), timeout=1, verify=verify).ok:
                     break
             except requests.ConnectionError:
                 pass
             time.sleep(0.1)
         else:
             raise RuntimeError("Orthanc did not start in 30 s")
-        yield {"base": base, "dicomweb": f"{base}/dicom-web", "auth": (USER, PASSWORD)}
+        yield {"base": base, "dicomweb": f"{base}/dicom-web", "auth": (USER, PASSWORD), "verify": verify}
     finally:
         process.terminate()
         try:
@@ -78,16 +84,32 @@ def orthanc():
 
 
 @pytest.fixture(scope="module")
-def film_in_pacs(orthanc, tmp_path_factory):
-    """The sample spine film as a DX DICOM, stored in Orthanc (REST upload)."""
+def orthanc():
+    with running_orthanc() as server:
+        yield server
+
+
+def spine_film(folder: Path) -> Path:
+    """The sample spine film as a DX DICOM (pixel spacing 0.2 mm)."""
     import cv2
+
+    pixels = cv2.imread(str(SAMPLE_DATA / "SpinePhantom_AP.png"), cv2.IMREAD_UNCHANGED)
+    return write_dicom(folder / "spine.dcm", pixels, spacing=(0.2, 0.2))
+
+
+def store(server, path: Path) -> None:
     import requests
 
-    folder = tmp_path_factory.mktemp("pacs-film")
-    pixels = cv2.imread(str(SAMPLE_DATA / "SpinePhantom_AP.png"), cv2.IMREAD_UNCHANGED)
-    path = write_dicom(folder / "spine.dcm", pixels, spacing=(0.2, 0.2))
-    reply = requests.post(f"{orthanc['base']}/instances", data=path.read_bytes(), auth=orthanc["auth"], timeout=30)
+    reply = requests.post(f"{server['base']}/instances", data=path.read_bytes(), auth=server["auth"], timeout=30,
+                          verify=server["verify"])
     assert reply.ok, reply.text
+
+
+@pytest.fixture(scope="module")
+def film_in_pacs(orthanc, tmp_path_factory):
+    """The sample spine film as a DX DICOM, stored in Orthanc (REST upload)."""
+    path = spine_film(tmp_path_factory.mktemp("pacs-film"))
+    store(orthanc, path)
     return pydicom.dcmread(path)
 
 
@@ -183,3 +205,85 @@ def test_https_with_a_missing_ca_bundle_is_refused_before_any_request(monkeypatc
                  "--ca-bundle", str(tmp_path / "missing.pem")])
     printed = capsys.readouterr()
     assert code == 2 and printed.err.strip() == f"mskmorph pacs: CA bundle not found: {tmp_path / 'missing.pem'}"
+
+
+@contextmanager
+def tls_proxy(target_port: int, cert: Path, key: Path):
+    """HTTPS on a free loopback port in front of ``target_port`` (plain HTTP), as a hospital's
+    reverse proxy terminates TLS in front of its PACS (Debian's Orthanc 1.10 crashes on its own
+    HTTPS with this OpenSSL). Yields the port; stopped at the end."""
+    import select
+    import ssl
+    import threading
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def pump(client):
+        try:
+            with context.wrap_socket(client, server_side=True) as tls, \
+                    socket.create_connection(("127.0.0.1", target_port)) as upstream:
+                while not stop.is_set():
+                    ready, _, _ = select.select([tls, upstream], [], [], 0.2)
+                    for sock in ready:
+                        data = sock.recv(65536)
+                        if not data:
+                            return
+                        (upstream if sock is tls else tls).sendall(data)
+        except (OSError, ssl.SSLError):
+            return  # a client that refuses the certificate ends its connection here
+
+    def serve():
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=pump, args=(client,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_https_pacs_is_verified_against_the_ca_bundle(orthanc, tmp_path, monkeypatch, capsys):
+    """The PACS behind HTTPS with a certificate of the test's own: trusted through --ca-bundle,
+    the film is measured (corners from the sample's landmark file) and its SR stored; without the
+    bundle the certificate is refused in one line and nothing is stored."""
+    import requests
+
+    openssl = require_tool("openssl")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    monkeypatch.setenv("MSKMORPH_PACS_USERNAME", USER)
+    monkeypatch.setenv("MSKMORPH_PACS_PASSWORD", PASSWORD)
+    path = spine_film(tmp_path)
+    store(orthanc, path)
+    study = pydicom.dcmread(path).StudyInstanceUID
+    with tls_proxy(int(orthanc["base"].rsplit(":", 1)[1]), cert, key) as port:
+        url = f"https://127.0.0.1:{port}/dicom-web"
+        args = ["pacs", "cobb", "--url", url, "--study", study, "--landmarks",
+                str(SAMPLE_DATA / "SpinePhantom_AP.png.mat"), "--timeout", "10"]
+        assert main(args) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "TLS certificate" in lines[0] and "--ca-bundle" in lines[0], lines
+        assert sorted(series_of(orthanc, study).values()) == ["DX"]
+        assert main([*args, "--ca-bundle", str(cert)]) == 0
+        printed = capsys.readouterr()
+        assert "1 DICOM objects stored, 0 failed" in printed.out, printed.out + printed.err
+        reply = requests.get(f"{url}/studies/{study}/series", auth=orthanc["auth"], verify=str(cert), timeout=30)
+        assert sorted(item["00080060"]["Value"][0] for item in reply.json()) == ["DX", "SR"]

@@ -138,7 +138,15 @@ def connect(settings: dict, timeout: float = 60.0):
     import requests
     from dicomweb_client.api import DICOMwebClient
 
-    session = requests.Session()
+    class Session(requests.Session):
+        """The CA bundle on every request: a session's own ``verify`` loses to REQUESTS_CA_BUNDLE /
+        CURL_CA_BUNDLE in the environment (requests merges the environment over the session)."""
+
+        def request(self, method, url, **kwargs):
+            kwargs.setdefault("verify", self.verify)
+            return super().request(method, url, **kwargs)
+
+    session = Session()
     if settings.get("token"):
         session.headers["Authorization"] = f"Bearer {settings['token']}"
     elif settings.get("username"):
