@@ -46,7 +46,6 @@ CODES = {
     "check-warning": "Check warning",
     "jsw-medial-min": "Medial minimum joint space width",
     "jsw-lateral-min": "Lateral minimum joint space width",
-    "back-midline": "Back surface midline",
 }
 
 
@@ -76,7 +75,6 @@ class DicomOptions:
     study_instance_uid: str = ""
     accession_number: str = ""
     editor: str = ""  # the person who moved points (Slicer's user; --editor on the command line)
-    extra: dict = field(default_factory=dict)
 
 
 def is_dicom_file(path) -> bool:
@@ -244,9 +242,9 @@ def _person_name(name: str) -> str:
 
 def measurement_report(source, groups, module: str, record: dict, editor: str = "",
                        procedure=None, title: str = ""):
-    """The Comprehensive SR (TID 1500) of ``groups`` (measurement groups on ``source``)."""
+    """The Comprehensive SR (TID 1500) of ``groups`` (measurement groups on ``source``); the
+    person observer is ``editor`` only when the record has points edited by hand."""
     import highdicom as hd
-    from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
     report = hd.sr.MeasurementReport(
