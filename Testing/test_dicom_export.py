@@ -286,3 +286,32 @@ def test_a_dicom_without_uids_is_refused_with_its_reason(tmp_path):
     reason = json.loads((out / "cobb.json").read_text())["results"][0]["error"]
     assert "StudyInstanceUID" in reason and "SR" in reason
     assert sorted(p.name for p in out.iterdir()) == ["cobb.csv", "cobb.json"]  # nothing written for the film
+
+
+def test_knee_sr_names_the_moved_landmark_on_its_own_knee(knee_film, slicer_app, tmp_path):
+    from conftest import load_like_slicer
+    from MSKCommonLib import mrml as common
+    from MSKCommonLib.logic import ModuleLogic
+
+    require_tool("dciodvfy")
+    logic = ModuleLogic("knee")
+    volume = load_like_slicer(slicer_app, knee_film, "knee film")
+    try:
+        live = logic.process(volume, logic.options(device="cpu"))
+        node = live.node("left.landmarks")
+        ras = common.control_points(node)[2]
+        node.SetNthControlPointPosition(2, ras[0] + 1.5, ras[1], ras[2])  # T3 of the left knee, 1.5 mm
+        record = live.record()
+        written = logic.export_dicom(live, tmp_path / "export", source_file=knee_film, editor="Jane Doe")
+    finally:
+        logic.cleanup()
+    assert record["review"]["edited_points"] == {"left.landmarks": ["T3"]}
+    assert_valid(written["dicom_sr"])
+    groups = {g["tracking"]: g for g in read_sr(written["dicom_sr"])}
+    assert groups["left knee"]["texts"]["Points edited by hand"] == "T3"
+    assert "Points edited by hand" not in groups["right knee"]["texts"]
+    for knee in record["knees"]:
+        m = groups[f"{knee['side']} knee"]["measurements"]
+        assert m["Medial minimum joint space width"]["value"] == pytest.approx(knee["jsw_medial_mm"], abs=0.01)
+        assert m["Lateral minimum joint space width"]["value"] == pytest.approx(knee["jsw_lateral_mm"], abs=0.01)
+    assert person_observers(written["dicom_sr"]) == ["Doe^Jane"]

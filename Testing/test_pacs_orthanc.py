@@ -287,3 +287,18 @@ def test_https_pacs_is_verified_against_the_ca_bundle(orthanc, tmp_path, monkeyp
         assert "1 DICOM objects stored, 0 failed" in printed.out, printed.out + printed.err
         reply = requests.get(f"{url}/studies/{study}/series", auth=orthanc["auth"], verify=str(cert), timeout=30)
         assert sorted(item["00080060"]["Value"][0] for item in reply.json()) == ["DX", "SR"]
+
+
+def test_a_film_the_module_refuses_is_counted_failed_and_nothing_is_stored(orthanc, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MSKMORPH_PACS_USERNAME", USER)
+    monkeypatch.setenv("MSKMORPH_PACS_PASSWORD", PASSWORD)
+    noise = np.random.default_rng(3).integers(0, 255, (700, 600), dtype=np.uint8)
+    path = write_dicom(tmp_path / "noise.dcm", noise, spacing=(0.2, 0.2))
+    store(orthanc, path)
+    study = pydicom.dcmread(path).StudyInstanceUID
+    code = main(["pacs", "cobb", "--url", orthanc["dicomweb"], "--study", study, "--device", "cpu"])
+    printed = capsys.readouterr()
+    assert code == 1
+    assert "no spine found" in printed.out  # the module's own reason, per film
+    assert printed.out.strip().splitlines()[-1].endswith("0 measured, 0 DICOM objects stored, 1 failed")
+    assert sorted(series_of(orthanc, study).values()) == ["DX"]
