@@ -118,22 +118,78 @@ class BackParams:
         )
 
 
+def _rot(axis: int, deg: float) -> np.ndarray:
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
 @dataclass
 class Camera:
-    """Pinhole camera looking at the back along -z of the body frame; image x right, y down."""
+    """Pinhole camera aimed at the body-frame point (x0, y0, 0) from ``distance_mm``; image x
+    right, y down. Face-on (all angles 0) it looks along -z of the body frame. Turned, it orbits
+    that point: ``yaw_deg`` about the body's vertical (+: the camera moves to the patient's right),
+    ``pitch_deg`` about the body's horizontal (+: the camera moves up and looks down), then
+    ``roll_deg`` about its own optical axis (+: the picture turns clockwise)."""
 
     width: int
     height: int
     focal_px: float
     cx: float
     cy: float
-    distance_mm: float  # from the camera to the plane z = 0 of the body frame
+    distance_mm: float  # from the camera to the point it is aimed at
     x0_mm: float  # body-frame point on the optical axis
     y0_mm: float
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+    roll_deg: float = 0.0
 
     @property
     def focal_35mm(self) -> float:
         return self.focal_px * 36.0 / max(self.width, self.height)
+
+    def axes(self) -> np.ndarray:
+        """3 x 3: the camera's X (right), Y (down) and optical axis Z as columns, in the body frame."""
+        face_on = np.diag([1.0, 1.0, -1.0])
+        return _rot(1, self.yaw_deg) @ _rot(0, self.pitch_deg) @ face_on @ _rot(2, self.roll_deg)
+
+    def centre(self) -> np.ndarray:
+        """The camera's position in the body frame."""
+        return np.array([self.x0_mm, self.y0_mm, 0.0]) - self.distance_mm * self.axes()[:, 2]
+
+    def to_camera(self, points_body: np.ndarray) -> np.ndarray:
+        """Body points (N, 3) -> camera coordinates (N, 3): X right, Y down, Z along the axis."""
+        return (np.asarray(points_body, float).reshape(-1, 3) - self.centre()) @ self.axes()
+
+    def face_on(self) -> "Camera":
+        """The same camera not turned (the body's own frame, where the truth is measured)."""
+        return Camera(self.width, self.height, self.focal_px, self.cx, self.cy, self.distance_mm, self.x0_mm,
+                      self.y0_mm)
+
+
+@dataclass
+class CameraVariation:
+    """How the cameras of a photo set vary (uniform ranges, degrees and mm)."""
+
+    yaw_deg: float = 0.0  # +-
+    pitch_deg: float = 0.0  # +-
+    roll_deg: float = 0.0  # +-
+    distance_mm: tuple = (1200.0, 2600.0)
+    trunk_fraction: tuple = (0.4, 0.6)  # trunk length C7-dimples over the photo height
+    off_centre: float = 0.06  # of the trunk length, sideways
+    aim_height: tuple = (0.45, 0.62)  # the aimed point's height below C7, fraction of the trunk
+
+
+# "face-on": the cameras every weight so far was trained on (bit for bit the photos they had);
+# "varied": what real photos have: turned +-15 deg sideways and up/down, +-5 deg about the axis,
+# nearer and farther, the person off-centre and, framed tight, cut by the photo's edges
+CAMERAS = {
+    "face-on": CameraVariation(),
+    "varied": CameraVariation(yaw_deg=15.0, pitch_deg=15.0, roll_deg=5.0, distance_mm=(900.0, 3200.0),
+                              trunk_fraction=(0.35, 0.85), off_centre=0.25, aim_height=(0.3, 0.8)),
+}
 
 
 @dataclass
@@ -345,40 +401,58 @@ def _background(rng, h, w):
     return np.clip(img, 0, 1)
 
 
-def sample_camera(rng, body: BackBody, width: int, height: int) -> Camera:
+def sample_camera(rng, body: BackBody, width: int, height: int, cameras: str = "face-on") -> Camera:
+    """A random camera for one photo; ``cameras`` names the variation (``CAMERAS``). The face-on
+    draws come first and the turn after them, so "face-on" makes exactly the photos it always did."""
+    if cameras not in CAMERAS:
+        raise ValueError(f"unknown camera variation {cameras!r}; one of {tuple(CAMERAS)}")
+    var = CAMERAS[cameras]
     L = body.L
-    distance = rng.uniform(1200, 2600)
-    fraction = rng.uniform(0.4, 0.6)  # trunk length as a fraction of the image height
+    distance = rng.uniform(*var.distance_mm)
+    fraction = rng.uniform(*var.trunk_fraction)  # trunk length as a fraction of the image height
     focal = fraction * height * distance / L
-    return Camera(
+    camera = Camera(
         width=width, height=height, focal_px=float(focal),
         cx=width / 2 + rng.uniform(-0.03, 0.03) * width, cy=height / 2 + rng.uniform(-0.03, 0.03) * height,
         distance_mm=float(distance),
-        x0_mm=float(body.spine_x(L) + rng.uniform(-0.06, 0.06) * L),
-        y0_mm=float(L * rng.uniform(0.45, 0.62)),
+        x0_mm=float(body.spine_x(L) + rng.uniform(-var.off_centre, var.off_centre) * L),
+        y0_mm=float(L * rng.uniform(*var.aim_height)),
     )
+    if var.yaw_deg or var.pitch_deg or var.roll_deg:
+        camera.yaw_deg, camera.pitch_deg, camera.roll_deg = (
+            float(rng.uniform(-r, r)) for r in (var.yaw_deg, var.pitch_deg, var.roll_deg))
+    return camera
 
 
 def project(camera: Camera, points_body: np.ndarray):
     """Body points (N, 3) -> pixels (N, 2) and camera coordinates (N, 3)."""
-    X = points_body[:, 0] - camera.x0_mm
-    Y = points_body[:, 1] - camera.y0_mm
-    Z = camera.distance_mm - points_body[:, 2]
+    cam = camera.to_camera(points_body)
+    X, Y, Z = cam[:, 0], cam[:, 1], cam[:, 2]
     px = np.column_stack([camera.cx + camera.focal_px * X / Z, camera.cy + camera.focal_px * Y / Z])
-    return px, np.column_stack([X, Y, Z])
+    return px, cam
+
+
+def pixel_rays(camera: Camera):
+    """Per pixel: the camera centre and the ray direction in the body frame, scaled so that the
+    point at parameter t lies at depth t along the optical axis."""
+    h, w = camera.height, camera.width
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    a = (u - camera.cx) / camera.focal_px
+    b = (v - camera.cy) / camera.focal_px
+    d = np.stack([a, b, np.ones_like(a)], -1) @ camera.axes().T
+    return camera.centre(), d
 
 
 def render(body: BackBody, camera: Camera, rng: np.random.Generator):
     h, w = camera.height, camera.width
-    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
-    a = (u + 0.5 - 0.5 - camera.cx) / camera.focal_px
-    b = (v - camera.cy) / camera.focal_px
+    c, d = pixel_rays(camera)
     Z = np.full((h, w), camera.distance_mm)
-    for _ in range(10):  # fixed point: Z = D - h(x(Z), y(Z))
-        xb, yb = camera.x0_mm + a * Z, camera.y0_mm + b * Z
+    dz = np.minimum(d[..., 2], -1e-3)  # rays run towards the body (-z)
+    for _ in range(10):  # fixed point: the ray's height equals the surface's, c_z + Z d_z = h(x(Z), y(Z))
+        xb, yb = c[0] + d[..., 0] * Z, c[1] + d[..., 1] * Z
         hb = ndimage.map_coordinates(body.height, body._index(xb, yb), order=1, mode="constant", cval=body.floor)
-        Z = 0.5 * Z + 0.5 * (camera.distance_mm - hb)
-    xb, yb = camera.x0_mm + a * Z, camera.y0_mm + b * Z
+        Z = 0.5 * Z + 0.5 * (hb - c[2]) / dz
+    xb, yb = c[0] + d[..., 0] * Z, c[1] + d[..., 1] * Z
     idx = body._index(xb, yb)
     labels = ndimage.map_coordinates(body.labels, idx, order=0, mode="constant", cval=0).astype(np.uint8)
     # normals in the body frame from the height gradient
@@ -386,6 +460,7 @@ def render(body: BackBody, camera: Camera, rng: np.random.Generator):
     nx = ndimage.map_coordinates(-gx, idx, order=1, mode="nearest")
     ny = ndimage.map_coordinates(-gy, idx, order=1, mode="nearest")
     n = np.stack([nx, ny, np.ones_like(nx)], -1)
+    n = n @ camera.axes() * [1.0, 1.0, -1.0]  # into the camera's frame, towards the camera
     n /= np.linalg.norm(n, axis=-1, keepdims=True)
 
     person = labels > 0
@@ -438,13 +513,17 @@ def shade(rng: np.random.Generator, labels: np.ndarray, n: np.ndarray, person: n
 # --------------------------------------------------------------------------------------------
 # one photo
 
-def make_back_photo(seed, width: int = 384, height: int = 512, params: Optional[BackParams] = None) -> BackPhoto:
+def make_back_photo(seed, width: int = 384, height: int = 512, params: Optional[BackParams] = None,
+                    cameras: str = "face-on", turn=None) -> BackPhoto:
     """One synthetic photo. ``seed`` is an int or a numpy SeedSequence; the same seed gives the same
-    photo bit for bit."""
+    photo bit for bit. ``cameras``: "face-on" or "varied" (``CAMERAS``). ``turn``: (yaw, pitch,
+    roll) degrees to turn the sampled camera by instead (the same body, light and framing)."""
     rng = np.random.default_rng(seed)
     p = params if params is not None else BackParams.sample(rng)
     body = BackBody(p, rng)
-    camera = sample_camera(rng, body, width, height)
+    camera = sample_camera(rng, body, width, height, cameras)
+    if turn is not None:
+        camera.yaw_deg, camera.pitch_deg, camera.roll_deg = (float(a) for a in turn)
     rgb, depth, labels = render(body, camera, rng)
     L = body.L
 
@@ -466,17 +545,21 @@ def make_back_photo(seed, width: int = 384, height: int = 512, params: Optional[
     dim_body = on_surface(dim[:, 0], dim[:, 1])
     dim_px, dim_cam = project(camera, dim_body)
 
-    # the measures on the exact geometry: camera frame (x right, y down, z posterior = -Z)
-    to_meas = lambda cam: np.column_stack([cam[:, 0], cam[:, 1], -cam[:, 2]])  # noqa: E731
-    rotation = body.local_rotation_deg(line_y)
-    measures = morphology.surface_measures(
-        to_meas(line_cam), rotation, to_meas(dim_cam[:1])[0], to_meas(dim_cam[1:])[0], units="mm"
-    )
+    measures = truth_measures(camera, line_body, dim_body, body.local_rotation_deg(line_y))
     return BackPhoto(
         rgb=rgb, depth_mm=depth, back_mask=labels == LABEL_BACK, labels=labels,
         keypoints_px=kp_px, keypoints_visible=visible, spine_line_px=line_px, spine_line_mm=line_cam,
         dimples_px=dim_px, dimples_mm=dim_cam, camera=camera, params=p, measures=measures.to_dict(),
     )
+
+
+def truth_measures(camera: Camera, line_body, dimples_body, rotation_deg) -> morphology.SurfaceMeasures:
+    """The measures on the exact geometry in the body's own frame: the camera face-on (x right,
+    y down, z posterior = -Z), whatever way the photo's camera was turned."""
+    face_on = camera.face_on()
+    to_meas = lambda pts: face_on.to_camera(pts) * [1.0, 1.0, -1.0]  # noqa: E731
+    dim = to_meas(dimples_body)
+    return morphology.surface_measures(to_meas(line_body), rotation_deg, dim[0], dim[1], units="mm")
 
 
 def photo_seed(seed: int, index: int) -> np.random.SeedSequence:
