@@ -249,6 +249,7 @@ class BackMorphology:
     measures: SurfaceMeasures
     warnings: list = field(default_factory=list)
     dimples_absent: Optional[str] = None  # why no dimples were found on the surface (None: found or given)
+    back_tilt_deg: Optional[dict] = None  # the back's plane against the camera, when measured in its frame
 
     def to_dict(self) -> dict:
         return {
@@ -258,6 +259,7 @@ class BackMorphology:
             "dm_px": np.round(self.dm_px, 3).tolist(),
             "dimples_px": None if self.dimples_px is None else np.round(self.dimples_px, 3).tolist(),
             "dimples_absent": self.dimples_absent,
+            "back_tilt_deg": self.back_tilt_deg,
             "midline_px": np.round(self.line_px, 3).tolist(),
             "midline_xyz": np.round(self.line_xyz, 3).tolist(),
             "surface_rotation_deg": np.round(self.rotation_deg, 3).tolist(),
@@ -571,4 +573,99 @@ def measure_back(surface: Surface, keypoints_px, dimples_px=None) -> BackMorphol
     line = line[np.concatenate([[True], np.diff(line[:, 1]) > 1e-6])]
     result = measure_along_line(surface, line, dimples, warnings)
     result.dimples_absent = absent
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# the back's own frame: a camera turned sideways or up and down is not a turned trunk
+
+BACK_FRAME_BAND_FRACTION = 0.25  # half width of the band around the keypoint line the plane is fitted on
+
+
+@dataclass
+class BackFrame:
+    """The back's own frame in the measurement frame of a surface: ``axes`` rows are the back's x
+    (to the right, in the back's plane), y (down, in the plane: the camera's vertical projected
+    onto it) and z (the plane's normal, posterior); ``origin`` the centre of the fitted points."""
+
+    axes: np.ndarray
+    origin: np.ndarray
+
+    @property
+    def yaw_deg(self) -> float:
+        """The back's plane turned about the vertical against the camera (+: its right side nearer
+        the camera, i.e. more posterior, the sign of the surface rotation)."""
+        n = self.axes[2]
+        return float(np.degrees(np.arctan2(-n[0], n[2])))
+
+    @property
+    def pitch_deg(self) -> float:
+        """The back's plane tipped about the horizontal against the camera (+: its lower part nearer the camera)."""
+        n = self.axes[2]
+        return float(np.degrees(np.arctan2(-n[1], n[2])))
+
+    def to_back(self, xyz: np.ndarray) -> np.ndarray:
+        return (np.asarray(xyz, np.float64) - self.origin) @ self.axes.T
+
+
+def back_frame(surface: Surface, keypoints_px) -> BackFrame:
+    """The plane of the back (least squares z = a x + b y + c over the back's surface points from
+    C7 to the L5-sacrum level, within +-``BACK_FRAME_BAND_FRACTION`` of the trunk length of the
+    keypoint line, where the flanks are not seen more on one side than the other when the camera is
+    turned), and the frame whose z is its normal. A rotation that turns the whole trunk alike is
+    taken for the camera's; the local rotation of a rib hump or a lumbar prominence stays."""
+    kp = np.asarray(keypoints_px, dtype=np.float64)
+    T = _trunk_px(kp)
+    h, w = surface.shape
+    top, bottom = kp[I_C7, 1], 0.5 * (kp[I_L5, 1] + kp[I_SACRUM, 1])
+    chain = kp[[I_C7, 5, 4, 3, 2, I_L5]]
+    chain = chain[np.argsort(chain[:, 1])]
+    v, u = np.mgrid[0:h, 0:w]
+    seed_x = np.interp(v, chain[:, 1], chain[:, 0])
+    band = surface.mask & (v >= top) & (v <= bottom) & (np.abs(u - seed_x) <= BACK_FRAME_BAND_FRACTION * T)
+    pts = surface.xyz[band]
+    if len(pts) < 50:
+        pts = surface.xyz[surface.mask]
+    if len(pts) < 3:
+        raise MorphologyError("the back mask is empty: no back surface to measure")
+    step = max(1, len(pts) // 20000)
+    pts = pts[::step]
+    origin = pts.mean(axis=0)
+    d = pts - origin
+    A = np.column_stack([d[:, 0], d[:, 1]])
+    (a, b), *_ = np.linalg.lstsq(A, d[:, 2], rcond=None)
+    n = np.array([-a, -b, 1.0])
+    n /= np.linalg.norm(n)
+    y = np.array([0.0, 1.0, 0.0]) - n[1] * n
+    y /= np.linalg.norm(y)
+    x = np.cross(y, n)  # right-handed as the camera's: x = y cross z (x right, y down, z towards the camera)
+    if x[0] < 0:
+        x = -x
+    return BackFrame(axes=np.vstack([x, y, n]), origin=origin)
+
+
+def in_back_frame(surface: Surface, frame: BackFrame) -> Surface:
+    """The same surface on the same pixel grid, its points in the back's frame."""
+    return Surface(xyz=frame.to_back(surface.xyz.reshape(-1, 3)).reshape(surface.xyz.shape), mask=surface.mask,
+                   units=surface.units, estimated=surface.estimated)
+
+
+def measure_back_in_its_frame(surface: Surface, keypoints_px, dimples_px=None, line_px=None) -> BackMorphology:
+    """``measure_back`` (or ``measure_along_line`` with ``line_px``) in the back's own frame
+    (``back_frame``): surface rotation, lateral deviation, the sagittal profile (kyphosis,
+    lordosis, apices) and the pelvic obliquity do not read the camera's turn. Trunk imbalance
+    and inclination keep the camera's vertical as the plumb line (a turned camera cannot tell a
+    leaning trunk from itself). ``line_xyz`` stays in the surface's (camera) frame, on the surface."""
+    frame = back_frame(surface, keypoints_px)
+    turned = in_back_frame(surface, frame)
+    if line_px is None:
+        result = measure_back(turned, keypoints_px, dimples_px)
+    else:
+        result = measure_along_line(turned, line_px, dimples_px)
+    camera_xyz = sample_surface(surface, result.line_px)
+    plumb = surface_measures(camera_xyz, result.rotation_deg, units=surface.units)
+    for key in ("trunk_imbalance", "trunk_imbalance_deg", "trunk_inclination", "trunk_inclination_deg"):
+        setattr(result.measures, key, getattr(plumb, key))
+    result.line_xyz = camera_xyz
+    result.back_tilt_deg = {"yaw": round(frame.yaw_deg, 2), "pitch": round(frame.pitch_deg, 2)}
     return result

@@ -73,6 +73,9 @@ def draw_overlay(rgb, result: morphology.BackMorphology, keypoints, mask) -> np.
         f"kyphosis {m.kyphotic_angle_deg:.0f} deg, lordosis {m.lordotic_angle_deg:.0f} deg",
         "pelvic obliquity " + ("-" if m.pelvic_obliquity_deg is None else f"{m.pelvic_obliquity_deg:+.1f} deg"),
     ]
+    tilt = getattr(result, "back_tilt_deg", None)
+    if tilt:
+        text.append(f"back to camera: turned {tilt['yaw']:+.0f} deg, tipped {tilt['pitch']:+.0f} deg (removed)")
     for i, t in enumerate(text):
         y = 16 * scale * (i + 1)
         draw_text(img, t, (6, y), 0.4 * scale, (255, 255, 255), scale, outline_px=scale)

@@ -150,13 +150,14 @@ def near_the_back(depth: np.ndarray, keypoints) -> np.ndarray:
 
 
 def measure(surface: morphology.Surface, keypoints_px, dimples_px=None, repair: bool = False):
-    """The measurement of a surface from its keypoints: ``(measurement, keypoints)``. With
+    """The measurement of a surface from its keypoints, in the back's own frame (a turned camera
+    is not a turned trunk, ``morphology.measure_back_in_its_frame``): ``(measurement, keypoints)``. With
     ``repair`` (the network's keypoints) keypoints out of order are put back in order
     (``morphology.repair_keypoints``) with a warning instead of refusing the photo."""
     warnings = []
     if repair:
         keypoints_px, warnings = morphology.repair_keypoints(keypoints_px, surface.mask)
-    measurement = morphology.measure_back(surface, keypoints_px, dimples_px)
+    measurement = morphology.measure_back_in_its_frame(surface, keypoints_px, dimples_px)
     measurement.warnings = warnings + list(measurement.warnings)
     return measurement, np.asarray(keypoints_px, float)
 
