@@ -492,7 +492,7 @@ def vertex_normals(v, f):
 PART_COLOURS = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], dtype=np.uint8)
 
 
-def render_anny(back: AnnyBack, camera: phantom.Camera, rng: np.random.Generator):
+def render_anny(back: AnnyBack, camera: phantom.Camera, rng: np.random.Generator, scene: str = "plain"):
     h, w = camera.height, camera.width
     v = back.vertices
     cam_v = camera.to_camera(v)
@@ -527,7 +527,7 @@ def render_anny(back: AnnyBack, camera: phantom.Camera, rng: np.random.Generator
     nb = np.stack([nc[..., 0], nc[..., 1], -nc[..., 2]], -1)
     nb /= np.maximum(np.linalg.norm(nb, axis=-1, keepdims=True), 1e-9)
     nb = np.where((nb[..., 2:3] < 0), -nb, nb)
-    rgb = phantom.shade(rng, labels, nb, person)
+    rgb = phantom.shade(rng, labels, nb, person, scene)
     return rgb, depth.astype(np.float32), labels
 
 
@@ -535,7 +535,7 @@ def render_anny(back: AnnyBack, camera: phantom.Camera, rng: np.random.Generator
 # one photo
 
 def make_anny_back_photo(seed, width: int = 384, height: int = 512, params: Optional[BackParams] = None,
-                         cameras: str = "face-on", turn=None) -> BackPhoto:
+                         cameras: str = "face-on", turn=None, scene: str = "plain") -> BackPhoto:
     """One synthetic photo of an Anny body: the same fields and meaning as
     ``phantom.make_back_photo``; the same seed gives the same photo bit for bit (on one machine)."""
     rng = np.random.default_rng(seed)
@@ -546,7 +546,7 @@ def make_anny_back_photo(seed, width: int = 384, height: int = 512, params: Opti
     camera = phantom.sample_camera(rng, back, width, height, cameras)
     if turn is not None:
         camera.yaw_deg, camera.pitch_deg, camera.roll_deg = (float(a) for a in turn)
-    rgb, depth, labels = render_anny(back, camera, rng)
+    rgb, depth, labels = render_anny(back, camera, rng, scene)
 
     def on_surface(x, y):
         x, y = np.atleast_1d(x).astype(float), np.atleast_1d(y).astype(float)

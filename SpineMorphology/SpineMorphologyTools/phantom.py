@@ -443,7 +443,7 @@ def pixel_rays(camera: Camera):
     return camera.centre(), d
 
 
-def render(body: BackBody, camera: Camera, rng: np.random.Generator):
+def render(body: BackBody, camera: Camera, rng: np.random.Generator, scene: str = "plain"):
     h, w = camera.height, camera.width
     c, d = pixel_rays(camera)
     Z = np.full((h, w), camera.distance_mm)
@@ -464,18 +464,83 @@ def render(body: BackBody, camera: Camera, rng: np.random.Generator):
     n /= np.linalg.norm(n, axis=-1, keepdims=True)
 
     person = labels > 0
-    rgb = shade(rng, labels, n, person)
+    rgb = shade(rng, labels, n, person, scene)
     depth = np.where(person, Z, 0.0).astype(np.float32)
     return rgb, depth, labels
 
 
-def shade(rng: np.random.Generator, labels: np.ndarray, n: np.ndarray, person: np.ndarray) -> np.ndarray:
+SCENES = ("plain", "varied")
+
+
+def _skin_tone_anywhere(rng) -> np.ndarray:
+    """A skin tone anywhere along the range of SKIN_TONES (lightest to darkest), not only its rows."""
+    t = rng.uniform(0, len(SKIN_TONES) - 1)
+    i = min(int(t), len(SKIN_TONES) - 2)
+    return (SKIN_TONES[i] + (t - i) * (SKIN_TONES[i + 1] - SKIN_TONES[i])) * rng.uniform(0.85, 1.1, 3)
+
+
+def _lights(rng, n: np.ndarray):
+    """1-3 lights from anywhere in front (sides included), warm to cool, soft or hard: the diffuse
+    light (H x W x 3) and the specular highlight of the strongest."""
+    total = np.zeros(n.shape[:2] + (3,))
+    k = int(rng.integers(1, 4))
+    weights = rng.dirichlet(np.ones(k)) if k > 1 else np.ones(1)
+    for j in range(k):
+        d = np.array([rng.uniform(-1.5, 1.5), rng.uniform(-1.2, 0.6), 1.0])
+        d /= np.linalg.norm(d)
+        warm = rng.uniform(-1, 1)  # -1 cool ... +1 warm
+        colour = np.array([1.0 + 0.15 * warm, 1.0, 1.0 - 0.25 * warm]) * rng.uniform(0.85, 1.15)
+        hardness = rng.uniform(1.0, 3.0)  # sharper fall-off into the shade
+        total += weights[j] * np.clip(n @ d, 0, None)[..., None] ** hardness * colour
+        if j == 0:
+            half = (d + [0, 0, 1.0]) / np.linalg.norm(d + [0, 0, 1.0])
+            spec = np.clip(n @ half, 0, None) ** rng.uniform(10, 60)
+    return total * rng.uniform(1.0, 1.4), spec
+
+
+def _shadow(rng, h, w) -> np.ndarray:
+    """A cast shadow across the photo (a soft- or hard-edged half plane), H x W factor."""
+    angle = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    dist = (xx - rng.uniform(0, w / max(h, w))) * np.cos(angle) + (yy - rng.uniform(0, h / max(h, w))) * np.sin(angle)
+    edge = rng.uniform(0.002, 0.08)
+    return 1 - rng.uniform(0.25, 0.6) / (1 + np.exp(-dist / edge))
+
+
+def _clutter(rng, img: np.ndarray) -> np.ndarray:
+    """Things in the room behind the person: boxes (furniture, door frames, pictures) and blobs."""
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(int(rng.integers(2, 9))):
+        colour = rng.uniform(0.05, 0.95, 3)
+        if rng.uniform() < 0.6:
+            x0, y0 = rng.uniform(-0.2 * w, w), rng.uniform(-0.2 * h, h)
+            x1, y1 = x0 + rng.uniform(0.05, 0.6) * w, y0 + rng.uniform(0.05, 0.8) * h
+            inside = (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
+        else:
+            cx, cy, rx, ry = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.03, 0.25) * w, rng.uniform(0.03, 0.25) * h
+            inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
+        img = np.where(inside[..., None], colour * (1 + 0.05 * _texture(rng, (h, w), 10))[..., None], img)
+    return img
+
+
+def shade(rng: np.random.Generator, labels: np.ndarray, n: np.ndarray, person: np.ndarray,
+          scene: str = "plain") -> np.ndarray:
     """Albedo (skin tone and texture, hair, cloth), a key light with ambient and specular terms
     from the surface normals ``n`` (H x W x 3, towards the camera), a random background outside
-    ``person``, blur, noise and sometimes JPEG: the photo (uint8 RGB). Shared by both body sources."""
+    ``person``, blur, noise and sometimes JPEG: the photo (uint8 RGB). Shared by both body sources.
+    ``scene="varied"``: skin tones anywhere along the range, body hair, 1-3 coloured lights from
+    anywhere in front (soft or hard), a cast shadow, clutter in the room ("plain" makes the photos
+    the shipped weights were trained on, bit for bit)."""
+    if scene not in SCENES:
+        raise ValueError(f"unknown scene {scene!r}; one of {SCENES}")
+    varied = scene == "varied"
     h, w = labels.shape
-    tone = SKIN_TONES[rng.integers(0, len(SKIN_TONES))] * rng.uniform(0.9, 1.1, 3)
+    tone = _skin_tone_anywhere(rng) if varied else SKIN_TONES[rng.integers(0, len(SKIN_TONES))] * rng.uniform(0.9, 1.1, 3)
     skin = np.clip(tone[None, None, :] * (1 + 0.05 * _texture(rng, (h, w), 30)[..., None]), 0, 1)
+    if varied and rng.uniform() < 0.35:  # body hair: fine darker strokes
+        strokes = ndimage.gaussian_filter(rng.standard_normal((h, w)), (1.5, 0.4)) > rng.uniform(0.35, 0.55)
+        skin[strokes] *= rng.uniform(0.75, 0.9)
     spots = rng.uniform(size=(h, w)) < rng.uniform(0, 0.002)
     spots = ndimage.binary_dilation(spots, iterations=1)
     skin[spots] *= 0.65
@@ -496,8 +561,15 @@ def shade(rng: np.random.Generator, labels: np.ndarray, n: np.ndarray, person: n
     ks = rng.uniform(0.02, 0.18) * np.where(labels == LABEL_CLOTH, 0.2, 1.0)
     light_colour = rng.uniform(0.9, 1.1, 3)
     shaded = albedo * (ambient + (1 - ambient) * diffuse[..., None]) * light_colour + (ks * specular)[..., None]
+    if varied:
+        lit, specular = _lights(rng, n)
+        shaded = albedo * (ambient + (1 - ambient) * lit) + (ks * specular)[..., None]
     background = _background(rng, h, w)
+    if varied and rng.uniform() < 0.7:
+        background = _clutter(rng, background)
     img = np.where(person[..., None], shaded, background)
+    if varied and rng.uniform() < 0.4:
+        img = img * _shadow(rng, h, w)[..., None]
     img *= rng.uniform(0.8, 1.15)
     img = ndimage.gaussian_filter(img, (rng.uniform(0, 0.8), rng.uniform(0, 0.8), 0))
     img = img + rng.normal(0, rng.uniform(0.003, 0.02), img.shape)
@@ -514,17 +586,18 @@ def shade(rng: np.random.Generator, labels: np.ndarray, n: np.ndarray, person: n
 # one photo
 
 def make_back_photo(seed, width: int = 384, height: int = 512, params: Optional[BackParams] = None,
-                    cameras: str = "face-on", turn=None) -> BackPhoto:
+                    cameras: str = "face-on", turn=None, scene: str = "plain") -> BackPhoto:
     """One synthetic photo. ``seed`` is an int or a numpy SeedSequence; the same seed gives the same
     photo bit for bit. ``cameras``: "face-on" or "varied" (``CAMERAS``). ``turn``: (yaw, pitch,
-    roll) degrees to turn the sampled camera by instead (the same body, light and framing)."""
+    roll) degrees to turn the sampled camera by instead (the same body, light and framing).
+    ``scene``: "plain" or "varied" (lights, skin tones, body hair, shadows, clutter: ``shade``)."""
     rng = np.random.default_rng(seed)
     p = params if params is not None else BackParams.sample(rng)
     body = BackBody(p, rng)
     camera = sample_camera(rng, body, width, height, cameras)
     if turn is not None:
         camera.yaw_deg, camera.pitch_deg, camera.roll_deg = (float(a) for a in turn)
-    rgb, depth, labels = render(body, camera, rng)
+    rgb, depth, labels = render(body, camera, rng, scene)
     L = body.L
 
     def on_surface(x, y):
