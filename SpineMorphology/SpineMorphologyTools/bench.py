@@ -45,6 +45,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cameras", default="face-on", choices=tuple(phantom.CAMERAS),
                         help="cameras of the held-out photos for --eval: face-on (as in training) or varied "
                              "(turned, nearer/farther, off-centre, cut)")
+    parser.add_argument("--scene", default="plain", choices=phantom.SCENES,
+                        help="look of the held-out photos for --eval: plain (as in training) or varied (lights, "
+                             "shadows, skin tones, body hair, clutter)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
 
 
@@ -88,7 +91,7 @@ def fitted_relief(true_depth_mm: np.ndarray, true_mask: np.ndarray, predicted: n
     return {"delta1": d1, "rmse_mm": rmse, "flat_delta1": flat_d1, "flat_rmse_mm": flat_rmse}
 
 
-def midline_eval(predictor, n: int, body: str = "parametric", cameras: str = "face-on") -> dict:
+def midline_eval(predictor, n: int, body: str = "parametric", cameras: str = "face-on", scene: str = "plain") -> dict:
     """Per held-out photo at 384 x 512: the network, then the pipeline's measurement (keypoints
     put back in order, the back's own frame); the midline's lateral error against the true spine
     line in mm (mean over the trunk and its max), the issue-15 relief measure, and the measures'
@@ -99,7 +102,7 @@ def midline_eval(predictor, n: int, body: str = "parametric", cameras: str = "fa
     keys = ("lateral_deviation_max", "lateral_deviation_rms", "surface_rotation_max_deg", "surface_rotation_rms_deg",
             "trunk_length", "kyphotic_angle_deg", "lordotic_angle_deg", "pelvic_obliquity_deg", "trunk_imbalance")
     for i in range(n):
-        photo = photos.make_photo(body, phantom.photo_seed(data.EVAL_SEED, 10_000 + i), 384, 512, cameras)
+        photo = photos.make_photo(body, phantom.photo_seed(data.EVAL_SEED, 10_000 + i), 384, 512, cameras, scene)
         cam = photo.camera
         z_ref = float(np.median(photo.depth_mm[photo.back_mask]))
         pred = predictor.predict(photo.rgb, focal_px=cam.focal_px, distance_mm=z_ref, check=False)
@@ -128,7 +131,7 @@ def midline_eval(predictor, n: int, body: str = "parametric", cameras: str = "fa
                 measure_errors.setdefault(k, []).append(abs(est[k] - photo.measures[k]))
     mean = lambda k: float(np.mean([r[k] for r in reliefs])) if reliefs else None  # noqa: E731
     return {
-        "photos": n, "cameras": cameras, "failed": failures, "keypoints_repaired": repaired,
+        "photos": n, "cameras": cameras, "scene": scene, "failed": failures, "keypoints_repaired": repaired,
         "midline_lateral_error_mm_mean": float(np.mean(errors)) if errors else None,
         "midline_lateral_error_mm_median": float(np.median(errors)) if errors else None,
         "midline_lateral_error_mm_max": float(np.max(max_errors)) if max_errors else None,
@@ -164,14 +167,15 @@ def run(args) -> int:
     if args.eval:
         cameras = getattr(args, "cameras", "face-on")
         val = data.build_set(data.EVAL_SEED, args.eval, workers=1, anny_share=1.0 if args.body == "anny" else 0.0,
-                             cameras=cameras)
+                             cameras=cameras, scene=getattr(args, "scene", "plain"))
         results["held_out_body_source"] = args.body
         results["held_out_cameras"] = cameras
+        results["held_out_scene"] = getattr(args, "scene", "plain")
         results["depth_keypoints"] = evaluate(predictor.model, val, torch)
         flat = np.zeros_like(val["relief"])
         baseline = depth_and_keypoint_metrics(flat, val["mask"] > 0, val["keypoints"], val)
         results["flat_back_baseline"] = {k: baseline[k] for k in ("delta1", "delta2", "delta3", "abs_rel", "rmse_mm", "relief_rmse_over_std")}
-        results["midline"] = midline_eval(predictor, args.eval, args.body, cameras)
+        results["midline"] = midline_eval(predictor, args.eval, args.body, cameras, getattr(args, "scene", "plain"))
     text = json.dumps(results, indent=2, default=float)
     print(text)
     if args.out:
