@@ -77,7 +77,7 @@ def test_present_makes_points_curves_model_and_table(back, photo):
     assert live.node("surface").GetPolyData().GetNumberOfPoints() > 1000
     # table = the measures of morphology on the same surface
     surface = surface_of(live.node("depth"), live.node("mask"))
-    direct = morphology.measure_back(surface, photo.keypoints_px).measures
+    direct = morphology.measure_back_in_its_frame(surface, photo.keypoints_px).measures
     assert value(live, "trunk_length") == pytest.approx(round(direct.trunk_length, 2))
     assert value(live, "lateral_deviation_max") == pytest.approx(photo.measures["lateral_deviation_max"], abs=6)
     assert {r["Key"]: r["Unit"] for r in common.table_rows(live.table)}["surface_rotation_max_deg"] == "deg"
@@ -113,7 +113,8 @@ def test_an_edited_midline_is_kept_and_measured(back, photo):
     # the curve stays where the user put it, the measures follow it
     assert live.points_px("midline")[10] == pytest.approx(line[10] + [20, 0])
     surface = surface_of(live.node("depth"), live.node("mask"))
-    expected = morphology.measure_along_line(surface, live.points_px("midline"), dimples_px(live)).measures
+    expected = morphology.measure_back_in_its_frame(surface, live.points_px("keypoints"), dimples_px(live),
+                                                    line_px=live.points_px("midline")).measures
     assert value(live, "lateral_deviation_max") == pytest.approx(round(expected.lateral_deviation_max, 2))
 
 

@@ -248,6 +248,8 @@ class BackMorphology:
     rotation_deg: np.ndarray  # (N,)
     measures: SurfaceMeasures
     warnings: list = field(default_factory=list)
+    dimples_absent: Optional[str] = None  # why no dimples were found on the surface (None: found or given)
+    back_tilt_deg: Optional[dict] = None  # the back's plane against the camera, when measured in its frame
 
     def to_dict(self) -> dict:
         return {
@@ -256,6 +258,8 @@ class BackMorphology:
             "vp_px": np.round(self.vp_px, 3).tolist(),
             "dm_px": np.round(self.dm_px, 3).tolist(),
             "dimples_px": None if self.dimples_px is None else np.round(self.dimples_px, 3).tolist(),
+            "dimples_absent": self.dimples_absent,
+            "back_tilt_deg": self.back_tilt_deg,
             "midline_px": np.round(self.line_px, 3).tolist(),
             "midline_xyz": np.round(self.line_xyz, 3).tolist(),
             "surface_rotation_deg": np.round(self.rotation_deg, 3).tolist(),
@@ -296,6 +300,29 @@ def _scale(surface: Surface, where_px) -> float:
 
 def find_dimples(surface: Surface, keypoints_px, z_filled=None) -> Optional[np.ndarray]:
     """(2, 2) pixels (patient's left = image left, right) or None when none stands out."""
+    return look_for_dimples(surface, keypoints_px, z_filled)[0]
+
+
+def look_for_dimples(surface: Surface, keypoints_px, z_filled=None):
+    """``(dimples, note)``: the (2, 2) dimple pixels, or None and why none were found (a sentence
+    for the record, the table and the overlay); when dimples were taken from shallow hollows
+    (below) the note says so.
+
+    A dimple is a bowl (both principal curvatures of the smoothed surface positive). On a measured
+    surface (not the network's estimate) where no bowl pair stands out, a hollow of positive mean
+    curvature is taken instead: shallow dimples on a curved lower back are hollows in one direction
+    only (on exact anny surfaces: 12 of 12 found against 4 of 12, obliquity within 3.8 deg; on the
+    network's smoothed relief that looser test found misplaced pairs, so it is not used there)."""
+    dimples, reason = _look_for_dimples(surface, keypoints_px, z_filled, "bowl")
+    if dimples is None and not surface.estimated:
+        hollows, _ = _look_for_dimples(surface, keypoints_px, z_filled, "hollow")
+        if hollows is not None:
+            return hollows, ("lumbar dimples taken from shallow hollows of the measured surface (no bowl stands "
+                             "out): check them")
+    return dimples, reason
+
+
+def _look_for_dimples(surface: Surface, keypoints_px, z_filled, kind: str):
     kp = np.asarray(keypoints_px, float)
     T = _trunk_px(kp)
     z = _filled_z(surface) if z_filled is None else z_filled
@@ -305,6 +332,8 @@ def find_dimples(surface: Surface, keypoints_px, z_filled=None) -> Optional[np.n
     zxx = np.gradient(np.gradient(zs, axis=1), axis=1)
     zxy = np.gradient(np.gradient(zs, axis=0), axis=1)
     bowl = 0.5 * (zxx + zyy) - np.sqrt(0.25 * (zxx - zyy) ** 2 + zxy**2)  # smaller eigenvalue
+    if kind == "hollow":
+        bowl = 0.5 * (zxx + zyy)  # mean curvature
     detail = -bowl
     centre = 0.5 * (kp[I_L5] + kp[I_SACRUM])
     h, w = z.shape
@@ -315,17 +344,18 @@ def find_dimples(surface: Surface, keypoints_px, z_filled=None) -> Optional[np.n
         xb = centre[0] + side * 0.24 * T
         x0, x1 = int(max(min(xa, xb), 0)), int(min(max(xa, xb), w - 1))
         if x1 <= x0 or y1 <= y0:
-            return None
+            return None, "the dimple level lies outside the photo"
         win = detail[y0: y1 + 1, x0: x1 + 1]
         inside = surface.mask[y0: y1 + 1, x0: x1 + 1]
         if inside.mean() < 0.5:
-            return None
+            return None, (f"the back mask covers only {100 * inside.mean():.0f}% of the dimple region on the "
+                          f"{'left' if side < 0 else 'right'} (clothing or the photo's edge)")
         win = np.where(inside, win, np.inf)
         r, c = np.unravel_index(np.argmin(win), win.shape)
         depth = -win[r, c]
         typical = np.median(np.abs(detail[y0: y1 + 1, x0: x1 + 1][inside]))
         if not np.isfinite(depth) or depth <= 0.2 * typical:  # no bowl (both curvatures concave)
-            return None
+            return None, f"no hollow stands out on the surface on the {'left' if side < 0 else 'right'} at the dimple level"
         dx = dy = 0.0
         if 0 < r < win.shape[0] - 1 and 0 < c < win.shape[1] - 1 and np.all(np.isfinite(win[r - 1: r + 2, c - 1: c + 2])):
             den_x = win[r, c - 1] - 2 * win[r, c] + win[r, c + 1]
@@ -336,10 +366,13 @@ def find_dimples(surface: Surface, keypoints_px, z_filled=None) -> Optional[np.n
     found = np.array(found, dtype=np.float64)
     # plausible anatomy: the pair about level, a hand's width apart, around the keypoint estimate
     mid = found.mean(axis=0)
-    if (abs(found[0, 1] - found[1, 1]) > 0.1 * T or not 0.12 * T < found[1, 0] - found[0, 0] < 0.45 * T
-            or np.linalg.norm(mid - centre) > 0.07 * T):
-        return None
-    return found
+    if abs(found[0, 1] - found[1, 1]) > 0.1 * T:
+        return None, "the two hollows found at the dimple level are not level with each other"
+    if not 0.12 * T < found[1, 0] - found[0, 0] < 0.45 * T:
+        return None, "the two hollows found at the dimple level are not a dimple pair's distance apart"
+    if np.linalg.norm(mid - centre) > 0.07 * T:
+        return None, "the two hollows found lie away from the L5-sacrum keypoints"
+    return found, None
 
 
 def _symmetry_centres(surface: Surface, z, rows, seed_x, T, seed_weight: float = SEED_WEIGHT):
@@ -431,6 +464,89 @@ def measure_along_line(surface: Surface, line_px, dimples_px=None, warnings=None
     )
 
 
+# typical height of each keypoint below C7 as a fraction of the trunk length (C7 = 0, dimple
+# midpoint = 1), KEYPOINT_NAMES order: where a misplaced keypoint is put back
+KEYPOINT_LEVELS = np.array([1.07, 0.93, 0.80, 0.62, 0.37, 0.12, 0.0, -0.10, -0.19])
+LEVEL_TOLERANCE = 0.07  # a keypoint farther than this (fraction of the trunk) from its level is misplaced
+
+
+def keypoints_run_downwards(keypoints_px) -> bool:
+    """C1 ... C7 ... sacrum from the top of the photo down, as ``measure_back`` needs them."""
+    y = np.asarray(keypoints_px, float)[::-1, 1]  # C1 first
+    return bool(np.all(np.diff(y) > 0))
+
+
+def _runs_down_enough(kp) -> bool:
+    """What ``measure_back`` needs: C7 above L5, L5 not far below the sacrum."""
+    chain = np.asarray(kp, float)[[I_C7, I_L5, I_SACRUM]]
+    return bool(chain[0, 1] < chain[1, 1] < chain[2, 1] + 0.5 * abs(chain[2, 1] - chain[0, 1]))
+
+
+def repair_keypoints(keypoints_px, mask=None):
+    """Keypoints a network placed out of order (one on the neck, two swapped), put back in order:
+    ``(keypoints, warnings)``, unchanged with no warning when they already run downwards.
+
+    The heights of the keypoints against their typical levels (``KEYPOINT_LEVELS``) are fitted
+    robustly (the pair of keypoints whose line height = a + b * level agrees with most others);
+    a keypoint off its fitted level by more than ``LEVEL_TOLERANCE`` of the trunk is re-placed at
+    that level, on the line through the keypoints that agree (their lateral positions interpolated
+    by height). With fewer than four agreeing keypoints the back mask's vertical extent gives the
+    levels and its row centres the midline."""
+    kp = np.asarray(keypoints_px, dtype=np.float64).reshape(-1, 2).copy()
+    if kp.shape != (9, 2) or not np.all(np.isfinite(kp)) or keypoints_run_downwards(kp):
+        return kp, []
+    levels = KEYPOINT_LEVELS
+    best, best_score = None, -1.0
+    for i in range(9):
+        for j in range(i + 1, 9):
+            b = (kp[i, 1] - kp[j, 1]) / (levels[i] - levels[j])
+            if b <= 10.0:  # the trunk runs downwards and is more than a few pixels long
+                continue
+            a = kp[i, 1] - b * levels[i]
+            resid = np.abs(kp[:, 1] - (a + b * levels)) / b
+            agree = resid < LEVEL_TOLERANCE
+            score = agree.sum() - resid[agree].sum()  # most agreeing, then the closest
+            if score > best_score:
+                best, best_score = agree, score
+    warnings = []
+    if best is not None and best.sum() >= 4:
+        b, a = np.polyfit(levels[best], kp[best, 1], 1)
+        good = best & (np.abs(kp[:, 1] - (a + b * levels)) / b < LEVEL_TOLERANCE)
+        if good.sum() < 4:
+            good = best
+        order = np.argsort(kp[good, 1])
+        line_y, line_x = kp[good, 1][order], kp[good, 0][order]
+        how = "on the line through the others"
+    elif mask is not None and np.asarray(mask).any():
+        mask = np.asarray(mask, bool)
+        rows = np.flatnonzero(mask.any(axis=1))
+        top, bottom = float(rows[0]), float(rows[-1])
+        # the back mask runs from the neck (about C3/C4) to the waist (about the sacrum)
+        b = (bottom - top) / (levels[0] - levels[7])
+        a = top - b * levels[7]
+        line_y = rows.astype(float)
+        line_x = np.array([np.flatnonzero(mask[r]).mean() for r in rows])
+        good = np.zeros(9, bool)
+        how = "on the back mask's centre line"
+    else:
+        return kp, []
+    moved = []
+    for i in np.flatnonzero(~good):
+        y = a + b * levels[i]
+        x = float(np.interp(y, line_y, line_x))
+        moved.append(f"{KEYPOINT_NAMES[i]} ({kp[i, 0]:.0f}, {kp[i, 1]:.0f} px)")
+        kp[i] = (x, y)
+    if not moved and _runs_down_enough(kp):  # only a little out of order: measurable as it is
+        return kp, []
+    if not _runs_down_enough(kp):  # whatever is left: in order of height along the line
+        order = np.argsort(kp[:, 1])[::-1]
+        kp = kp[order]
+        moved = moved or [", ".join(KEYPOINT_NAMES[i] for i in np.flatnonzero(order != np.arange(9)))]
+    warnings.append("spine keypoints out of order from the network: " + ", ".join(moved)
+                    + f" re-placed at the typical height {how}; check them")
+    return kp, warnings
+
+
 def measure_back(surface: Surface, keypoints_px, dimples_px=None) -> BackMorphology:
     """Midline (surface symmetry line seeded by the 9 keypoints) and all measures.
 
@@ -439,18 +555,21 @@ def measure_back(surface: Surface, keypoints_px, dimples_px=None) -> BackMorphol
     kp = np.asarray(keypoints_px, dtype=np.float64)
     if kp.shape != (9, 2) or not np.all(np.isfinite(kp)):
         raise MorphologyError(f"9 spine keypoints (x, y) are needed, got an array of shape {kp.shape}")
-    chain = kp[[I_C7, 5, 4, 3, 2, I_L5, I_SACRUM]]
-    if not (chain[0, 1] < chain[5, 1] < chain[6, 1] + 0.5 * abs(chain[6, 1] - chain[0, 1])):
+    if not _runs_down_enough(kp):
         raise MorphologyError("the spine keypoints must run downwards from C7 to the sacrum")
     # a keypoint slightly out of order (network) only drops out of the seed line below
     warnings = []
     z = _filled_z(surface)
     T = _trunk_px(kp)
+    absent = None
     if dimples_px is None:
-        dimples = find_dimples(surface, kp, z)
+        dimples, note = look_for_dimples(surface, kp, z)
         if dimples is None:
-            warnings.append("lumbar dimples not found on the surface; DM taken between the L5 and sacrum "
+            absent = note
+            warnings.append(f"lumbar dimples not found ({absent}); DM taken between the L5 and sacrum "
                             "keypoints, pelvic obliquity not measured")
+        elif note:
+            warnings.append(note)
     else:
         dimples = np.asarray(dimples_px, float).reshape(2, 2)
     dm = dimples.mean(axis=0) if dimples is not None else 0.5 * (kp[I_L5] + kp[I_SACRUM])
@@ -459,6 +578,7 @@ def measure_back(surface: Surface, keypoints_px, dimples_px=None) -> BackMorphol
         raise MorphologyError("C7 and the lumbar dimples are too close together to measure a back")
     rows = np.arange(int(np.ceil(vp[1])), int(np.floor(dm[1])) + 1)
     rows = rows[(rows >= 0) & (rows < surface.shape[0])]
+    chain = kp[[I_C7, 5, 4, 3, 2, I_L5, I_SACRUM]]
     seed_chain = np.vstack([vp, chain[1:-2], dm])
     seed_chain = seed_chain[np.concatenate([[True], np.diff(seed_chain[:, 1]) > 0])]
     seed_x = np.interp(rows, seed_chain[:, 1], seed_chain[:, 0])
@@ -473,4 +593,101 @@ def measure_back(surface: Surface, keypoints_px, dimples_px=None) -> BackMorphol
     centres = (1 - pin) * centres + pin * np.where(t < 0.5, vp[0], dm[0])
     line = np.vstack([vp, np.column_stack([centres, rows]), dm])
     line = line[np.concatenate([[True], np.diff(line[:, 1]) > 1e-6])]
-    return measure_along_line(surface, line, dimples, warnings)
+    result = measure_along_line(surface, line, dimples, warnings)
+    result.dimples_absent = absent
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# the back's own frame: a camera turned sideways or up and down is not a turned trunk
+
+BACK_FRAME_BAND_FRACTION = 0.25  # half width of the band around the keypoint line the plane is fitted on
+
+
+@dataclass
+class BackFrame:
+    """The back's own frame in the measurement frame of a surface: ``axes`` rows are the back's x
+    (to the right, in the back's plane), y (down, in the plane: the camera's vertical projected
+    onto it) and z (the plane's normal, posterior); ``origin`` the centre of the fitted points."""
+
+    axes: np.ndarray
+    origin: np.ndarray
+
+    @property
+    def yaw_deg(self) -> float:
+        """The back's plane turned about the vertical against the camera (+: its right side nearer
+        the camera, i.e. more posterior, the sign of the surface rotation)."""
+        n = self.axes[2]
+        return float(np.degrees(np.arctan2(-n[0], n[2])))
+
+    @property
+    def pitch_deg(self) -> float:
+        """The back's plane tipped about the horizontal against the camera (+: its lower part nearer the camera)."""
+        n = self.axes[2]
+        return float(np.degrees(np.arctan2(-n[1], n[2])))
+
+    def to_back(self, xyz: np.ndarray) -> np.ndarray:
+        return (np.asarray(xyz, np.float64) - self.origin) @ self.axes.T
+
+
+def back_frame(surface: Surface, keypoints_px) -> BackFrame:
+    """The plane of the back (least squares z = a x + b y + c over the back's surface points from
+    C7 to the L5-sacrum level, within +-``BACK_FRAME_BAND_FRACTION`` of the trunk length of the
+    keypoint line, where the flanks are not seen more on one side than the other when the camera is
+    turned), and the frame whose z is its normal. A rotation that turns the whole trunk alike is
+    taken for the camera's; the local rotation of a rib hump or a lumbar prominence stays."""
+    kp = np.asarray(keypoints_px, dtype=np.float64)
+    T = _trunk_px(kp)
+    h, w = surface.shape
+    top, bottom = kp[I_C7, 1], 0.5 * (kp[I_L5, 1] + kp[I_SACRUM, 1])
+    chain = kp[[I_C7, 5, 4, 3, 2, I_L5]]
+    chain = chain[np.argsort(chain[:, 1])]
+    v, u = np.mgrid[0:h, 0:w]
+    seed_x = np.interp(v, chain[:, 1], chain[:, 0])
+    band = surface.mask & (v >= top) & (v <= bottom) & (np.abs(u - seed_x) <= BACK_FRAME_BAND_FRACTION * T)
+    pts = surface.xyz[band]
+    if len(pts) < 50:
+        pts = surface.xyz[surface.mask]
+    if len(pts) < 3:
+        raise MorphologyError("the back mask is empty: no back surface to measure")
+    step = max(1, len(pts) // 20000)
+    pts = pts[::step]
+    origin = pts.mean(axis=0)
+    d = pts - origin
+    A = np.column_stack([d[:, 0], d[:, 1]])
+    (a, b), *_ = np.linalg.lstsq(A, d[:, 2], rcond=None)
+    n = np.array([-a, -b, 1.0])
+    n /= np.linalg.norm(n)
+    y = np.array([0.0, 1.0, 0.0]) - n[1] * n
+    y /= np.linalg.norm(y)
+    x = np.cross(y, n)  # right-handed as the camera's: x = y cross z (x right, y down, z towards the camera)
+    if x[0] < 0:
+        x = -x
+    return BackFrame(axes=np.vstack([x, y, n]), origin=origin)
+
+
+def in_back_frame(surface: Surface, frame: BackFrame) -> Surface:
+    """The same surface on the same pixel grid, its points in the back's frame."""
+    return Surface(xyz=frame.to_back(surface.xyz.reshape(-1, 3)).reshape(surface.xyz.shape), mask=surface.mask,
+                   units=surface.units, estimated=surface.estimated)
+
+
+def measure_back_in_its_frame(surface: Surface, keypoints_px, dimples_px=None, line_px=None) -> BackMorphology:
+    """``measure_back`` (or ``measure_along_line`` with ``line_px``) in the back's own frame
+    (``back_frame``): surface rotation, lateral deviation, the sagittal profile (kyphosis,
+    lordosis, apices) and the pelvic obliquity do not read the camera's turn. Trunk imbalance
+    and inclination keep the camera's vertical as the plumb line (a turned camera cannot tell a
+    leaning trunk from itself). ``line_xyz`` stays in the surface's (camera) frame, on the surface."""
+    frame = back_frame(surface, keypoints_px)
+    turned = in_back_frame(surface, frame)
+    if line_px is None:
+        result = measure_back(turned, keypoints_px, dimples_px)
+    else:
+        result = measure_along_line(turned, line_px, dimples_px)
+    camera_xyz = sample_surface(surface, result.line_px)
+    plumb = surface_measures(camera_xyz, result.rotation_deg, units=surface.units)
+    for key in ("trunk_imbalance", "trunk_imbalance_deg", "trunk_inclination", "trunk_inclination_deg"):
+        setattr(result.measures, key, getattr(plumb, key))
+    result.line_xyz = camera_xyz
+    result.back_tilt_deg = {"yaw": round(frame.yaw_deg, 2), "pitch": round(frame.pitch_deg, 2)}
+    return result

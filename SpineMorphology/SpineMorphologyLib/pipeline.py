@@ -149,18 +149,32 @@ def near_the_back(depth: np.ndarray, keypoints) -> np.ndarray:
     return (depth > 0) & (np.abs(depth - ref) < 250.0)
 
 
+def measure(surface: morphology.Surface, keypoints_px, dimples_px=None, repair: bool = False):
+    """The measurement of a surface from its keypoints, in the back's own frame (a turned camera
+    is not a turned trunk, ``morphology.measure_back_in_its_frame``): ``(measurement, keypoints)``. With
+    ``repair`` (the network's keypoints) keypoints out of order are put back in order
+    (``morphology.repair_keypoints``) with a warning instead of refusing the photo."""
+    warnings = []
+    if repair:
+        keypoints_px, warnings = morphology.repair_keypoints(keypoints_px, surface.mask)
+    measurement = morphology.measure_back_in_its_frame(surface, keypoints_px, dimples_px)
+    measurement.warnings = warnings + list(measurement.warnings)
+    return measurement, np.asarray(keypoints_px, float)
+
+
 def result_from_surface(image, depth, units: str, mask, keypoints_px, focal_px: Optional[float] = None,
                         principal_point_px=None, estimated: bool = False, depth_from: str = "given",
-                        keypoints_from: str = "given", dimples_px=None) -> BackResult:
+                        keypoints_from: str = "given", dimples_px=None, repair: bool = False) -> BackResult:
     """A result measured here from a given depth (mm with the focal length, or relative "px"),
-    back mask and keypoints, e.g. a phantom's exact surface or an RGB-D capture."""
+    back mask and keypoints, e.g. a phantom's exact surface or an RGB-D capture. ``repair``: the
+    keypoints are a network's, put back in order when they do not run down the back."""
     h, w = np.asarray(depth).shape
     cx, cy = principal_point_px or ((w - 1) / 2, (h - 1) / 2)
     depth = np.asarray(depth, np.float32)
     surface = morphology.surface_for(depth, mask, units, focal_px, cx, cy, estimated)
-    measurement = morphology.measure_back(surface, keypoints_px, dimples_px)
+    measurement, keypoints_px = measure(surface, keypoints_px, dimples_px, repair)
     return BackResult(ImageInfo.of(image), depth, units, depth_from, estimated, np.asarray(mask, bool), focal_px,
-                      np.asarray(keypoints_px, float), None, keypoints_from, measurement,
+                      keypoints_px, None, keypoints_from, measurement,
                       principal_point_px=None if principal_point_px is None else tuple(principal_point_px))
 
 
@@ -218,7 +232,7 @@ class BackPipeline:
             progress(0.8, "Measuring the back surface")
         depth = np.asarray(depth, np.float32)
         surface = morphology.surface_for(depth, mask, units, focal, (w - 1) / 2, (h - 1) / 2, estimated)
-        measurement = morphology.measure_back(surface, keypoints)
+        measurement, keypoints = measure(surface, keypoints, repair=given is None)
         crop = None if prediction is None or prediction.crop is None else [
             round(v, 1) for v in (prediction.crop.x0, prediction.crop.y0, prediction.crop.width, prediction.crop.height)]
         return BackResult(

@@ -83,9 +83,10 @@ class BackPresenter(Presenter):
     def measure(self, live, changed_role: Optional[str]):
         live.cache["changed_role"] = changed_role
         surface = live.cache.get("surface") or surface_of(live.node("depth"), live.node("mask"))
-        if changed_role == "midline":
-            return morphology.measure_along_line(surface, live.points_px("midline"), dimples_px(live))
-        return morphology.measure_back(surface, live.points_px("keypoints"), dimples_px(live))
+        if changed_role == "midline":  # in the back's own frame, as the pipeline measures
+            return morphology.measure_back_in_its_frame(surface, live.points_px("keypoints"), dimples_px(live),
+                                                        line_px=live.points_px("midline"))
+        return morphology.measure_back_in_its_frame(surface, live.points_px("keypoints"), dimples_px(live))
 
     def draw(self, live, measurement) -> None:
         if measurement is not None:

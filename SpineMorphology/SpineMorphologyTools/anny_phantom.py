@@ -492,10 +492,10 @@ def vertex_normals(v, f):
 PART_COLOURS = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], dtype=np.uint8)
 
 
-def render_anny(back: AnnyBack, camera: phantom.Camera, rng: np.random.Generator):
+def render_anny(back: AnnyBack, camera: phantom.Camera, rng: np.random.Generator, scene: str = "plain"):
     h, w = camera.height, camera.width
     v = back.vertices
-    cam_v = np.column_stack([v[:, 0] - camera.x0_mm, v[:, 1] - camera.y0_mm, camera.distance_mm - v[:, 2]])
+    cam_v = camera.to_camera(v)
     n = vertex_normals(cam_v, back.faces)
     n_rgb = np.clip(np.round((n * 0.5 + 0.5) * 255), 0, 255).astype(np.uint8)
     depth, (n_img, part_img) = renderer(w, h).render(
@@ -508,9 +508,9 @@ def render_anny(back: AnnyBack, camera: phantom.Camera, rng: np.random.Generator
         part[np.all(part_img == PART_COLOURS[k], axis=-1)] = k
     part[~person] = 0
     # the 3D point of every pixel (body frame)
-    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
-    xb = camera.x0_mm + (uu - camera.cx) / camera.focal_px * depth
-    yb = camera.y0_mm + (vv - camera.cy) / camera.focal_px * depth
+    c, d = phantom.pixel_rays(camera)
+    xb = c[0] + d[..., 0] * depth
+    yb = c[1] + d[..., 1] * depth
     p = back.p
     labels = np.zeros((h, w), np.uint8)
     labels[(part == PART_TRUNK) | (part == PART_LEGS)] = LABEL_BACK
@@ -522,19 +522,20 @@ def render_anny(back: AnnyBack, camera: phantom.Camera, rng: np.random.Generator
         ys = 0.36 * back.L + 6 * np.sin(xb / 90.0)
         labels[(labels == LABEL_BACK) & (np.abs(yb - ys) < 9)] = LABEL_CLOTH
     labels[~person] = LABEL_BACKGROUND
-    # normals in the body frame (x, y, -Z), facing the camera
+    # normals in the camera's frame (X, Y, -Z), facing the camera
     nc = n_img.astype(np.float64) / 255.0 * 2 - 1
     nb = np.stack([nc[..., 0], nc[..., 1], -nc[..., 2]], -1)
     nb /= np.maximum(np.linalg.norm(nb, axis=-1, keepdims=True), 1e-9)
     nb = np.where((nb[..., 2:3] < 0), -nb, nb)
-    rgb = phantom.shade(rng, labels, nb, person)
+    rgb = phantom.shade(rng, labels, nb, person, scene)
     return rgb, depth.astype(np.float32), labels
 
 
 # --------------------------------------------------------------------------------------------
 # one photo
 
-def make_anny_back_photo(seed, width: int = 384, height: int = 512, params: Optional[BackParams] = None) -> BackPhoto:
+def make_anny_back_photo(seed, width: int = 384, height: int = 512, params: Optional[BackParams] = None,
+                         cameras: str = "face-on", turn=None, scene: str = "plain") -> BackPhoto:
     """One synthetic photo of an Anny body: the same fields and meaning as
     ``phantom.make_back_photo``; the same seed gives the same photo bit for bit (on one machine)."""
     rng = np.random.default_rng(seed)
@@ -542,8 +543,10 @@ def make_anny_back_photo(seed, width: int = 384, height: int = 512, params: Opti
     body = sample_body(rng)
     back = AnnyBack(p, body)
     L = back.L
-    camera = phantom.sample_camera(rng, back, width, height)
-    rgb, depth, labels = render_anny(back, camera, rng)
+    camera = phantom.sample_camera(rng, back, width, height, cameras)
+    if turn is not None:
+        camera.yaw_deg, camera.pitch_deg, camera.roll_deg = (float(a) for a in turn)
+    rgb, depth, labels = render_anny(back, camera, rng, scene)
 
     def on_surface(x, y):
         x, y = np.atleast_1d(x).astype(float), np.atleast_1d(y).astype(float)
@@ -564,11 +567,7 @@ def make_anny_back_photo(seed, width: int = 384, height: int = 512, params: Opti
     dim_body = on_surface(dim[:, 0], dim[:, 1])
     dim_px, dim_cam = phantom.project(camera, dim_body)
 
-    to_meas = lambda cam: np.column_stack([cam[:, 0], cam[:, 1], -cam[:, 2]])  # noqa: E731
-    rotation = back.local_rotation_deg(line_y)
-    measures = morphology.surface_measures(
-        to_meas(line_cam), rotation, to_meas(dim_cam[:1])[0], to_meas(dim_cam[1:])[0], units="mm"
-    )
+    measures = phantom.truth_measures(camera, line_body, dim_body, back.local_rotation_deg(line_y))
     photo = BackPhoto(
         rgb=rgb, depth_mm=depth, back_mask=labels == LABEL_BACK, labels=labels,
         keypoints_px=kp_px, keypoints_visible=visible, spine_line_px=line_px, spine_line_mm=line_cam,

@@ -39,10 +39,11 @@ def to_input(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, (INPUT_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_AREA)
 
 
-def make_sample(seed_base: int, index: int, body: str = "parametric") -> dict:
+def make_sample(seed_base: int, index: int, body: str = "parametric", cameras: str = "face-on",
+                scene: str = "plain") -> dict:
     rng = np.random.default_rng([seed_base, index, 7])
     width = int(rng.integers(128, 177))
-    photo = make_photo(body, phantom.photo_seed(seed_base, index), width, 192)
+    photo = make_photo(body, phantom.photo_seed(seed_base, index), width, 192, cameras, scene)
     h, w = photo.depth_mm.shape
     relief = relief_from_depth(photo.depth_mm, photo.back_mask, photo.camera.focal_px) / h * RELIEF_SCALE
     sx, sy = INPUT_WIDTH / w, INPUT_HEIGHT / h
@@ -71,14 +72,17 @@ def bodies_for(n: int, anny_share: float) -> list[str]:
     return ["anny" if (i + 0.5) * anny_share % 1.0 < anny_share else "parametric" for i in range(n)]
 
 
-def build_set(seed_base: int, n: int, cache: Path = None, workers: int = 2, anny_share: float = 0.0) -> dict:
+def build_set(seed_base: int, n: int, cache: Path = None, workers: int = 2, anny_share: float = 0.0,
+              cameras: str = "face-on", scene: str = "plain") -> dict:
     """n samples stacked into arrays (cached as .npz when ``cache`` is given). ``anny_share`` of
-    them come from the anny body source (anny_phantom), the rest from the parametric phantom."""
+    them come from the anny body source (anny_phantom), the rest from the parametric phantom;
+    ``cameras``: "face-on" or "varied" (``phantom.CAMERAS``), ``scene``: "plain" or "varied"
+    (``phantom.shade``); a cache holds one kind: name it so."""
     if cache is not None and Path(cache).is_file():
         with np.load(cache) as f:
             if len(f["image"]) >= n:
                 return {k: f[k][:n] for k in f.files}
-    jobs = [(seed_base, i, b) for i, b in enumerate(bodies_for(n, anny_share))]
+    jobs = [(seed_base, i, b, cameras, scene) for i, b in enumerate(bodies_for(n, anny_share))]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             samples = list(pool.map(_make, jobs, chunksize=16))

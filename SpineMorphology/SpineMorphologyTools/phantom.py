@@ -118,22 +118,78 @@ class BackParams:
         )
 
 
+def _rot(axis: int, deg: float) -> np.ndarray:
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
 @dataclass
 class Camera:
-    """Pinhole camera looking at the back along -z of the body frame; image x right, y down."""
+    """Pinhole camera aimed at the body-frame point (x0, y0, 0) from ``distance_mm``; image x
+    right, y down. Face-on (all angles 0) it looks along -z of the body frame. Turned, it orbits
+    that point: ``yaw_deg`` about the body's vertical (+: the camera moves to the patient's right),
+    ``pitch_deg`` about the body's horizontal (+: the camera moves up and looks down), then
+    ``roll_deg`` about its own optical axis (+: the picture turns clockwise)."""
 
     width: int
     height: int
     focal_px: float
     cx: float
     cy: float
-    distance_mm: float  # from the camera to the plane z = 0 of the body frame
+    distance_mm: float  # from the camera to the point it is aimed at
     x0_mm: float  # body-frame point on the optical axis
     y0_mm: float
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+    roll_deg: float = 0.0
 
     @property
     def focal_35mm(self) -> float:
         return self.focal_px * 36.0 / max(self.width, self.height)
+
+    def axes(self) -> np.ndarray:
+        """3 x 3: the camera's X (right), Y (down) and optical axis Z as columns, in the body frame."""
+        face_on = np.diag([1.0, 1.0, -1.0])
+        return _rot(1, self.yaw_deg) @ _rot(0, self.pitch_deg) @ face_on @ _rot(2, self.roll_deg)
+
+    def centre(self) -> np.ndarray:
+        """The camera's position in the body frame."""
+        return np.array([self.x0_mm, self.y0_mm, 0.0]) - self.distance_mm * self.axes()[:, 2]
+
+    def to_camera(self, points_body: np.ndarray) -> np.ndarray:
+        """Body points (N, 3) -> camera coordinates (N, 3): X right, Y down, Z along the axis."""
+        return (np.asarray(points_body, float).reshape(-1, 3) - self.centre()) @ self.axes()
+
+    def face_on(self) -> "Camera":
+        """The same camera not turned (the body's own frame, where the truth is measured)."""
+        return Camera(self.width, self.height, self.focal_px, self.cx, self.cy, self.distance_mm, self.x0_mm,
+                      self.y0_mm)
+
+
+@dataclass
+class CameraVariation:
+    """How the cameras of a photo set vary (uniform ranges, degrees and mm)."""
+
+    yaw_deg: float = 0.0  # +-
+    pitch_deg: float = 0.0  # +-
+    roll_deg: float = 0.0  # +-
+    distance_mm: tuple = (1200.0, 2600.0)
+    trunk_fraction: tuple = (0.4, 0.6)  # trunk length C7-dimples over the photo height
+    off_centre: float = 0.06  # of the trunk length, sideways
+    aim_height: tuple = (0.45, 0.62)  # the aimed point's height below C7, fraction of the trunk
+
+
+# "face-on": the cameras every weight so far was trained on (bit for bit the photos they had);
+# "varied": what real photos have: turned +-15 deg sideways and up/down, +-5 deg about the axis,
+# nearer and farther, the person off-centre and, framed tight, cut by the photo's edges
+CAMERAS = {
+    "face-on": CameraVariation(),
+    "varied": CameraVariation(yaw_deg=15.0, pitch_deg=15.0, roll_deg=5.0, distance_mm=(900.0, 3200.0),
+                              trunk_fraction=(0.35, 0.85), off_centre=0.25, aim_height=(0.3, 0.8)),
+}
 
 
 @dataclass
@@ -345,40 +401,58 @@ def _background(rng, h, w):
     return np.clip(img, 0, 1)
 
 
-def sample_camera(rng, body: BackBody, width: int, height: int) -> Camera:
+def sample_camera(rng, body: BackBody, width: int, height: int, cameras: str = "face-on") -> Camera:
+    """A random camera for one photo; ``cameras`` names the variation (``CAMERAS``). The face-on
+    draws come first and the turn after them, so "face-on" makes exactly the photos it always did."""
+    if cameras not in CAMERAS:
+        raise ValueError(f"unknown camera variation {cameras!r}; one of {tuple(CAMERAS)}")
+    var = CAMERAS[cameras]
     L = body.L
-    distance = rng.uniform(1200, 2600)
-    fraction = rng.uniform(0.4, 0.6)  # trunk length as a fraction of the image height
+    distance = rng.uniform(*var.distance_mm)
+    fraction = rng.uniform(*var.trunk_fraction)  # trunk length as a fraction of the image height
     focal = fraction * height * distance / L
-    return Camera(
+    camera = Camera(
         width=width, height=height, focal_px=float(focal),
         cx=width / 2 + rng.uniform(-0.03, 0.03) * width, cy=height / 2 + rng.uniform(-0.03, 0.03) * height,
         distance_mm=float(distance),
-        x0_mm=float(body.spine_x(L) + rng.uniform(-0.06, 0.06) * L),
-        y0_mm=float(L * rng.uniform(0.45, 0.62)),
+        x0_mm=float(body.spine_x(L) + rng.uniform(-var.off_centre, var.off_centre) * L),
+        y0_mm=float(L * rng.uniform(*var.aim_height)),
     )
+    if var.yaw_deg or var.pitch_deg or var.roll_deg:
+        camera.yaw_deg, camera.pitch_deg, camera.roll_deg = (
+            float(rng.uniform(-r, r)) for r in (var.yaw_deg, var.pitch_deg, var.roll_deg))
+    return camera
 
 
 def project(camera: Camera, points_body: np.ndarray):
     """Body points (N, 3) -> pixels (N, 2) and camera coordinates (N, 3)."""
-    X = points_body[:, 0] - camera.x0_mm
-    Y = points_body[:, 1] - camera.y0_mm
-    Z = camera.distance_mm - points_body[:, 2]
+    cam = camera.to_camera(points_body)
+    X, Y, Z = cam[:, 0], cam[:, 1], cam[:, 2]
     px = np.column_stack([camera.cx + camera.focal_px * X / Z, camera.cy + camera.focal_px * Y / Z])
-    return px, np.column_stack([X, Y, Z])
+    return px, cam
 
 
-def render(body: BackBody, camera: Camera, rng: np.random.Generator):
+def pixel_rays(camera: Camera):
+    """Per pixel: the camera centre and the ray direction in the body frame, scaled so that the
+    point at parameter t lies at depth t along the optical axis."""
     h, w = camera.height, camera.width
     v, u = np.mgrid[0:h, 0:w].astype(np.float64)
-    a = (u + 0.5 - 0.5 - camera.cx) / camera.focal_px
+    a = (u - camera.cx) / camera.focal_px
     b = (v - camera.cy) / camera.focal_px
+    d = np.stack([a, b, np.ones_like(a)], -1) @ camera.axes().T
+    return camera.centre(), d
+
+
+def render(body: BackBody, camera: Camera, rng: np.random.Generator, scene: str = "plain"):
+    h, w = camera.height, camera.width
+    c, d = pixel_rays(camera)
     Z = np.full((h, w), camera.distance_mm)
-    for _ in range(10):  # fixed point: Z = D - h(x(Z), y(Z))
-        xb, yb = camera.x0_mm + a * Z, camera.y0_mm + b * Z
+    dz = np.minimum(d[..., 2], -1e-3)  # rays run towards the body (-z)
+    for _ in range(10):  # fixed point: the ray's height equals the surface's, c_z + Z d_z = h(x(Z), y(Z))
+        xb, yb = c[0] + d[..., 0] * Z, c[1] + d[..., 1] * Z
         hb = ndimage.map_coordinates(body.height, body._index(xb, yb), order=1, mode="constant", cval=body.floor)
-        Z = 0.5 * Z + 0.5 * (camera.distance_mm - hb)
-    xb, yb = camera.x0_mm + a * Z, camera.y0_mm + b * Z
+        Z = 0.5 * Z + 0.5 * (hb - c[2]) / dz
+    xb, yb = c[0] + d[..., 0] * Z, c[1] + d[..., 1] * Z
     idx = body._index(xb, yb)
     labels = ndimage.map_coordinates(body.labels, idx, order=0, mode="constant", cval=0).astype(np.uint8)
     # normals in the body frame from the height gradient
@@ -386,21 +460,87 @@ def render(body: BackBody, camera: Camera, rng: np.random.Generator):
     nx = ndimage.map_coordinates(-gx, idx, order=1, mode="nearest")
     ny = ndimage.map_coordinates(-gy, idx, order=1, mode="nearest")
     n = np.stack([nx, ny, np.ones_like(nx)], -1)
+    n = n @ camera.axes() * [1.0, 1.0, -1.0]  # into the camera's frame, towards the camera
     n /= np.linalg.norm(n, axis=-1, keepdims=True)
 
     person = labels > 0
-    rgb = shade(rng, labels, n, person)
+    rgb = shade(rng, labels, n, person, scene)
     depth = np.where(person, Z, 0.0).astype(np.float32)
     return rgb, depth, labels
 
 
-def shade(rng: np.random.Generator, labels: np.ndarray, n: np.ndarray, person: np.ndarray) -> np.ndarray:
+SCENES = ("plain", "varied")
+
+
+def _skin_tone_anywhere(rng) -> np.ndarray:
+    """A skin tone anywhere along the range of SKIN_TONES (lightest to darkest), not only its rows."""
+    t = rng.uniform(0, len(SKIN_TONES) - 1)
+    i = min(int(t), len(SKIN_TONES) - 2)
+    return (SKIN_TONES[i] + (t - i) * (SKIN_TONES[i + 1] - SKIN_TONES[i])) * rng.uniform(0.85, 1.1, 3)
+
+
+def _lights(rng, n: np.ndarray):
+    """1-3 lights from anywhere in front (sides included), warm to cool, soft or hard: the diffuse
+    light (H x W x 3) and the specular highlight of the strongest."""
+    total = np.zeros(n.shape[:2] + (3,))
+    k = int(rng.integers(1, 4))
+    weights = rng.dirichlet(np.ones(k)) if k > 1 else np.ones(1)
+    for j in range(k):
+        d = np.array([rng.uniform(-1.5, 1.5), rng.uniform(-1.2, 0.6), 1.0])
+        d /= np.linalg.norm(d)
+        warm = rng.uniform(-1, 1)  # -1 cool ... +1 warm
+        colour = np.array([1.0 + 0.15 * warm, 1.0, 1.0 - 0.25 * warm]) * rng.uniform(0.85, 1.15)
+        hardness = rng.uniform(1.0, 3.0)  # sharper fall-off into the shade
+        total += weights[j] * np.clip(n @ d, 0, None)[..., None] ** hardness * colour
+        if j == 0:
+            half = (d + [0, 0, 1.0]) / np.linalg.norm(d + [0, 0, 1.0])
+            spec = np.clip(n @ half, 0, None) ** rng.uniform(10, 60)
+    return total * rng.uniform(1.0, 1.4), spec
+
+
+def _shadow(rng, h, w) -> np.ndarray:
+    """A cast shadow across the photo (a soft- or hard-edged half plane), H x W factor."""
+    angle = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    dist = (xx - rng.uniform(0, w / max(h, w))) * np.cos(angle) + (yy - rng.uniform(0, h / max(h, w))) * np.sin(angle)
+    edge = rng.uniform(0.002, 0.08)
+    return 1 - rng.uniform(0.25, 0.6) / (1 + np.exp(-dist / edge))
+
+
+def _clutter(rng, img: np.ndarray) -> np.ndarray:
+    """Things in the room behind the person: boxes (furniture, door frames, pictures) and blobs."""
+    h, w = img.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(int(rng.integers(2, 9))):
+        colour = rng.uniform(0.05, 0.95, 3)
+        if rng.uniform() < 0.6:
+            x0, y0 = rng.uniform(-0.2 * w, w), rng.uniform(-0.2 * h, h)
+            x1, y1 = x0 + rng.uniform(0.05, 0.6) * w, y0 + rng.uniform(0.05, 0.8) * h
+            inside = (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
+        else:
+            cx, cy, rx, ry = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.03, 0.25) * w, rng.uniform(0.03, 0.25) * h
+            inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
+        img = np.where(inside[..., None], colour * (1 + 0.05 * _texture(rng, (h, w), 10))[..., None], img)
+    return img
+
+
+def shade(rng: np.random.Generator, labels: np.ndarray, n: np.ndarray, person: np.ndarray,
+          scene: str = "plain") -> np.ndarray:
     """Albedo (skin tone and texture, hair, cloth), a key light with ambient and specular terms
     from the surface normals ``n`` (H x W x 3, towards the camera), a random background outside
-    ``person``, blur, noise and sometimes JPEG: the photo (uint8 RGB). Shared by both body sources."""
+    ``person``, blur, noise and sometimes JPEG: the photo (uint8 RGB). Shared by both body sources.
+    ``scene="varied"``: skin tones anywhere along the range, body hair, 1-3 coloured lights from
+    anywhere in front (soft or hard), a cast shadow, clutter in the room ("plain" makes the photos
+    the shipped weights were trained on, bit for bit)."""
+    if scene not in SCENES:
+        raise ValueError(f"unknown scene {scene!r}; one of {SCENES}")
+    varied = scene == "varied"
     h, w = labels.shape
-    tone = SKIN_TONES[rng.integers(0, len(SKIN_TONES))] * rng.uniform(0.9, 1.1, 3)
+    tone = _skin_tone_anywhere(rng) if varied else SKIN_TONES[rng.integers(0, len(SKIN_TONES))] * rng.uniform(0.9, 1.1, 3)
     skin = np.clip(tone[None, None, :] * (1 + 0.05 * _texture(rng, (h, w), 30)[..., None]), 0, 1)
+    if varied and rng.uniform() < 0.35:  # body hair: fine darker strokes
+        strokes = ndimage.gaussian_filter(rng.standard_normal((h, w)), (1.5, 0.4)) > rng.uniform(0.35, 0.55)
+        skin[strokes] *= rng.uniform(0.75, 0.9)
     spots = rng.uniform(size=(h, w)) < rng.uniform(0, 0.002)
     spots = ndimage.binary_dilation(spots, iterations=1)
     skin[spots] *= 0.65
@@ -421,8 +561,15 @@ def shade(rng: np.random.Generator, labels: np.ndarray, n: np.ndarray, person: n
     ks = rng.uniform(0.02, 0.18) * np.where(labels == LABEL_CLOTH, 0.2, 1.0)
     light_colour = rng.uniform(0.9, 1.1, 3)
     shaded = albedo * (ambient + (1 - ambient) * diffuse[..., None]) * light_colour + (ks * specular)[..., None]
+    if varied:
+        lit, specular = _lights(rng, n)
+        shaded = albedo * (ambient + (1 - ambient) * lit) + (ks * specular)[..., None]
     background = _background(rng, h, w)
+    if varied and rng.uniform() < 0.7:
+        background = _clutter(rng, background)
     img = np.where(person[..., None], shaded, background)
+    if varied and rng.uniform() < 0.4:
+        img = img * _shadow(rng, h, w)[..., None]
     img *= rng.uniform(0.8, 1.15)
     img = ndimage.gaussian_filter(img, (rng.uniform(0, 0.8), rng.uniform(0, 0.8), 0))
     img = img + rng.normal(0, rng.uniform(0.003, 0.02), img.shape)
@@ -438,14 +585,19 @@ def shade(rng: np.random.Generator, labels: np.ndarray, n: np.ndarray, person: n
 # --------------------------------------------------------------------------------------------
 # one photo
 
-def make_back_photo(seed, width: int = 384, height: int = 512, params: Optional[BackParams] = None) -> BackPhoto:
+def make_back_photo(seed, width: int = 384, height: int = 512, params: Optional[BackParams] = None,
+                    cameras: str = "face-on", turn=None, scene: str = "plain") -> BackPhoto:
     """One synthetic photo. ``seed`` is an int or a numpy SeedSequence; the same seed gives the same
-    photo bit for bit."""
+    photo bit for bit. ``cameras``: "face-on" or "varied" (``CAMERAS``). ``turn``: (yaw, pitch,
+    roll) degrees to turn the sampled camera by instead (the same body, light and framing).
+    ``scene``: "plain" or "varied" (lights, skin tones, body hair, shadows, clutter: ``shade``)."""
     rng = np.random.default_rng(seed)
     p = params if params is not None else BackParams.sample(rng)
     body = BackBody(p, rng)
-    camera = sample_camera(rng, body, width, height)
-    rgb, depth, labels = render(body, camera, rng)
+    camera = sample_camera(rng, body, width, height, cameras)
+    if turn is not None:
+        camera.yaw_deg, camera.pitch_deg, camera.roll_deg = (float(a) for a in turn)
+    rgb, depth, labels = render(body, camera, rng, scene)
     L = body.L
 
     def on_surface(x, y):
@@ -466,17 +618,21 @@ def make_back_photo(seed, width: int = 384, height: int = 512, params: Optional[
     dim_body = on_surface(dim[:, 0], dim[:, 1])
     dim_px, dim_cam = project(camera, dim_body)
 
-    # the measures on the exact geometry: camera frame (x right, y down, z posterior = -Z)
-    to_meas = lambda cam: np.column_stack([cam[:, 0], cam[:, 1], -cam[:, 2]])  # noqa: E731
-    rotation = body.local_rotation_deg(line_y)
-    measures = morphology.surface_measures(
-        to_meas(line_cam), rotation, to_meas(dim_cam[:1])[0], to_meas(dim_cam[1:])[0], units="mm"
-    )
+    measures = truth_measures(camera, line_body, dim_body, body.local_rotation_deg(line_y))
     return BackPhoto(
         rgb=rgb, depth_mm=depth, back_mask=labels == LABEL_BACK, labels=labels,
         keypoints_px=kp_px, keypoints_visible=visible, spine_line_px=line_px, spine_line_mm=line_cam,
         dimples_px=dim_px, dimples_mm=dim_cam, camera=camera, params=p, measures=measures.to_dict(),
     )
+
+
+def truth_measures(camera: Camera, line_body, dimples_body, rotation_deg) -> morphology.SurfaceMeasures:
+    """The measures on the exact geometry in the body's own frame: the camera face-on (x right,
+    y down, z posterior = -Z), whatever way the photo's camera was turned."""
+    face_on = camera.face_on()
+    to_meas = lambda pts: face_on.to_camera(pts) * [1.0, 1.0, -1.0]  # noqa: E731
+    dim = to_meas(dimples_body)
+    return morphology.surface_measures(to_meas(line_body), rotation_deg, dim[0], dim[1], units="mm")
 
 
 def photo_seed(seed: int, index: int) -> np.random.SeedSequence:

@@ -14,15 +14,17 @@ from . import phantom
 BODIES = ("parametric", "anny")
 
 
-def make_photo(body: str, seed, width: int, height: int):
-    """One synthetic photo from either body source (``anny`` needs the optional anny package)."""
+def make_photo(body: str, seed, width: int, height: int, cameras: str = "face-on", scene: str = "plain"):
+    """One synthetic photo from either body source (``anny`` needs the optional anny package);
+    ``cameras``: "face-on" or "varied" (``phantom.CAMERAS``); ``scene``: "plain" or "varied"
+    (lights, skin tones, body hair, shadows, clutter: ``phantom.shade``)."""
     if body == "anny":
         from .anny_phantom import make_anny_back_photo
 
-        return make_anny_back_photo(seed, width=width, height=height)
+        return make_anny_back_photo(seed, width=width, height=height, cameras=cameras, scene=scene)
     if body != "parametric":
         raise ValueError(f"unknown body source {body!r}; one of {BODIES}")
-    return phantom.make_back_photo(seed, width=width, height=height)
+    return phantom.make_back_photo(seed, width=width, height=height, cameras=cameras, scene=scene)
 
 
 
@@ -38,6 +40,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--body", choices=("parametric", "anny"), default="parametric",
                         help="body source: the parametric height field (default) or the Anny body model "
                              "(optional package: pip install anny==0.6.2)")
+    parser.add_argument("--cameras", choices=tuple(phantom.CAMERAS), default="face-on",
+                        help="face-on (default: the cameras the network was trained on) or varied (turned "
+                             "+-15 deg sideways and up/down, +-5 deg about the axis, nearer/farther, the person "
+                             "off-centre or cut by the frame)")
+    parser.add_argument("--scene", choices=phantom.SCENES, default="plain",
+                        help="plain (default: as in training) or varied (1-3 coloured lights, cast shadows, skin "
+                             "tones along the whole range, body hair, clutter behind the person)")
 
 
 def run(args) -> int:
@@ -56,7 +65,8 @@ def run(args) -> int:
         make = make_anny_back_photo
     rows = []
     for i in range(args.n):
-        photo = make(phantom.photo_seed(args.seed, i), args.width, args.height)
+        photo = make(phantom.photo_seed(args.seed, i), args.width, args.height,
+                     cameras=getattr(args, "cameras", "face-on"), scene=getattr(args, "scene", "plain"))
         stem = f"back_{args.seed:04d}_{i:04d}"
         phantom.write_photo(photo, args.out, stem)
         m = photo.measures
