@@ -346,7 +346,7 @@ class ReviewApp:
 
 
 def _cell(value) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):  # None, NaN: not measured
         return ""
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
