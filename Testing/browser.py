@@ -122,8 +122,12 @@ class ViewGeometry:
 def drag(page, start, dx, dy, steps=10):
     """Press on ``start`` (screen), move by (dx, dy) in steps as a user drags, release."""
     sx, sy = start
+    page.mouse.move(sx - 3, sy)  # hover first: Slicer's markups widget grabs the point under the mouse
+    page.wait_for_timeout(200)
     page.mouse.move(sx, sy)
+    page.wait_for_timeout(500)
     page.mouse.down()
+    page.wait_for_timeout(200)
     for step in range(1, steps + 1):  # the server takes each move before the next
         page.mouse.move(sx + dx * step / steps, sy + dy * step / steps)
         time.sleep(0.15)
@@ -154,3 +158,39 @@ def read_points(path, class_name="vtkMRMLMarkupsFiducialNode") -> np.ndarray:
     points = np.array([node.GetNthControlPointPositionWorld(i) for i in range(node.GetNumberOfControlPoints())])
     app.scene.Clear(1)
     return points
+
+
+def view_settles(page, done, timeout_s=20.0, selector="#view"):
+    """The view's screenshot once ``done(image)`` holds (the server renders and streams a frame
+    after a change; on a busy machine that takes a while), or the last one after ``timeout_s``."""
+    end = time.monotonic() + timeout_s
+    while True:
+        image = view_image(page, selector).astype(float)
+        if done(image) or time.monotonic() > end:
+            return image
+        page.wait_for_timeout(300)
+
+
+def steady():
+    """A ``done`` for ``view_settles``: the view looks the same in two screenshots in a row."""
+    last = []
+
+    def done(image):
+        same = bool(last) and np.abs(image - last[-1]).mean() < 0.1
+        last[:] = [image]
+        return same
+
+    return done
+
+
+def table_shows(page, expected: dict, key_column: str, value_column: str, timeout_s=20.0) -> list[dict]:
+    """The table once its ``value_column`` shows ``expected`` ({row key: text}) -- e.g. what Accept
+    just wrote: the page's table follows the server's by a push, later on a busy machine -- or as
+    it is after ``timeout_s`` (the test's own assertions then say what differs)."""
+    end = time.monotonic() + timeout_s
+    while True:
+        rows = table(page)
+        shown = {r[key_column]: r[value_column] for r in rows}
+        if all(shown.get(k) == v for k, v in expected.items()) or time.monotonic() > end:
+            return rows
+        page.wait_for_timeout(300)

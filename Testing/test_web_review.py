@@ -17,7 +17,7 @@ from conftest import AASCE, REPO, SAMPLE_DATA
 playwright = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("trame_slicer")
 from browser import (CHROMIUM, ViewGeometry, accept, browser_page, drag, measure, open_film, read_points,  # noqa: E402
-                     review_server, status, table, view_image, warnings)
+                     review_server, status, steady, table, table_shows, view_image, view_settles, warnings)
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (.ci/setup installs it)", allow_module_level=True)
@@ -58,7 +58,7 @@ def test_the_page_measures_the_sample_like_the_cli_and_shows_the_corrupt_files_r
         assert "broken.png" in reason and len(reason) > 20
         empty = view_image(page).astype(float)
         open_film(page, SAMPLE.name)
-        film = view_image(page).astype(float)
+        film = view_settles(page, lambda image: image.std() > 20 and np.abs(image - empty).mean() > 10)
         # the film is drawn: not blank, and not the empty view
         assert film.std() > 20, film.std()
         assert np.abs(film - empty).mean() > 10
@@ -72,16 +72,15 @@ def test_the_page_measures_the_sample_like_the_cli_and_shows_the_corrupt_files_r
         assert warnings(page) == ([f"CHECK: {cli_record['warning']}"] if cli_record.get("warning") else [])
         # the vertebra segmentation: shown, and hidden with its toggle
         checkbox = page.locator("#segmentation")
-        with_segmentation = view_image(page).astype(float)
+        with_segmentation = view_settles(page, steady())
         checkbox.click()
-        page.wait_for_timeout(1500)
-        without = view_image(page).astype(float)
+        without = view_settles(page, lambda image: np.abs(image - with_segmentation).mean() > 2)
         hidden = np.abs(with_segmentation - without).mean()
-        assert hidden > 1, "the toggle changed nothing in the view"
+        assert hidden > 2, "the toggle changed nothing in the view"
         checkbox.click()
-        page.wait_for_timeout(1500)
-        shown_again = np.abs(view_image(page).astype(float) - with_segmentation).mean()
-        assert shown_again < hidden / 2, (shown_again, hidden)
+        again = view_settles(page, lambda image: np.abs(image - with_segmentation).mean() < hidden / 4)
+        shown_again = np.abs(again - with_segmentation).mean()
+        assert shown_again < hidden / 4, (shown_again, hidden)
         accept(page)
         assert status(page, SAMPLE.name) == "accepted"
         shot = REPO / "Resources" / "Screenshots" / "web_review.png"
@@ -114,10 +113,12 @@ def test_dragging_a_corner_in_the_view_moves_it_and_the_angle_follows(server):
         view = ViewGeometry(page)
         drag(page, view.screen(corners[index]), dx, dy)
         page.wait_for_function("document.querySelector('#edited').innerText.length > 'Edited: '.length", timeout=20_000)
-        edited = page.inner_text("#edited")
-        shown = shown_angles(page)
         assert status(page, SAMPLE.name) == "edited"
         accept(page)
+        written = {c["name"]: "" if c.get("angle_deg") is None else f"{c['angle_deg']:.2f}"
+                   for c in json.loads((server["out"] / "SpinePhantom_AP_cobb.json").read_text())["curves"]}
+        shown = {r["Curve"]: r["Angle (deg)"] for r in table_shows(page, written, "Curve", "Angle (deg)")}
+        edited = page.inner_text("#edited")
     expected = corners[index] + view.film_delta(dx, dy)  # Slicer's widget moves a grabbed point by the mouse's displacement
     moved = view.pixels(read_points(server["out"] / "SpinePhantom_AP_landmarks.mrk.json")[index])
     assert np.linalg.norm(moved - expected) <= max(1.0, view.film_px_per_screen_px) + 1e-6, (moved, expected)
@@ -184,10 +185,9 @@ def test_a_shared_aasce_film_is_listed_and_shown(server):
     with browser_page(playwright, server["url"]) as page:
         assert status(page, "aasce.jpg") == "new"
         open_film(page, SAMPLE.name)
-        sample = view_image(page).astype(float)
+        sample = view_settles(page, lambda image: image.std() > 20)
         open_film(page, "aasce.jpg")
-        page.wait_for_timeout(1000)
-        film = view_image(page).astype(float)
+        film = view_settles(page, lambda image: image.std() > 20 and np.abs(image - sample).mean() > 5)
         assert film.std() > 20 and np.abs(film - sample).mean() > 5
         assert table(page) == []  # not measured yet: no result, and none of the sample's points
 

@@ -45,7 +45,7 @@ def websocket_status(url, cookie=None) -> int:
 
 
 def test_beyond_loopback_every_request_needs_the_printed_token(tmp_path):
-    from MSKCommonLib import webaccess
+    from MSKCommonLib import webreview
 
     sample = SAMPLE_DATA / "SpinePhantom_AP.png"
     with review_server(sample, "--host", "0.0.0.0", "--out", tmp_path / "out") as (url, _):
@@ -56,8 +56,8 @@ def test_beyond_loopback_every_request_needs_the_printed_token(tmp_path):
         for path in ("/", "/index.html", "/index.html?token=wrong" + token[5:], "/ws"):
             assert http_status(base + path) == 403, path
         assert websocket_status(f"ws://127.0.0.1:{port}/ws") == 403
-        assert websocket_status(f"ws://127.0.0.1:{port}/ws", {webaccess.COOKIE: "not-" + token}) == 403
+        assert websocket_status(f"ws://127.0.0.1:{port}/ws", {webreview.COOKIE: "not-" + token}) == 403
         assert http_status(f"{base}/?token={token}") == 200
-        assert websocket_status(f"ws://127.0.0.1:{port}/ws", {webaccess.COOKIE: token}) == 101
+        assert websocket_status(f"ws://127.0.0.1:{port}/ws", {webreview.COOKIE: token}) == 101
         with browser_page(playwright, f"{base}/?token={token}") as page:  # the printed URL, reached here
             assert status(page, sample.name) == "new"

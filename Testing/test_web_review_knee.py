@@ -14,7 +14,7 @@ import pytest
 playwright = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("trame_slicer")
 from browser import (CHROMIUM, ViewGeometry, accept, browser_page, drag, measure, open_film, read_points,  # noqa: E402
-                     review_server, status, table, view_image)
+                     review_server, status, table, table_shows, view_image, view_settles)
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (.ci/setup installs it)", allow_module_level=True)
@@ -41,7 +41,7 @@ def test_dragging_a_tibial_point_moves_it_and_the_jsw_follows(film, tmp_path):
         empty = view_image(page).astype(float)
         open_film(page, FILM)
         measure(page)
-        drawn = view_image(page).astype(float)
+        drawn = view_settles(page, lambda image: image.std() > 20 and np.abs(image - empty).mean() > 10)
         assert drawn.std() > 20 and np.abs(drawn - empty).mean() > 10
         rows = {r["Knee"]: r for r in table(page)}
         assert sorted(rows) == ["left", "right"]
@@ -60,10 +60,11 @@ def test_dragging_a_tibial_point_moves_it_and_the_jsw_follows(film, tmp_path):
         dx, dy = 0, -4  # up, toward the femur: the joint space narrows
         drag(page, view.screen(points[index]), dx, dy, steps=4)
         page.wait_for_function("document.querySelector('#edited').innerText.length > 'Edited: '.length", timeout=20_000)
-        edited = page.inner_text("#edited")
-        moved_rows = {r["Knee"]: r for r in table(page)}
         assert status(page, FILM) == "edited"
         accept(page)
+        written = {k["side"]: f"{k['jsw_medial_mm']:.2f}" for k in json.loads((out / f"{STEM}_knee.json").read_text())["knees"]}
+        moved_rows = {r["Knee"]: r for r in table_shows(page, written, "Knee", "Medial JSW (mm)")}
+        edited = page.inner_text("#edited")
     spacing = computed["pixel_spacing_mm"]
     moved = np.array([view.pixels(p) for p in read_points(out / f"{STEM}_right_knee.mrk.json")])
     expected = points[index] + view.film_delta(dx, dy)

@@ -5,7 +5,7 @@ review layer and each module's files (no measuring code of its own).
 
 The module is given by ``--module``, else chosen from the inputs: colour photos -> back, films
 -> cobb (a knee film needs ``--module knee``). Bound beyond loopback it needs the access token
-that it prints once in the URL (``webaccess``); it serves only its page (no file of the inputs or
+that it prints once in the URL (see "The access token" below); it serves only its page (no file of the inputs or
 the disk) and writes only under ``--out``.
 Each input (``batch.expand_inputs``) is read with ``read_image`` when opened; a film that cannot
 be read is listed with its reason. Measure runs the pipeline in the worker process
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -92,7 +93,7 @@ class ReviewApp:
         self.current = -1
         self._watched: set = set()
         self.state.update(worklist=self._worklist(), current=-1, columns=[], rows=[], edited="", warnings=[],
-                          busy=False, progress=0, message="", question=False, view_geometry="",
+                          busy=False, progress=0, message="", written="", question=False, view_geometry="",
                           has_segmentation=False, show_segmentation=True, module=self.logic.spec.key)
         self.state.change("show_segmentation")(self._show_segmentation)
         for name in ("select", "measure", "accept"):  # for the keyboard shortcuts
@@ -252,8 +253,7 @@ class ReviewApp:
                 self._watch_table()
                 for view in self.slicer.view_manager.get_threed_views():
                     view.reset_camera()  # the back's surface in the 3D view
-            self._push(busy=False, message="Measured")
-            self._refresh_table()
+            self._refresh_table(busy=False, message="Measured")  # the table with the message, in one push
             return
 
     def answer(self, choice):
@@ -290,7 +290,8 @@ class ReviewApp:
         accepted = [i for n, i in enumerate(self.items) if self.status[n] == "accepted"]
         batch.write_summary(self.out, self.logic.spec.key, accepted, self.files.COLUMNS,
                             {"command": "mskmorph review"})
-        self._push(message=f"Accepted: {', '.join(Path(p).name for p in item.outputs.values())}")
+        self._push(message=f"Accepted: {len(item.outputs)} files in {self.out.name}/",
+                   written=", ".join(Path(p).name for p in item.outputs.values()))
 
     # --- page
     def _build_ui(self):
@@ -310,7 +311,7 @@ class ReviewApp:
                 v.VBtn("Reset edited points", id="reset", click=self.reset_points)
                 v.VBtn("Accept", id="accept", click=self.accept)
                 v.VProgressLinear(v_if=("busy",), model_value=("progress",), style="width: 120px")
-                html.Span("{{ message }}", id="message", style="margin-left: 1em")
+                html.Span("{{ message }}", id="message", title=("written",), style="margin-left: 1em")
             with layout.drawer:
                 with html.Div(id="worklist"):
                     with html.Div(v_for="w in worklist", key="w.index",
@@ -320,7 +321,8 @@ class ReviewApp:
                         html.Span("{{ w.name }}: ")
                         html.Span("{{ w.status }}", classes="status")
                         html.Div("{{ w.reason }}", v_if="w.reason", classes="reason", style="color: #c00")
-                with html.Table(id="measurements", style="font-size: 12px; border-collapse: collapse"):
+                with html.Div(style="overflow-x: auto"), \
+                        html.Table(id="measurements", style="font-size: 12px; border-collapse: collapse"):
                     with html.Thead():
                         with html.Tr():
                             html.Th("{{ c }}", v_for="c in columns", key="c", style="text-align: left; padding: 2px 4px")
@@ -345,6 +347,48 @@ class ReviewApp:
         self.ui = layout
 
 
+# --- The access token: when ``mskmorph review`` binds beyond loopback, every HTTP request and the
+# websocket must carry the token the command printed once in its URL. The first request carries it
+# in the query (``?token=...``, the printed URL); the answer sets it as an HTTP-only, same-site
+# cookie, which the browser then sends with every further request of the page, the websocket's
+# handshake included. A request with neither is refused (403) before it reaches trame.
+COOKIE = "mskmorph_review_token"
+REFUSED = "mskmorph review: this server needs its access token (open the URL the command printed)"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _same(given: str, token: str) -> bool:
+    return secrets.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8"))
+
+
+def token_middleware(token: str):
+    """An aiohttp middleware refusing any request that carries neither ``token`` (query) nor its
+    cookie."""
+    from aiohttp import web
+
+    @web.middleware
+    async def check_token(request, handler):
+        in_query = _same(request.query.get("token", ""), token)
+        in_cookie = _same(request.cookies.get(COOKIE, ""), token)
+        if not (in_query or in_cookie):
+            raise web.HTTPForbidden(text=REFUSED)
+        response = await handler(request)
+        if in_query and not in_cookie and not getattr(response, "prepared", False):
+            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+        return response
+
+    return check_token
+
+
+def protect(wslink_server, token: str) -> None:
+    """Put the token check in front of every route of trame's aiohttp server (called from
+    trame's ``on_server_bind``, before the server starts)."""
+    wslink_server.app.middlewares.insert(0, token_middleware(token))
+
+
 def _cell(value) -> str:
     if value is None or (isinstance(value, float) and value != value):  # None, NaN: not measured
         return ""
@@ -359,13 +403,11 @@ def choose_module(images) -> str:
 
 
 def run(args) -> int:
-    from . import webaccess
-
-    token = None if args.host in LOOPBACK else webaccess.new_token()
+    token = None if args.host in LOOPBACK else new_token()
     args.out.mkdir(parents=True, exist_ok=True)
     app = ReviewApp(args.inputs, args.module, args.out)
     if token is not None:
-        app.ctrl.on_server_bind.add(lambda wslink_server: webaccess.protect(wslink_server, token))
+        app.ctrl.on_server_bind.add(lambda wslink_server: protect(wslink_server, token))
 
     @app.ctrl.add("on_server_ready")
     def _ready(**_):
