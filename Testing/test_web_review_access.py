@@ -1,6 +1,7 @@
 """``mskmorph review`` bound beyond loopback: it prints its URL with an access token once, and
 every request without the token (HTTP or websocket) is refused with 403; with the printed URL
-the page works in headless Chromium (the token travels as a same-site cookie)."""
+the page works in headless Chromium (the token travels as a same-site cookie). With the token it
+serves only its page: not the inputs, nor any other file."""
 from __future__ import annotations
 
 import re
@@ -58,6 +59,9 @@ def test_beyond_loopback_every_request_needs_the_printed_token(tmp_path):
         assert websocket_status(f"ws://127.0.0.1:{port}/ws") == 403
         assert websocket_status(f"ws://127.0.0.1:{port}/ws", {webreview.COOKIE: "not-" + token}) == 403
         assert http_status(f"{base}/?token={token}") == 200
+        # with the token it serves its page, never the inputs or other files
+        for path in (f"/{sample.name}", f"/{sample}", "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd"):
+            assert http_status(f"{base}{path}?token={token}") == 404, path
         assert websocket_status(f"ws://127.0.0.1:{port}/ws", {webreview.COOKIE: token}) == 101
         with browser_page(playwright, f"{base}/?token={token}") as page:  # the printed URL, reached here
             assert status(page, sample.name) == "new"
