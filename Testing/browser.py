@@ -67,9 +67,13 @@ def open_film(page, name):
     page.wait_for_function("document.querySelector('#view-geometry').textContent.includes('ijk_to_ras')")
 
 
-def measure(page, timeout_ms=300_000):
-    """Press Measure and wait until the current film is measured and its table is drawn."""
-    page.click("#measure")
+def measure(page, timeout_ms=300_000, key=None):
+    """Press Measure (or the keyboard shortcut ``key``) and wait until the current film is
+    measured and its table is drawn."""
+    if key:
+        page.keyboard.press(key)
+    else:
+        page.click("#measure")
     page.wait_for_function("document.querySelector('#message').innerText === 'Measured'", timeout=timeout_ms)
     page.wait_for_function("document.querySelectorAll('#measurements tbody tr').length > 0", timeout=30_000)
 
@@ -135,9 +139,16 @@ def drag(page, start, dx, dy, steps=10):
     page.mouse.up()
 
 
-def accept(page):
-    page.click("#accept")
-    page.wait_for_function("document.querySelector('#message').innerText.startsWith('Accepted')")
+def accept(page, key=None):
+    """Press Accept and wait for its message (it says when: a second Accept says so anew)."""
+    before = page.inner_text("#message")
+    page.wait_for_timeout(1100)  # the message has the time to the second
+    if key:
+        page.keyboard.press(key)
+    else:
+        page.click("#accept")
+    page.wait_for_function("b => { const m = document.querySelector('#message').innerText; "
+                           "return m.startsWith('Accepted') && m !== b; }", arg=before)
 
 
 def view_image(page, selector="#view"):

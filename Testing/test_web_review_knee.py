@@ -40,12 +40,12 @@ def test_dragging_a_tibial_point_moves_it_and_the_jsw_follows(film, tmp_path):
     with review_server(film, "--module", "knee", "--out", out) as (url, _), browser_page(playwright, url) as page:
         empty = view_image(page).astype(float)
         open_film(page, FILM)
-        measure(page)
+        measure(page, key="m")  # the keyboard shortcuts M and A
         drawn = view_settles(page, lambda image: image.std() > 20 and np.abs(image - empty).mean() > 10)
         assert drawn.std() > 20 and np.abs(drawn - empty).mean() > 10
         rows = {r["Knee"]: r for r in table(page)}
         assert sorted(rows) == ["left", "right"]
-        accept(page)  # the network's result, to read its points back
+        accept(page, key="a")  # the network's result, to read its points back
         computed = json.loads((out / f"{STEM}_knee.json").read_text())
         knee = next(k for k in computed["knees"] if k["side"] == "right")
         for side, row in rows.items():

@@ -42,7 +42,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="films or folders of them")
     parser.add_argument("--module", choices=("cobb", "knee", "back"), default=None,
                         help="default: back for colour photos, else cobb")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; any other needs the access token it prints)")
     parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="where Accept writes")
 
@@ -290,7 +290,9 @@ class ReviewApp:
         accepted = [i for n, i in enumerate(self.items) if self.status[n] == "accepted"]
         batch.write_summary(self.out, self.logic.spec.key, accepted, self.files.COLUMNS,
                             {"command": "mskmorph review"})
-        self._push(message=f"Accepted: {len(item.outputs)} files in {self.out.name}/",
+        import time
+
+        self._push(message=f"Accepted at {time.strftime('%H:%M:%S')}: {len(item.outputs)} files in {self.out.name}/",
                    written=", ".join(Path(p).name for p in item.outputs.values()))
 
     # --- page
