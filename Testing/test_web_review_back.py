@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import REPO
+
 playwright = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("trame_slicer")
 from browser import (CHROMIUM, ViewGeometry, accept, browser_page, drag, measure, open_film, read_points,  # noqa: E402
@@ -50,6 +52,7 @@ def test_dragging_a_midline_point_moves_it_and_the_measures_follow(photo, tmp_pa
         assert before[0].std() > 20  # the photo
         assert np.abs(after[1] - before[1]).mean() > 3 and after[1].std() > 10  # the surface drawn in 3D
         shown = values(page)
+        page.screenshot(path=str(REPO / "Resources" / "Screenshots" / "web_review_back.png"))  # the README's
         accept(page)
         record = json.loads((out / "patient_back.json").read_text())
         assert warnings(page) == [f"CHECK: {w}" for w in record["warnings"]] and record["warnings"]
