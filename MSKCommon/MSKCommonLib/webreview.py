@@ -88,7 +88,8 @@ class ReviewApp:
         self.layout_manager.set_layout("film")
         self.status = ["refused" if i.error else "new" for i in self.items]
         self.volumes: dict = {}
-        self.lives: dict = {}
+        self.lives: dict = {}  # film -> its latest result
+        self.kept: dict = {}  # film -> older results kept beside it ("keep" on measuring again)
         self.job = None
         self.current = -1
         self._watched: set = set()
@@ -163,7 +164,9 @@ class ReviewApp:
         nodes on it (role ``...3d``) in the 3D view only."""
         slice_ids = [v.get_view_node_id() for v in self.slicer.view_manager.get_slice_views()]
         threed_ids = [v.get_view_node_id() for v in self.slicer.view_manager.get_threed_views()]
-        for index, live in self.lives.items():
+        shown = [(index, live) for index, live in self.lives.items()]
+        kept = [(None, live) for lives in self.kept.values() for live in lives]  # older results kept: hidden
+        for index, live in shown + kept:
             for role, node in live.nodes.items():
                 on_surface = node.IsA("vtkMRMLModelNode") or role.endswith("3d")
                 views = ["vtkMRMLViewNodeNone"] if index != self.current else (
@@ -245,6 +248,8 @@ class ReviewApp:
                 self._push(busy=False, message=state.error or "Cancelled")
                 return
             index = self._job_index
+            if self._on_existing == "keep" and index in self.lives:
+                self.kept.setdefault(index, []).append(self.lives[index])
             live = self.logic.present(self.volumes[index], job.result(), self._on_existing)
             self.lives[index] = live
             self.status[index] = "measured"
