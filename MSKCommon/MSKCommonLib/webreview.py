@@ -3,6 +3,10 @@ review layer and each module's files (no measuring code of its own).
 
     mskmorph review INPUT... [--module cobb|knee|back] [--host 127.0.0.1] [--port N] --out DIR
 
+The module is given by ``--module``, else chosen from the inputs: colour photos -> back, films
+-> cobb (a knee film needs ``--module knee``). Bound beyond loopback it needs the access token
+that it prints once in the URL (see "The access token" below); it serves only its page (no file of the inputs or
+the disk) and writes only under ``--out``.
 Each input (``batch.expand_inputs``) is read with ``read_image`` when opened; a film that cannot
 be read is listed with its reason. Measure runs the pipeline in the worker process
 (``ModuleLogic.start_job``) and the result is shown by the review layer in a real Slicer slice
@@ -12,17 +16,33 @@ module's files (``files.write_outputs``) and the per-run CSV/JSON (``batch.write
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+NOTE_COLUMNS = ("Note",)  # the presenters' notes: shown as CHECK warnings, not as table columns
+HIDDEN_COLUMNS = NOTE_COLUMNS + ("Key",)
+KEYS = """
+window.addEventListener('keydown', (e) => {
+  const t = e.target && e.target.tagName;
+  if (t === 'INPUT' || t === 'TEXTAREA' || e.ctrlKey || e.altKey || e.metaKey || !window.trame) return;
+  const current = window.trame.state.get('current');
+  const go = {ArrowDown: 1, ArrowRight: 1, n: 1, ArrowUp: -1, ArrowLeft: -1, p: -1}[e.key];
+  if (go) { window.trame.trigger('select', [current + go]); e.preventDefault(); }
+  else if (e.key === 'm') window.trame.trigger('measure', []);
+  else if (e.key === 'a') window.trame.trigger('accept', []);
+});
+"""
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="films or folders of them")
-    parser.add_argument("--module", choices=("cobb", "knee", "back"), default="cobb")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    parser.add_argument("--module", choices=("cobb", "knee", "back"), default=None,
+                        help="default: back for colour photos, else cobb")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only; any other needs the access token it prints)")
     parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="where Accept writes")
     parser.add_argument("--dicom", action="store_true",
@@ -32,7 +52,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 class ReviewApp:
-    def __init__(self, inputs, module: str, out: Path, server=None, dicom: bool = False, editor: str = ""):
+    def __init__(self, inputs, module, out: Path, server=None, dicom: bool = False, editor: str = ""):
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
         from trame.app import get_server
         from trame_slicer import module as trame_slicer_module
@@ -49,18 +69,13 @@ class ReviewApp:
         self.slicer = SlicerApp()
         register_rca_factories(self.slicer.view_manager, self.server)
         self.layout_manager = LayoutManager(self.slicer.scene, self.slicer.view_manager, self.server)
-        axial = ViewLayoutDefinition.axial_view()
-        self.layout_manager.register_layout("film", Layout(LayoutDirection.Vertical, [axial]))
-        self.layout_manager.set_layout("film")
-        self.logic = ModuleLogic(module)
-        self.files = self.logic.spec.files()
-        self.out = Path(out)
+        from .image import read_image
+
+        self.out = Path(out).resolve()
         self.dicom, self.editor = dicom, editor or ""
         self.items = batch.expand_inputs(inputs)
         taken: set = set()
         self.stems = [batch.output_stem(i.path, taken) for i in self.items]
-        from .image import read_image
-
         self.images: dict = {}
         for n, item in enumerate(self.items):  # each film read once, so a bad one shows its reason at once
             if item.error is None:
@@ -68,14 +83,27 @@ class ReviewApp:
                     self.images[n] = read_image(item.path)
                 except (ValueError, OSError) as e:
                     item.error = str(e) or type(e).__name__
+        module = module or choose_module(self.images.values())
+        self.logic = ModuleLogic(module)
+        self.files = self.logic.spec.files()
+        views = [ViewLayoutDefinition.axial_view()]
+        if self.logic.spec.colour:  # the back: the photo beside the surface in 3D
+            views.append(ViewLayoutDefinition.threed_view())
+        self.layout_manager.register_layout("film", Layout(LayoutDirection.Horizontal, views))
+        self.layout_manager.set_layout("film")
         self.status = ["refused" if i.error else "new" for i in self.items]
         self.volumes: dict = {}
-        self.lives: dict = {}
+        self.lives: dict = {}  # film -> its latest result
+        self.kept: dict = {}  # film -> older results kept beside it ("keep" on measuring again)
         self.job = None
         self.current = -1
-        self._table_tag = None
-        self.state.update(worklist=self._worklist(), current=-1, rows=[], edited="", busy=False, progress=0,
-                          message="", question=False, view_geometry="")
+        self._watched: set = set()
+        self.state.update(worklist=self._worklist(), current=-1, columns=[], rows=[], edited="", warnings=[],
+                          busy=False, progress=0, message="", written="", question=False, view_geometry="",
+                          has_segmentation=False, show_segmentation=True, module=self.logic.spec.key)
+        self.state.change("show_segmentation")(self._show_segmentation)
+        for name in ("select", "measure", "accept"):  # for the keyboard shortcuts
+            self.server.trigger(name)(getattr(self, name))
         self.ctrl.select = self.select
         self.ctrl.measure = self.measure
         self.ctrl.cancel = self.cancel
@@ -115,22 +143,53 @@ class ReviewApp:
     def _live(self):
         return self.lives.get(self.current)
 
-    def _refresh_table(self, *_):
+    def _refresh_table(self, *_, **extra):
         live = self._live()
         from .mrml import table_rows
 
-        rows = [] if live is None else [{k: (f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in r.items()}
-                                        for r in table_rows(live.table)]
+        table = [] if live is None else table_rows(live.table)
+        columns = [c for c in (table[0] if table else {}) if c not in HIDDEN_COLUMNS]
+        rows = [[_cell(r[c]) for c in columns] for r in table]
+        warnings = list(dict.fromkeys(w for r in table for c in NOTE_COLUMNS for w in str(r.get(c) or "").split("\n")
+                                      if w.strip() and w != "None"))
         edited = "" if live is None else ", ".join(sum((list(v) for v in live.edited_labels().values()), []))
-        if live is not None and live.edited() and self.status[self.current] in ("measured",):
-            self.status[self.current] = "edited"
-        self._push(rows=rows, edited=edited, view_geometry=self._geometry_json())
+        changed = bool(_)  # called by the table's observer: the points or the measurement changed
+        if live is not None and (self.status[self.current] in ("measured", "edited") or changed):
+            self.status[self.current] = "edited" if live.edited() else "measured"
+        self._push(columns=columns, rows=rows, warnings=warnings, edited=edited, view_geometry=self._geometry_json(),
+                   has_segmentation=live is not None and live.node("segmentation") is not None, **extra)
         self.state.flush()
 
     def _geometry_json(self):
-        import json
-
         return json.dumps(self._geometry())
+
+    def _show_only_current(self):
+        """The nodes of the current film's results in the views, those of the other films hidden;
+        with a 3D view (the back), points on the photo in the slice view only, the surface and the
+        nodes on it (role ``...3d``) in the 3D view only."""
+        slice_ids = [v.get_view_node_id() for v in self.slicer.view_manager.get_slice_views()]
+        threed_ids = [v.get_view_node_id() for v in self.slicer.view_manager.get_threed_views()]
+        shown = [(index, live) for index, live in self.lives.items()]
+        kept = [(None, live) for lives in self.kept.values() for live in lives]  # older results kept: hidden
+        for index, live in shown + kept:
+            for role, node in live.nodes.items():
+                on_surface = node.IsA("vtkMRMLModelNode") or role.endswith("3d")
+                views = ["vtkMRMLViewNodeNone"] if index != self.current else (
+                    (threed_ids if on_surface else slice_ids) if threed_ids else [])
+                for i in range(node.GetNumberOfDisplayNodes() if hasattr(node, "GetNumberOfDisplayNodes") else 0):
+                    display = node.GetNthDisplayNode(i)
+                    if display is None:
+                        continue
+                    display.RemoveAllViewNodeIDs()  # none: in every view
+                    for view_id in views:  # "vtkMRMLViewNodeNone": no such view, shown nowhere
+                        display.AddViewNodeID(view_id)
+        self._show_segmentation(self.state.show_segmentation)
+
+    def _show_segmentation(self, show_segmentation=True, **_):
+        live = self._live()
+        node = None if live is None else live.node("segmentation")
+        if node is not None and node.GetDisplayNode() is not None:
+            node.GetDisplayNode().SetVisibility(bool(show_segmentation))
 
     # --- actions
     def select(self, index):
@@ -150,14 +209,15 @@ class ReviewApp:
                 self.status[index] = "refused"
         volume = self.volumes.get(index)
         self.slicer.display_manager.show_volume_in_slice_background(volume)
+        self._show_only_current()
         self.slicer.display_manager.reset_views()
         self._watch_table()
-        self._push(current=index, message=item.error or "")
-        self._refresh_table()
+        self._refresh_table(current=index, message=item.error or "")
 
     def _watch_table(self):
         live = self._live()
-        if live is not None:
+        if live is not None and live.table.GetID() not in self._watched:  # once per table
+            self._watched.add(live.table.GetID())
             live.table.AddObserver("ModifiedEvent", self._refresh_table)
 
     def measure(self, on_existing="ask"):
@@ -193,13 +253,17 @@ class ReviewApp:
                 self._push(busy=False, message=state.error or "Cancelled")
                 return
             index = self._job_index
+            if self._on_existing == "keep" and index in self.lives:
+                self.kept.setdefault(index, []).append(self.lives[index])
             live = self.logic.present(self.volumes[index], job.result(), self._on_existing)
             self.lives[index] = live
             self.status[index] = "measured"
+            self._show_only_current()
             if index == self.current:
                 self._watch_table()
-            self._push(busy=False, message="Measured")
-            self._refresh_table()
+                for view in self.slicer.view_manager.get_threed_views():
+                    view.reset_camera()  # the back's surface in the 3D view
+            self._refresh_table(busy=False, message="Measured")  # the table with the message, in one push
             return
 
     def answer(self, choice):
@@ -225,13 +289,17 @@ class ReviewApp:
         if live is None:
             return
         item = self.items[self.current]
+        stem = self.stems[self.current]
+        if Path(stem).name != stem or stem.startswith("."):  # a name that would leave --out
+            self._push(message=f"Not accepted: {stem!r} is no file name")
+            return
         options = {}
         if self.dicom:
             from .dicom_export import DicomOptions, DicomRequest
 
             options["dicom"] = DicomRequest(item.path, self.images[self.current], DicomOptions(editor=self.editor))
         try:
-            item.outputs = self.files.write_outputs(live, self.out, self.stems[self.current], **options)
+            item.outputs = self.files.write_outputs(live, self.out, stem, **options)
         except (ValueError, OSError) as e:
             self._push(message=f"Not accepted: {e}")
             return
@@ -241,37 +309,52 @@ class ReviewApp:
         accepted = [i for n, i in enumerate(self.items) if self.status[n] == "accepted"]
         batch.write_summary(self.out, self.logic.spec.key, accepted, self.files.COLUMNS,
                             {"command": "mskmorph review"})
-        self._push(message=f"Accepted: {', '.join(Path(p).name for p in item.outputs.values())}")
+        import time
+
+        self._push(message=f"Accepted at {time.strftime('%H:%M:%S')}: {len(item.outputs)} files in {self.out.name}/",
+                   written=", ".join(Path(p).name for p in item.outputs.values()))
 
     # --- page
     def _build_ui(self):
         from trame.ui.vuetify3 import SinglePageWithDrawerLayout
-        from trame.widgets import html
+        from trame.widgets import client, html
         from trame.widgets import vuetify3 as v
 
         with SinglePageWithDrawerLayout(self.server) as layout:
             layout.title.set_text(f"MSKMorphometry review: {self.logic.spec.title}")
+            layout.drawer.width = 440
             with layout.toolbar:
-                v.VBtn("Previous", id="previous", click=(self.select, "[current - 1]"))
-                v.VBtn("Next", id="next", click=(self.select, "[current + 1]"))
+                client.Script(KEYS)
+                v.VBtn("Previous", id="previous", click=(self.select, "[current - 1]"), title="previous film (Up, P)")
+                v.VBtn("Next", id="next", click=(self.select, "[current + 1]"), title="next film (Down, N)")
                 v.VBtn("Measure", id="measure", click=self.measure, disabled=("busy",))
                 v.VBtn("Cancel", id="cancel", click=self.cancel, disabled=("!busy",))
                 v.VBtn("Reset edited points", id="reset", click=self.reset_points)
                 v.VBtn("Accept", id="accept", click=self.accept)
                 v.VProgressLinear(v_if=("busy",), model_value=("progress",), style="width: 120px")
-                html.Span("{{ message }}", id="message", style="margin-left: 1em")
+                html.Span("{{ message }}", id="message", title=("written",), style="margin-left: 1em")
             with layout.drawer:
                 with html.Div(id="worklist"):
-                    with html.Div(v_for="w in worklist", key="w.index", classes="worklist-item",
+                    with html.Div(v_for="w in worklist", key="w.index",
+                                  classes=("w.index === current ? 'worklist-item current' : 'worklist-item'",),
                                   click=(self.select, "[w.index]"),
                                   style=("{cursor: 'pointer', padding: '4px', fontWeight: w.index === current ? 'bold' : 'normal'}",)):
                         html.Span("{{ w.name }}: ")
                         html.Span("{{ w.status }}", classes="status")
                         html.Div("{{ w.reason }}", v_if="w.reason", classes="reason", style="color: #c00")
-                with html.Table(id="measurements", style="font-size: 12px"):
-                    with html.Tr(v_for="(r, i) in rows", key="i"):
-                        html.Td("{{ Object.values(r).join(' | ') }}")
+                with html.Div(style="overflow-x: auto"), \
+                        html.Table(id="measurements", style="font-size: 12px; border-collapse: collapse"):
+                    with html.Thead():
+                        with html.Tr():
+                            html.Th("{{ c }}", v_for="c in columns", key="c", style="text-align: left; padding: 2px 4px")
+                    with html.Tbody():
+                        with html.Tr(v_for="(r, i) in rows", key="i"):
+                            html.Td("{{ cell }}", v_for="(cell, j) in r", key="j", style="padding: 2px 4px")
                 html.Div("Edited: {{ edited }}", id="edited")
+                with html.Div(id="warnings", style="color: #b00; font-weight: bold"):
+                    html.Div("CHECK: {{ w }}", v_for="w in warnings", key="w", classes="warning")
+                v.VCheckbox(v_if=("has_segmentation",), v_model=("show_segmentation",), id="segmentation",
+                            label="Vertebra segmentation", density="compact", hide_details=True)
                 with v.VDialog(v_model=("question",)):
                     with v.VCard():
                         v.VCardText("This film's result has points moved by hand. Measure again?")
@@ -285,16 +368,72 @@ class ReviewApp:
         self.ui = layout
 
 
+# --- The access token: when ``mskmorph review`` binds beyond loopback, every HTTP request and the
+# websocket must carry the token the command printed once in its URL. The first request carries it
+# in the query (``?token=...``, the printed URL); the answer sets it as an HTTP-only, same-site
+# cookie, which the browser then sends with every further request of the page, the websocket's
+# handshake included. A request with neither is refused (403) before it reaches trame.
+COOKIE = "mskmorph_review_token"
+REFUSED = "mskmorph review: this server needs its access token (open the URL the command printed)"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _same(given: str, token: str) -> bool:
+    return secrets.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8"))
+
+
+def token_middleware(token: str):
+    """An aiohttp middleware refusing any request that carries neither ``token`` (query) nor its
+    cookie."""
+    from aiohttp import web
+
+    @web.middleware
+    async def check_token(request, handler):
+        in_query = _same(request.query.get("token", ""), token)
+        in_cookie = _same(request.cookies.get(COOKIE, ""), token)
+        if not (in_query or in_cookie):
+            raise web.HTTPForbidden(text=REFUSED)
+        response = await handler(request)
+        if in_query and not in_cookie and not getattr(response, "prepared", False):
+            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+        return response
+
+    return check_token
+
+
+def protect(wslink_server, token: str) -> None:
+    """Put the token check in front of every route of trame's aiohttp server (called from
+    trame's ``on_server_bind``, before the server starts)."""
+    wslink_server.app.middlewares.insert(0, token_middleware(token))
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):  # None, NaN: not measured
+        return ""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def choose_module(images) -> str:
+    """back when the readable inputs are colour photos, else cobb (knee films look like spine
+    films to a reader: ``--module knee``)."""
+    images = list(images)
+    return "back" if images and all(i.rgb is not None and i.colourfulness > 0.05 for i in images) else "cobb"
+
+
 def run(args) -> int:
-    if args.host not in LOOPBACK:
-        raise SystemExit("mskmorph review: binding beyond loopback needs the access token, not implemented yet; "
-                         "use 127.0.0.1 behind a reverse proxy")
+    token = None if args.host in LOOPBACK else new_token()
     args.out.mkdir(parents=True, exist_ok=True)
     app = ReviewApp(args.inputs, args.module, args.out, dicom=args.dicom, editor=args.editor or "")
+    if token is not None:
+        app.ctrl.on_server_bind.add(lambda wslink_server: protect(wslink_server, token))
 
     @app.ctrl.add("on_server_ready")
     def _ready(**_):
-        print(f"mskmorph review: http://{args.host}:{app.server.port}/", flush=True)
+        query = "" if token is None else f"?token={token}"
+        print(f"mskmorph review: http://{args.host}:{app.server.port}/{query}", flush=True)
 
     app.server.start(host=args.host, port=args.port, open_browser=False, show_connection_info=False)
     return 0

@@ -3,6 +3,11 @@ review`` to a ready page, from Measure to the drawn result on the bundled sample
 delay from a mouse move (dragging a corner) to the updated table.
 
     python -m MSKCommonTools.bench_review
+
+The drag moves the T5 corner up by one screen pixel at a time, across its endplate, so that every
+move changes the MT angle shown. (An earlier version moved it down: after the first move T4
+became the upper end vertebra and the angle, hence the table, stayed the same for most moves --
+"8 of 20 moves" was that, not lost events: the server measured every move.)
 """
 from __future__ import annotations
 
@@ -64,7 +69,7 @@ def main() -> int:
             for step in range(1, 21):
                 before = page.inner_text("#measurements")
                 t = time.perf_counter()
-                page.mouse.move(sx + step, sy + step / 2)
+                page.mouse.move(sx + step / 2, sy - step)  # up across the endplate: T5 tilts more, stays the end vertebra
                 try:
                     page.wait_for_function("b => document.querySelector('#measurements').innerText !== b", arg=before,
                                            timeout=5000)
