@@ -44,7 +44,7 @@ def draw_agreement(truth, measured, angle: str, title: str, out_dir: Path) -> li
         ax.axhline(y, color="tab:red", linestyle=":", linewidth=1)
     ax.set_xlabel("mean of measured and true (deg)")
     ax.set_ylabel("measured - true (deg)")
-    ax.set_title(f"Bland-Altman, {title} (n={loa['n']})", fontsize=9)
+    ax.set_title(f"Bland-Altman, {title} (n={loa['n']})", fontsize=8)
     fig.tight_layout()
     fig.savefig(paths[0])
     plt.close(fig)

@@ -247,12 +247,19 @@ def run(args) -> int:
         from .agreement import draw_agreement
 
         names = geometry.CURVE_NAMES
+        Path(args.plots).mkdir(parents=True, exist_ok=True)
+        with open(Path(args.plots) / "angles.csv", "w") as table:  # the plotted numbers, one film a row
+            table.write("film," + ",".join(f"{c}_{k}" for k in ("official", "fixed", "measured") for c in names) + "\n")
+            for x in scored["records"]:
+                values = [x[f"truth_{k}"][c] for k in ("official", "fixed") for c in names]
+                values += [x["pred"].landmark_angles[c] for c in names]
+                table.write(f'"{x["name"]}",' + ",".join(f"{v:.3f}" for v in values) + "\n")
         for labels in ("official", "fixed"):
             truth = np.array([[x["truth_" + labels][c] for c in names] for x in scored["records"]])
             measured = np.array([[x["pred"].landmark_angles[c] for c in names] for x in scored["records"]])
             for j, c in enumerate(names):
                 draw_agreement(truth[:, j], measured[:, j], f"{c}_{labels}",
-                               f"{c} ({geometry.CURVE_TITLES[c]}), {labels} labels", Path(args.plots))
+                               f"{c}, {labels} labels", Path(args.plots))
         print(f"plots: {Path(args.plots).resolve()}")
     return 0
 
