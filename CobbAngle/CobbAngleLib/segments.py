@@ -9,10 +9,39 @@ training aid of the Seg4Reg+ design; see the model card).
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
-_SHIFT = 4  # sub-pixel precision of the polygon fill
+# numpy and scipy only: this module is imported in Slicer's own process (pipeline.py), where
+# OpenCV and torch are not loaded
+
+
+def _convex_hull(points: np.ndarray) -> np.ndarray:
+    """The convex hull's vertices (monotone chain), counter-clockwise in (x, y)."""
+    pts = sorted(map(tuple, points))
+
+    def cross(o, a, b):
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower, upper = [], []
+    for p in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    for p in reversed(pts):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    return np.array(lower[:-1] + upper[:-1], dtype=np.float64)
+
+
+def _inside(hull: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    """Pixel centres (xx, yy) inside (or on) the convex polygon ``hull`` (counter-clockwise)."""
+    inside = np.ones(xx.shape, bool)
+    if len(hull) < 3:
+        return np.zeros(xx.shape, bool)
+    for a, b in zip(hull, np.roll(hull, -1, axis=0)):
+        inside &= (b[0] - a[0]) * (yy - a[1]) - (b[1] - a[1]) * (xx - a[0]) >= -1e-9
+    return inside
 
 
 def vertebra_labelmap(landmarks, shape) -> np.ndarray:
@@ -25,33 +54,34 @@ def vertebra_labelmap(landmarks, shape) -> np.ndarray:
     for k, q in enumerate(v):
         if not np.all(np.isfinite(q)):
             continue
-        hull = cv2.convexHull(np.round(q * (1 << _SHIFT)).astype(np.int32))
-        x0, y0 = np.floor(q.min(0)).astype(int) - 1
-        x1, y1 = np.ceil(q.max(0)).astype(int) + 2
+        x0, y0 = np.floor(q.min(0)).astype(int)
+        x1, y1 = np.ceil(q.max(0)).astype(int) + 1
         x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
         if x1 <= x0 or y1 <= y0:
             continue
-        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        offset = np.array([x0, y0]) * (1 << _SHIFT)
-        cv2.fillConvexPoly(mask, hull - offset.astype(np.int32), 1, lineType=cv2.LINE_8, shift=_SHIFT)
-        cy, cx = q.mean(0)[::-1]
         yy, xx = np.mgrid[y0:y1, x0:x1]
+        mask = _inside(_convex_hull(q), xx, yy)
+        cx, cy = q.mean(0)
         dist = np.hypot(xx - cx, yy - cy).astype(np.float32)
-        take = (mask > 0) & (dist < nearest[y0:y1, x0:x1])
+        take = mask & (dist < nearest[y0:y1, x0:x1])
         labels[y0:y1, x0:x1][take] = k + 1
         nearest[y0:y1, x0:x1][take] = dist[take]
     return _largest_pieces(labels, v.shape[0])
 
 
+_EIGHT = np.ones((3, 3), bool)
+
+
 def _largest_pieces(labels: np.ndarray, n: int) -> np.ndarray:
+    from scipy import ndimage
+
     for k in range(1, n + 1):
         ys, xs = np.nonzero(labels == k)
         if len(ys) == 0:
             continue
-        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-        window = labels[y0:y1, x0:x1]
-        count, pieces = cv2.connectedComponents((window == k).astype(np.uint8), connectivity=8)
-        if count <= 2:
+        window = labels[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        pieces, count = ndimage.label(window == k, structure=_EIGHT)
+        if count <= 1:
             continue
         sizes = np.bincount(pieces.ravel())[1:]
         window[(pieces > 0) & (pieces != 1 + int(np.argmax(sizes)))] = 0
@@ -60,11 +90,9 @@ def _largest_pieces(labels: np.ndarray, n: int) -> np.ndarray:
 
 def pieces_per_segment(labels: np.ndarray, n: int = 17) -> list[int]:
     """How many 8-connected pieces each label 1..n has (0 when absent)."""
-    out = []
-    for k in range(1, n + 1):
-        mask = (labels == k).astype(np.uint8)
-        out.append(0 if not mask.any() else cv2.connectedComponents(mask, connectivity=8)[0] - 1)
-    return out
+    from scipy import ndimage
+
+    return [int(ndimage.label(labels == k, structure=_EIGHT)[1]) for k in range(1, n + 1)]
 
 
 def dice_per_vertebra(labels: np.ndarray, reference: np.ndarray, n: int = 17) -> np.ndarray:
