@@ -51,6 +51,7 @@ def vertebra_labelmap(landmarks, shape) -> np.ndarray:
     h, w = int(shape[0]), int(shape[1])
     labels = np.zeros((h, w), np.uint8)
     nearest = np.full((h, w), np.inf, np.float32)  # distance of each labelled pixel to its vertebra's centre
+    boxes = {}
     for k, q in enumerate(v):
         if not np.all(np.isfinite(q)):
             continue
@@ -66,20 +67,20 @@ def vertebra_labelmap(landmarks, shape) -> np.ndarray:
         take = mask & (dist < nearest[y0:y1, x0:x1])
         labels[y0:y1, x0:x1][take] = k + 1
         nearest[y0:y1, x0:x1][take] = dist[take]
-    return _largest_pieces(labels, v.shape[0])
+        boxes[k + 1] = (slice(y0, y1), slice(x0, x1))
+    return _largest_pieces(labels, boxes)
 
 
 _EIGHT = np.ones((3, 3), bool)
 
 
-def _largest_pieces(labels: np.ndarray, n: int) -> np.ndarray:
+def _largest_pieces(labels: np.ndarray, boxes: dict) -> np.ndarray:
+    """Keep each label's largest 8-connected piece; ``boxes``: {label: the (rows, columns) slices
+    it was drawn in} (a label never leaves its box)."""
     from scipy import ndimage
 
-    for k in range(1, n + 1):
-        ys, xs = np.nonzero(labels == k)
-        if len(ys) == 0:
-            continue
-        window = labels[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    for k, box in boxes.items():
+        window = labels[box]
         pieces, count = ndimage.label(window == k, structure=_EIGHT)
         if count <= 1:
             continue
