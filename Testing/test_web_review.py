@@ -109,7 +109,7 @@ def test_dragging_a_corner_in_the_view_moves_it_and_the_angle_follows(server):
 
         corners = np.asarray([before["landmarks_px"][label] for label in CORNER_LABELS], dtype=float)
         assert len(corners) == 68
-        index = 4 * 4  # T5 sup-R: the upper end vertebra of the sample's MT curve
+        index = 3 * 4  # T4 sup-R: on the upper endplate of the sample's MT curve
         xy_to_ras = np.array(geo["xy_to_ras"])
         ijk_to_ras = np.array(geo["ijk_to_ras"])
         ras = ijk_to_ras @ [corners[index, 0], corners[index, 1], 0, 1]
@@ -142,7 +142,7 @@ def test_dragging_a_corner_in_the_view_moves_it_and_the_angle_follows(server):
     moved = np.linalg.solve(ijk_to_ras, [*p_ras, 1])[:2]
     assert np.linalg.norm(moved - expected) <= max(1.0, film_px_per_screen_px) + 1e-6, (moved, expected, corners[index], delta)
     assert np.linalg.norm(moved - corners[index]) > 5  # it really moved
-    assert geometry.corner_label(4, 0) in edited
+    assert geometry.corner_label(3, 0) in edited
     points = corners.copy()
     points[index] = moved
     after = json.loads((server["out"] / "SpinePhantom_AP_cobb.json").read_text())
