@@ -131,7 +131,7 @@ def test_every_ui_widget_the_code_uses_exists(module):
     used = ui_uses(REPO / module / f"{module}.py") | ui_uses(WIDGETS)
     assert used <= names, f"{module}.ui lacks {sorted(used - names)}"
     assert {"inputVolumeSelector", "applyButton", "cancelButton", "progressBar", "statusLabel", "resultsTableView",
-            "warningLabel", "resetPointsButton"} <= used
+            "warningLabel", "resetPointsButton", "exportDicomButton"} <= used
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -168,6 +168,20 @@ def test_the_check_fails_on_the_module_file_as_it_was():
     old = REPO / "Testing" / "fixtures_old_SpineMorphology.py.txt"  # the file as it was at 3011ab8
     bad = reaches([old], ARRIVE_WITH_REQUIREMENTS, SLICER_PROCESS_EDGES)
     assert any("SpineMorphologyLib.predict" in chain and "cv2" in chain for chain in bad), bad
+
+
+def test_export_to_dicom_installs_its_requirements_first_and_imports_into_the_dicom_database():
+    """The Export to DICOM button (not runnable here): the requirement step (highdicom) before the
+    logic writes, then Slicer's DICOM database import of what was written."""
+    tree = ast.parse(WIDGETS.read_text())
+    export = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "onExportDicomButton")
+    calls = [(n.lineno, n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", ""))
+             for n in ast.walk(export) if isinstance(n, ast.Call)]
+    lines = {name: line for line, name in sorted(calls, reverse=True)}
+    assert lines["ensure_requirements"] < lines["export_dicom"] < lines["importDicom"]
+    for lib in MODULES.values():
+        requirements = (REPO / next(m for m, l in MODULES.items() if l == lib) / lib / "requirements.txt").read_text()
+        assert "highdicom==" in requirements, lib
 
 
 def test_the_requirement_step_comes_before_the_worker_starts():

@@ -33,7 +33,8 @@ def server(tmp_path_factory):
     out = tmp_path_factory.mktemp("accepted")
     env = dict(os.environ, VTK_DEFAULT_OPENGL_WINDOW="vtkEGLRenderWindow", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(str(REPO / p) for p in ("MSKCommon", "CobbAngle", "KneeLandmarks", "SpineMorphology")))
-    proc = subprocess.Popen([sys.executable, "-m", "MSKCommonLib.cli", "review", str(folder), "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "MSKCommonLib.cli", "review", str(folder), "--out", str(out),
+                             "--dicom", "--editor", "Jane Doe"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = None
     for line in proc.stdout:
@@ -82,6 +83,15 @@ def test_the_page_measures_the_sample_like_the_cli_and_shows_the_corrupt_files_r
     assert [c.get("angle_deg") for c in accepted["curves"]] == [c.get("angle_deg") for c in cli["curves"]]
     assert (server["out"] / "SpinePhantom_AP_landmarks.mrk.json").is_file()
     assert "SpinePhantom_AP.png" in (server["out"] / "cobb.csv").read_text()
+    # --dicom: Accept wrote the SR (on a Secondary Capture of the PNG) and the vertebra SEG too
+    from dicom_checks import read_sr
+
+    for suffix in ("_sr.dcm", "_seg.dcm", "_sc.dcm"):
+        assert (server["out"] / f"SpinePhantom_AP{suffix}").is_file(), suffix
+    groups = {g["tracking"].split()[0]: g["measurements"]["Cobb angle"]["value"]
+              for g in read_sr(server["out"] / "SpinePhantom_AP_sr.dcm")}
+    assert groups == pytest.approx({c["name"]: c["angle_deg"] for c in accepted["curves"] if c["angle_deg"] is not None},
+                                   abs=0.01)
 
 
 def test_dragging_a_corner_in_the_view_moves_it_and_the_angle_follows(server):
@@ -153,6 +163,16 @@ def test_dragging_a_corner_in_the_view_moves_it_and_the_angle_follows(server):
         if curve.get("angle_deg") is not None:
             assert abs(shown[curve["name"]] - curve["angle_deg"]) <= 0.02, (curve, shown)
     assert [c["angle_deg"] for c in after["curves"]] != [c["angle_deg"] for c in before["curves"]]
+    # the SR Accept wrote holds the moved corner's angles, the moved point and the reviewer
+    from dicom_checks import person_observers, read_sr
+
+    groups = {g["tracking"].split()[0]: g for g in read_sr(server["out"] / "SpinePhantom_AP_sr.dcm")}
+    for curve in after["curves"]:
+        if curve.get("angle_deg") is not None:
+            assert groups[curve["name"]]["measurements"]["Cobb angle"]["value"] == pytest.approx(curve["angle_deg"],
+                                                                                                 abs=0.01)
+            assert geometry.corner_label(4, 0) in groups[curve["name"]]["texts"]["Points edited by hand"]
+    assert person_observers(server["out"] / "SpinePhantom_AP_sr.dcm") == ["Doe^Jane"]
 
 
 def test_a_second_browser_session_sees_the_same_worklist(server):

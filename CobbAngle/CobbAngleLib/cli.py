@@ -41,6 +41,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scene", action="store_true", help="also write a Slicer scene (.mrb) per image")
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")
     batch.add_on_existing_option(parser)
+    batch.add_dicom_options(parser)
 
 
 class _Runner(batch.Runner):

@@ -8,6 +8,8 @@ Per image (NAME = the file name without extension):
   NAME_overlay.png          the radiograph with the vertebrae, the angle lines and the angles
   NAME_vertebrae.seg.nrrd   the vertebra segments, drawn from the network's corners (network path only)
   NAME.mrb                  (scene=True) the whole Slicer scene
+  NAME_sr.dcm, NAME_seg.dcm (dicom=...) the DICOM SR of the angles and the SEG of the vertebrae
+                            (``CobbAngleLib.dicom``); NAME_sc.dcm: the film as DICOM when it was not
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ POINT_FILES = {"landmarks": "{stem}_landmarks.mrk.json"}
 RECORD_FILE = "{stem}_cobb.json"
 
 
-def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bool = False) -> dict:
-    """Write the result's files into ``out``; returns {kind: path}."""
+def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bool = False, dicom=None) -> dict:
+    """Write the result's files into ``out``; returns {kind: path}. ``dicom``: a
+    ``MSKCommonLib.dicom_export.DicomRequest`` to write the DICOM SR and SEG too."""
     from .overlay import draw_overlay, write_overlay
     from .review import landmarks_px
 
@@ -50,6 +53,12 @@ def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bo
         rgb = draw_overlay(image_from_volume(live.volume).windowed_uint8(), landmarks_px(live), live.measurement,
                            labelmap=labelmap, warning=record.get("warning"))
         outputs["overlay"] = write_overlay(out / f"{stem}_overlay.png", rgb)
+    if dicom is not None:
+        from MSKCommonLib.dicom_export import export
+
+        from .dicom import build
+
+        outputs.update(export(dicom, live, record, out, stem, build))
     return outputs
 
 

@@ -7,6 +7,8 @@ Per image (NAME = the file name without extension):
   NAME_knee.json      the record: per knee side, landmarks in pixels and mm, medial/lateral minimum JSW
                       (mm) with the closest points, confidence, notes; which points were moved by hand
   NAME_overlay.png    the film with landmarks, contours, JSW lines and values
+  NAME_sr.dcm         (dicom=...) the DICOM SR of the widths (``KneeLandmarksLib.dicom``);
+                      NAME_sc.dcm: the film as DICOM when it was not
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ KNEE_COLUMNS = (["image", "side"] + [f"{lab}_{a}_px" for lab in lm.LANDMARK_LABE
                 + ["jsw_medial_mm", "jsw_lateral_mm", "confidence", "pixel_spacing_mm", "notes"])
 
 
-def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bool = False) -> dict:
+def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bool = False, dicom=None) -> dict:
+    """Write the result's files into ``out``; returns {kind: path}. ``dicom``: a
+    ``MSKCommonLib.dicom_export.DicomRequest`` to write the DICOM SR too."""
     from MSKCommonLib.mrml import image_from_volume
 
     from .overlay import draw_overlay, write_overlay
@@ -46,6 +50,12 @@ def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bo
     if overlay and live.measurement is not None:
         rgb = draw_overlay(image_from_volume(live.volume).windowed_uint8(), live.measurement, title=record["image"])
         outputs["overlay"] = write_overlay(out / f"{stem}_overlay.png", rgb)
+    if dicom is not None:
+        from MSKCommonLib.dicom_export import export
+
+        from .dicom import build
+
+        outputs.update(export(dicom, live, record, out, stem, build))
     return outputs
 
 

@@ -175,19 +175,35 @@ class Runner:
     def write_options(self) -> dict:
         return {"overlay": not getattr(self.args, "no_overlay", False), "scene": getattr(self.args, "scene", False)}
 
+    def dicom_request(self, item: Item, image):
+        """With ``--dicom``: what the module's ``write_outputs`` needs to write the DICOM SR (and
+        SEG) of this image (``MSKCommonLib.dicom_export``); else None."""
+        if not getattr(self.args, "dicom", False):
+            return None
+        from MSKCommonLib.dicom_export import DicomOptions, DicomRequest, check_source
+
+        check_source(item.path)
+        options = DicomOptions(patient_name=self.args.patient_name or "", patient_id=self.args.patient_id or "",
+                               study_instance_uid=self.args.study_uid or "", editor=self.args.editor or "")
+        return DicomRequest(item.path, image, options)
+
     def process(self, item: Item) -> None:
         from MSKCommonLib.image import read_image
         from MSKCommonLib.mrml import volume_from_image
 
         image = read_image(item.path)
         options = self.options_for(item, image)
+        request = self.dicom_request(item, image)  # checked before anything is written
         scene = self.app.scene
         try:
             stem = self._stem(item, image)
             result = self.pipeline.run(image, options)
             volume = volume_from_image(scene, image, stem, colour=self.spec.colour)
             live = self.review.show(scene, volume, result, on_existing="replace")
-            item.outputs.update(self.files.write_outputs(live, self.args.out, stem, **self.write_options()))
+            options = self.write_options()
+            if request is not None:
+                options["dicom"] = request
+            item.outputs.update(self.files.write_outputs(live, self.args.out, stem, **options))
             record = live.record()
             item.values.update(self.files.csv_values(record))
             item.record = record
@@ -239,3 +255,17 @@ def add_on_existing_option(parser) -> None:
     parser.add_argument("--on-existing", choices=("ask", "keep", "replace"), default="ask",
                         help="when --out already holds this image's result with points moved by hand: ask (default: "
                              "refuse that image, write nothing), keep (write the new result beside it) or replace")
+
+
+def add_dicom_options(parser) -> None:
+    """``--dicom`` and what it needs for a film that is not DICOM (see ``MSKCommonLib.dicom_export``)."""
+    group = parser.add_argument_group("DICOM output")
+    group.add_argument("--dicom", action="store_true",
+                       help="also write NAME_sr.dcm (DICOM SR, TID 1500) and, where the module segments, NAME_seg.dcm, "
+                            "referring to the input film; a film that is not DICOM is first written as a DICOM "
+                            "Secondary Capture NAME_sc.dcm (new UIDs) that they refer to")
+    group.add_argument("--patient-name", metavar="NAME", help="patient name of that Secondary Capture (default empty)")
+    group.add_argument("--patient-id", metavar="ID", help="patient ID of that Secondary Capture (default empty)")
+    group.add_argument("--study-uid", metavar="UID", help="Study Instance UID of that Secondary Capture (default new)")
+    group.add_argument("--editor", metavar="NAME",
+                       help="who moved points by hand, named in the SR when the result has edited points")

@@ -4,6 +4,7 @@
     mskmorph phantom spine --out DIR [--n N] [--seed S]
     mskmorph train cobb --data DIR --out DIR ...
     mskmorph bench cobb [INPUT...]
+    mskmorph pacs cobb --url URL --study UID   (knee, back: the same; see MSKCommonLib.pacs)
 
 Each command lives in its module's Lib package as ``configure_parser(parser)`` + ``run(args)``;
 they are imported only when used, so one module's missing dependency does not break the others.
@@ -30,6 +31,9 @@ COMMANDS = {
     ("train", "back"): ("SpineMorphologyTools.train", "train the GAMA-Net depth and spine keypoint networks"),
     ("bench", "back"): ("SpineMorphologyTools.bench", "seconds per back photo, CPU and GPU"),
     ("review", None): ("MSKCommonLib.webreview", "review and correct results in the browser (trame-slicer)"),
+    ("pacs", "cobb"): ("MSKCommonLib.pacs", "Cobb angles on films from a PACS (DICOMweb); SR and SEG stored back"),
+    ("pacs", "knee"): ("MSKCommonLib.pacs", "knee joint space width on films from a PACS (DICOMweb); SR stored back"),
+    ("pacs", "back"): ("MSKCommonLib.pacs", "back surface measures on photos from a PACS (DICOMweb); SR stored back"),
 }
 
 

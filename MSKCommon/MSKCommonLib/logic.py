@@ -58,6 +58,34 @@ class ModuleLogic:
         self.check_rerun(volume_node, on_existing)
         return self.present(volume_node, self.run(image, options), on_existing)
 
+    def export_dicom(self, live, folder, source_file=None, editor: str = "") -> dict:
+        """The shown result (with the points as the user left them) as DICOM files in ``folder``:
+        the SR (and the Cobb SEG), referring to ``source_file`` (the film's DICOM file: in Slicer,
+        the DICOM database's file of the volume's instance UID) or, when there is none, to a
+        Secondary Capture of the volume written beside them. ``editor``: who moved points (named
+        in the SR when the result has edited points). Returns {kind: path}; the same objects as
+        ``mskmorph ... --dicom``. Slicer's DICOM database import is the widget's part."""
+        import importlib
+        import re
+        from pathlib import Path
+
+        from .dicom_export import DicomOptions, DicomRequest, check_source, export, is_dicom_file
+        from .mrml import image_from_volume
+
+        if source_file is None:
+            storage = live.volume.GetStorageNode()
+            name = storage.GetFileName() if storage is not None else None
+            source_file = name if name and is_dicom_file(name) else None
+        check_source(source_file)
+        module = importlib.import_module(f"{self.spec.package}.dicom")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", live.volume.GetName()).strip("_") or "film"
+        request = DicomRequest(None if source_file is None else Path(source_file), image_from_volume(live.volume),
+                               DicomOptions(editor=editor or ""))
+        return export(request, live, live.record(), folder, stem, module.build,
+                      getattr(module, "ORIENTATION", ("L", "F")))
+
     def find(self, volume_node):
         return None if volume_node is None else self.review.find(volume_node.GetScene(), volume_node)
 

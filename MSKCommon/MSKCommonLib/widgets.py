@@ -88,6 +88,25 @@ def ensure_requirements(spec) -> bool:
     return True
 
 
+def dicom_file_of(volume):
+    """The DICOM file a volume was loaded from by Slicer's DICOM module (its instance UID in the
+    DICOM database), else None (the export makes a Secondary Capture)."""
+    uids = (volume.GetAttribute("DICOM.instanceUIDs") or "").split()
+    database = getattr(slicer, "dicomDatabase", None)
+    if not uids or database is None:
+        return None
+    return database.fileForInstance(uids[0]) or None
+
+
+def slicer_user() -> str:
+    """The user's name from Slicer's settings (Edit > Application Settings > User), or ""."""
+    try:
+        info = slicer.app.applicationLogic().GetUserInformation()
+        return info.GetName() or "" if info is not None else ""
+    except AttributeError:
+        return ""
+
+
 class MeasurementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     logic_class = None  # the module's Logic: a ModuleLogic whose getParameterNode() wraps its parameter node
 
@@ -128,6 +147,7 @@ class MeasurementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.resetPointsButton.connect("clicked(bool)", self.onResetPointsButton)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._showResultOf)
         self.initializeParameterNode()
 
@@ -220,6 +240,26 @@ class MeasurementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 live.reset_edited_points()
                 self._showNodes(live, fitViews=False)
 
+    def onExportDicomButton(self) -> None:
+        """The result as DICOM SR (and SEG) into Slicer's DICOM database (``ModuleLogic.export_dicom``)."""
+        import time
+        from pathlib import Path
+
+        with slicer.util.tryWithErrorDisplay(_("Failed to export to DICOM."), waitCursor=True):
+            live = self.logic.find(self._parameterNode.inputVolume if self._parameterNode else None)
+            if live is None:
+                raise ValueError(_("Measure the image first: there is no result to export."))
+            if not ensure_requirements(self.logic.spec):
+                return
+            folder = Path(slicer.app.temporaryPath) / "MSKMorphometryDICOM" / time.strftime("%Y%m%d-%H%M%S")
+            written = self.logic.export_dicom(live, folder, source_file=dicom_file_of(live.volume),
+                                              editor=slicer_user())
+            from DICOMLib import DICOMUtils
+
+            DICOMUtils.importDicom(str(folder), slicer.dicomDatabase, copyFiles=True)
+            self.ui.statusLabel.text = _("Exported to the DICOM database: {files}").format(
+                files=", ".join(Path(p).name for p in written.values()))
+
     def _cancelJob(self) -> None:
         if self._job is not None:
             self._job.cancel()
@@ -276,6 +316,7 @@ class MeasurementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _showNodes(self, live, fitViews: bool = True) -> None:
         self.ui.resultsTableView.setMRMLTableNode(live.table if live is not None else None)
         self.ui.resetPointsButton.enabled = live is not None
+        self.ui.exportDicomButton.enabled = live is not None
         warnings = []
         if live is not None:
             record = live.saved_record()

@@ -13,6 +13,8 @@ Per photo (NAME = the file name without extension):
   NAME_overlay.png        the photo with back mask, keypoints, midline, dimples and measures
   NAME_back.json          the record: everything above in numbers, with units, and which points
                           were moved by hand
+  NAME_sc.dcm, NAME_sr.dcm  (dicom=...) the photo as a DICOM Secondary Capture and the DICOM SR of the
+                          measures referring to it (``SpineMorphologyLib.dicom``)
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ COLUMNS = ("units", *MEASURE_KEYS, "depth_from", "warnings", "edited")
 
 
 def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bool = False,
-                  surface_format: str = "vtk") -> dict:
+                  surface_format: str = "vtk", dicom=None) -> dict:
     import cv2
 
     from .overlay import draw_overlay, encode_depth_png
@@ -61,6 +63,12 @@ def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bo
         path = out / f"{stem}_overlay.png"
         cv2.imwrite(str(path), draw_overlay(rgb, live.measurement, live.points_px("keypoints"), mask))
         outputs["overlay"] = path
+    if dicom is not None:
+        from MSKCommonLib.dicom_export import export
+
+        from .dicom import ORIENTATION, build
+
+        outputs.update(export(dicom, live, record, out, stem, build, ORIENTATION))
     return outputs
 
 

@@ -1,0 +1,92 @@
+"""A Cobb result as DICOM (``MSKCommonLib.dicom_export``): the SR and the vertebra SEG.
+
+SR: one measurement group per curve (PT, MT, TL_L) that was measured, tracked as "PT curve" etc.,
+with the finding site (thoracic or lumbar spine) and one measurement "Cobb angle" (SNOMED CT
+285285000, UCUM deg) whose image coordinates are the two lines it was measured between (the
+upper end vertebra's and the lower end vertebra's endplate, or mid-axis in the AASCE convention).
+Qualitative evaluations: upper and lower end vertebra and apex (SNOMED CT vertebra codes), the
+convention and the curve's role (private codes). Text: the CHECK warning, the points edited by
+hand, where the landmarks came from. Everything comes from the record (what the JSON holds).
+
+SEG: the network's vertebra segmentation (T1..L5), one segment per vertebra, labelled and
+coloured as the Slicer segmentation (``colors.VERTEBRA_COLORS``), when the network ran.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from MSKCommonLib import dicom_export as dx
+
+from . import geometry
+from .colors import VERTEBRA_COLORS
+
+
+def vertebra_code(name: str):
+    from pydicom.sr.codedict import codes
+
+    return getattr(codes.SCT, f"{name}Vertebra")
+
+
+def _landmarks(record: dict) -> np.ndarray:
+    labels = record["landmarks_px"]
+    return np.array([[labels[geometry.corner_label(v, c)] for c in range(4)] for v in range(geometry.N_VERTEBRAE)],
+                    dtype=np.float64)
+
+
+def line_px(record: dict, line: dict) -> np.ndarray:
+    """The two end points (pixels) of one line a curve was measured on."""
+    index = geometry.VERTEBRA_NAMES.index(line["vertebra"])
+    return np.asarray(geometry.line_endpoints(_landmarks(record), index, line["line"]), dtype=np.float64)
+
+
+def build(source, record: dict, live=None, options=None):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    options = options or dx.DicomOptions()
+    algorithm = dx.algorithm("CobbAngle")
+    edited = dx.edited_points(record)
+    groups = []
+    for curve in record.get("curves", []):
+        if curve.get("angle_deg") is None:
+            continue
+        lines = [dx.polyline(line_px(record, curve[key]), source) for key in ("upper_line", "lower_line")]
+        site = codes.SCT.LumbarSpine if curve["name"] == "TL_L" else codes.SCT.ThoracicSpine
+        measurement = hd.sr.Measurement(
+            name=codes.SCT.CobbAngle, value=float(curve["angle_deg"]), unit=codes.UCUM.Degree,
+            algorithm_id=algorithm, referenced_coordinates=lines)
+        evaluations = [
+            hd.sr.QualitativeEvaluation(dx.code("upper-end-vertebra"), vertebra_code(curve["upper_end_vertebra"])),
+            hd.sr.QualitativeEvaluation(dx.code("lower-end-vertebra"), vertebra_code(curve["lower_end_vertebra"])),
+            hd.sr.QualitativeEvaluation(dx.code("cobb-convention"), dx.code(
+                f"convention-{record['convention']}", f"{record['convention']} convention")),
+        ]
+        if curve.get("apex"):
+            evaluations.append(hd.sr.QualitativeEvaluation(dx.code("apex-vertebra"), vertebra_code(curve["apex"])))
+        if curve.get("role"):
+            evaluations.append(hd.sr.QualitativeEvaluation(dx.code("curve-role"), dx.code(
+                f"curve-role-{curve['role']}", f"{curve['role']} curve")))
+        group = hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                identifier=f"{curve['name']} curve ({geometry.CURVE_TITLES[curve['name']]})"),
+            algorithm_id=algorithm, finding_sites=[hd.sr.FindingSite(site)],
+            measurements=[measurement], qualitative_evaluations=evaluations,
+            source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)])
+        items = [dx.text(dx.code("landmarks-from"), record.get("landmarks_from") or "", "CONTAINS")]
+        if record.get("warning"):
+            items.append(dx.text(dx.code("check-warning"), "CHECK: " + record["warning"], "CONTAINS"))
+        if edited:
+            items.append(dx.text(dx.code("points-edited"), ", ".join(edited), "CONTAINS"))
+        dx.add_items(group, items)
+        groups.append(group)
+    if not groups:
+        raise ValueError(f"no Cobb angle was measured on {record.get('image')}; there is nothing to report in DICOM")
+    sr = dx.measurement_report(source, groups, "CobbAngle", record, options.editor,
+                               title="MSKMorphometry Cobb angles")
+    seg = None
+    labelmap = None if live is None or live.result is None else live.result.vertebra_labelmap
+    if labelmap is not None:
+        seg = dx.segmentation(source, labelmap, geometry.VERTEBRA_NAMES, VERTEBRA_COLORS, "CobbAngle",
+                              types=[vertebra_code(n) for n in geometry.VERTEBRA_NAMES], label="VERTEBRAE",
+                              description="MSKMorphometry vertebrae T1-L5")
+    return sr, seg
