@@ -31,3 +31,43 @@ def test_the_benchmark_runs_on_a_film_and_prints_its_figures(capsys):
     row = next(line for line in out.splitlines() if line.startswith("cpu "))
     films, median_s = row.split()[1:3]
     assert int(films) == 1 and float(median_s) > 0
+
+
+def test_limits_of_agreement_and_plots(tmp_path):
+    from CobbAngleTools.agreement import draw_agreement, limits_of_agreement
+
+    truth = np.array([10.0, 20.0, 30.0, 40.0])
+    loa = limits_of_agreement(truth, truth + [1.0, 3.0, 1.0, 3.0])
+    assert loa["bias"] == 2.0 and abs(loa["sd"] - np.std([1, 3, 1, 3], ddof=1)) < 1e-12
+    assert loa["lower"] == 2.0 - 1.96 * loa["sd"] and loa["upper"] == 2.0 + 1.96 * loa["sd"]
+    import cv2
+
+    for path in draw_agreement(truth, truth + 2, "MT", "MT", tmp_path):
+        image = cv2.imread(str(path))
+        assert image is not None and image.shape[0] > 100 and image.std() > 0
+
+
+def test_accuracy_on_a_labelled_film_scores_both_label_sets_segments_and_plots(tmp_path, capsys):
+    """The bundled phantom in the AASCE layout (images/, labels/<name>.mat): `bench --accuracy`
+    prints the official and the fixed labels' accuracy (the same here: no fix applies), the
+    Bland-Altman limits, the segments' Dice (drawn from the corners: one piece each) and writes
+    the plots."""
+    import shutil
+
+    from MSKCommonLib.cli import main
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    shutil.copy(SAMPLE_DATA / "SpinePhantom_AP.png", tmp_path / "images")
+    shutil.copy(SAMPLE_DATA / "SpinePhantom_AP.png.mat", tmp_path / "labels")
+    plots = tmp_path / "plots"
+    assert main(["bench", "cobb", str(tmp_path / "images"), "--devices", "cpu", "--threads", "1", "--accuracy",
+                 "--plots", str(plots)]) == 0
+    out = capsys.readouterr().out
+    official = next(l for l in out.splitlines() if l.startswith("accuracy on cpu, official labels"))
+    fixed = next(l for l in out.splitlines() if l.startswith("accuracy on cpu, fixed labels"))
+    assert official.split(":", 1)[1] == fixed.split(":", 1)[1] and "films 1," in official
+    assert "Bland-Altman 95 % limits of agreement" in out
+    segments = next(l for l in out.splitlines() if l.startswith("segments on cpu"))
+    assert "segments_drawn_one_piece_share 1.000" in segments
+    assert len(list(plots.glob("bland_altman_*.png"))) == 6 and len(list(plots.glob("predicted_vs_true_*.png"))) == 6

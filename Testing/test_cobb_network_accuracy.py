@@ -1,13 +1,13 @@
 """The shipped Cobb network measured against ground truth.
 
-* Without the shared data: the bundled phantom film (Resources/SampleData/SpinePhantom_AP.png)
-  against its exact corners (SpinePhantom_AP.png.mat). The network has a known weakness on this
-  phantom: it reads the sacrum as L5 and skips T9, so T9..L5 come out one vertebra low. The
-  bound is on T1..T8, which it reads right. Measured (CPU, default decoding): median corner
-  error over T1..T8 11.3 px, the worst of those vertebrae's medians 14.7 px; one vertebra
-  (the spacing of the phantom's centres) is 87..125 px over T1..T9. Bounds: median 30 px
-  (2.6x margin, and under a third of the smallest vertebra spacing) and each of T1..T8 below
-  40 px (2.7x margin): random corners, or corners shifted by one vertebra, fail both.
+* Without the shared data: the bundled phantom film (Resources/SampleData/SpinePhantom_AP.png,
+  generator version 2, seed 37) against its exact corners (SpinePhantom_AP.png.mat), all 17
+  vertebrae. Measured (CPU, default decoding): median corner error 18.9 px, the worst
+  vertebra's median 30.9 px (L5); one vertebra (the spacing of the phantom's centres) is
+  92..167 px. Bounds: median 40 px (2.1x margin, under half the smallest vertebra spacing) and
+  each vertebra below 60 px (1.9x margin): random corners, or corners shifted by one vertebra,
+  fail both. (The version-1 phantom, framed with more film below L5, was read with the sacrum
+  as L5 and T9 skipped; only T1..T8 were bounded then.)
 * With ../shared: all 81 films of the validation split (cobb_split.json "validation"; the
   network is fast enough on the CPU, about 0.1 s a film) against the AASCE ground truth.
   Measured: SMAPE of the landmark angles 11.24 (the model card's 11.24), median over films of
@@ -42,16 +42,16 @@ def _phantom():
     return pixels, truth
 
 
-def phantom_upper_thoracic_errors(landmarks: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """(8, 4) corner errors in pixels of T1..T8."""
-    return np.linalg.norm(landmarks[:8] - truth[:8], axis=-1)
+def phantom_corner_errors(landmarks: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(17, 4) corner errors in pixels of T1..L5."""
+    return np.linalg.norm(landmarks - truth, axis=-1)
 
 
 def check_phantom_corners(landmarks: np.ndarray, truth: np.ndarray) -> None:
-    err = phantom_upper_thoracic_errors(landmarks, truth)
-    assert np.median(err) < 30.0, np.median(err)
+    err = phantom_corner_errors(landmarks, truth)
+    assert np.median(err) < 40.0, np.median(err)
     per_vertebra = np.median(err, axis=1)
-    assert per_vertebra.max() < 40.0, dict(zip(geometry.VERTEBRA_NAMES, per_vertebra.round(1)))
+    assert per_vertebra.max() < 60.0, dict(zip(geometry.VERTEBRA_NAMES, per_vertebra.round(1)))
 
 
 def test_bounds_reject_random_and_shifted_corners():
@@ -69,7 +69,7 @@ def test_bounds_reject_random_and_shifted_corners():
             check_phantom_corners(random, truth)
 
 
-def test_phantom_upper_thoracic_corners(predictor):
+def test_phantom_corners(predictor):
     pixels, truth = _phantom()
     pred = predictor.predict(pixels)
     assert pred.landmarks.shape == (17, 4, 2)

@@ -152,6 +152,34 @@ def test_cobb_training_resumes_epoch_and_optimiser(tmp_path, monkeypatch):
         assert torch.allclose(saved["optimizer"]["state"][i]["exp_avg"], s["exp_avg"], atol=1e-6), i
 
 
+def test_cobb_resume_with_more_epochs_trains_on(tmp_path):
+    """`mskmorph train cobb --epochs 1`, then `--resume --epochs 2`: the larger number wins over
+    the checkpoint's (the bug: the checkpoint's 1 was kept and nothing more was trained), so the
+    checkpoint holds epoch 2, AdamW counts two steps, and the log has epochs 1 and 2; a resume
+    without --epochs keeps the checkpoint's number and trains nothing more."""
+    from CobbAngleTools import train as T
+
+    cache = _phantom_cache()
+    np.savez(tmp_path / "cache.npz", **cache)
+    names = [str(n) for n in cache["names"]]
+    (tmp_path / "split.json").write_text(json.dumps({"train": names[:2], "validation": names[2:3]}))
+    out = tmp_path / "run"
+    base = ["--data", str(tmp_path), "--out", str(out), "--cache", str(tmp_path / "cache.npz"),
+            "--split", str(tmp_path / "split.json"), "--input-height", "128", "--input-width", "64",
+            "--batch-size", "2", "--no-pretrained", "--threads", "1", "--device", "cpu"]
+    assert T.main(base + ["--epochs", "1"]) == 0
+    assert torch.load(out / "last.ckpt", weights_only=True)["state"]["epoch"] == 1
+    assert T.main(base + ["--resume", "--epochs", "2"]) == 0
+    saved = torch.load(out / "last.ckpt", weights_only=True)
+    assert saved["state"]["epoch"] == 2 and saved["state"]["epochs"] == 2
+    assert _adam_steps(saved["optimizer"]) == {2}
+    assert T.main(base + ["--resume"]) == 0
+    again = torch.load(out / "last.ckpt", weights_only=True)
+    assert again["state"]["epoch"] == 2 and _adam_steps(again["optimizer"]) == {2}
+    epochs = [json.loads(l)["epoch"] for l in (out / "log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+
+
 # ------------------------------------------------------------------------------------------
 # knee: the two KNEEL stages on synthetic films from the shape model
 

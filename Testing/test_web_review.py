@@ -113,7 +113,9 @@ def test_dragging_a_corner_in_the_view_moves_it_and_the_angle_follows(server):
 
     before = json.loads((server["out"] / "SpinePhantom_AP_cobb.json").read_text())
     corners = np.asarray([before["landmarks_px"][label] for label in CORNER_LABELS], dtype=float)
-    index = 4 * 4  # T5 sup-R: the upper end vertebra of the sample's MT curve
+    # T4 sup-L: on the upper endplate of the sample's MT curve; this drag steepens it, so T4 stays
+    # the end vertebra (a drag of another corner can hand the curve to T5 on the way)
+    index = 3 * 4 + 1
     dx, dy = 25, 10
     with browser_page(playwright, server["url"]) as page:
         open_film(page, SAMPLE.name)
@@ -132,7 +134,7 @@ def test_dragging_a_corner_in_the_view_moves_it_and_the_angle_follows(server):
     moved = view.pixels(read_points(server["out"] / "SpinePhantom_AP_landmarks.mrk.json")[index])
     assert np.linalg.norm(moved - expected) <= max(1.0, view.film_px_per_screen_px) + 1e-6, (moved, expected)
     assert np.linalg.norm(moved - corners[index]) > 5  # it really moved
-    assert geometry.corner_label(4, 0) in edited
+    assert geometry.corner_label(3, 1) in edited
     points = corners.copy()
     points[index] = moved
     after = json.loads((server["out"] / "SpinePhantom_AP_cobb.json").read_text())
@@ -150,9 +152,9 @@ def test_dragging_a_corner_in_the_view_moves_it_and_the_angle_follows(server):
         if curve.get("angle_deg") is not None:
             assert groups[curve["name"]]["measurements"]["Cobb angle"]["value"] == pytest.approx(curve["angle_deg"],
                                                                                                  abs=0.01)
-            assert geometry.corner_label(4, 0) in groups[curve["name"]]["texts"]["Points edited by hand"]
+            assert geometry.corner_label(3, 1) in groups[curve["name"]]["texts"]["Points edited by hand"]
     assert person_observers(server["out"] / "SpinePhantom_AP_sr.dcm") == ["Doe^Jane"]
-    assert after["review"]["edited_points"]["landmarks"] == [geometry.corner_label(4, 0)]
+    assert after["review"]["edited_points"]["landmarks"] == [geometry.corner_label(3, 1)]
 
 
 def test_measuring_again_after_an_edit_asks_keep_replace_or_cancel(server, cli_record):
@@ -168,7 +170,7 @@ def test_measuring_again_after_an_edit_asks_keep_replace_or_cancel(server, cli_r
         page.wait_for_selector("#keep", state="hidden")
         page.wait_for_timeout(1000)
         assert page.inner_text("#message") != "Measuring"
-        assert shown_angles(page) == edited_angles and "T5 sup-R" in page.inner_text("#edited")
+        assert shown_angles(page) == edited_angles and "T4 sup-L" in page.inner_text("#edited")
         page.click("#measure")
         page.click("#replace")  # measured again, the moved corner replaced by the network's
         page.wait_for_function("document.querySelector('#message').innerText === 'Measured'", timeout=300_000)

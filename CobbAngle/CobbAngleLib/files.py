@@ -6,7 +6,7 @@ Per image (NAME = the file name without extension):
   NAME_cobb.json            the record: angles, end vertebrae, apices, convention, corners in pixels,
                             warnings, and which points were moved by hand
   NAME_overlay.png          the radiograph with the vertebrae, the angle lines and the angles
-  NAME_vertebrae.seg.nrrd   the network's vertebra segmentation (network path only)
+  NAME_vertebrae.seg.nrrd   the vertebra segments, drawn from the network's corners (network path only)
   NAME.mrb                  (scene=True) the whole Slicer scene
   NAME_sr.dcm, NAME_seg.dcm (dicom=...) the DICOM SR of the angles and the SEG of the vertebrae
                             (``CobbAngleLib.dicom``); NAME_sc.dcm: the film as DICOM when it was not

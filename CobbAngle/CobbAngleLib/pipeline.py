@@ -20,6 +20,7 @@ from MSKCommonLib.result import ImageInfo
 
 from . import geometry
 from .landmarks_io import check_landmarks_fit_image, read_aasce_mat
+from .segments import vertebra_labelmap
 
 # a colour photo is not a radiograph: mean saturation above this is refused
 MAX_COLOURFULNESS = 0.12
@@ -45,7 +46,8 @@ class CobbResult:
     landmarks_px: np.ndarray  # (17, 4, 2) pixels, AASCE corner order
     landmarks_from: str  # "network (cpu)" or "file NAME.mat"
     measurement: geometry.CobbMeasurement
-    vertebra_labelmap: Optional[np.ndarray] = None  # (H, W) uint8, 1..17 = T1..L5 (network only)
+    # (H, W) uint8, 1..17 = T1..L5, drawn from the network's corners (segments.vertebra_labelmap; network only)
+    vertebra_labelmap: Optional[np.ndarray] = None
     regressed_angles: Optional[dict] = None  # the regression head's angles (organisers' order)
     warnings: list = field(default_factory=list)
     vertebra_confidence: Optional[np.ndarray] = None  # (17,) 0..1
@@ -123,7 +125,10 @@ class CobbPipeline:
             if found < MIN_VERTEBRAE:
                 raise ValueError(f"no spine found on {image.name}: the network is sure of {found} of the 17 vertebrae "
                                  f"T1-L5 (at least {MIN_VERTEBRAE} are needed); Cobb angles need a spine AP radiograph")
-            landmarks, labelmap = prediction.landmarks, prediction.vertebra_labelmap
+            landmarks = prediction.landmarks
+            # the segments shown are drawn from the corners (one region per vertebra, on its own
+            # vertebra), not the segmentation head's output; see segments.py and the model card
+            labelmap = vertebra_labelmap(landmarks, image.pixels.shape)
             regressed, confidence = prediction.regressed_angles, prediction.vertebra_confidence
             warnings += [prediction.consistency_warning] if prediction.consistency_warning else []
             source = f"network ({prediction.device})"

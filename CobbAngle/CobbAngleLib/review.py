@@ -5,7 +5,7 @@ A result is a set of ordinary nodes on the radiograph's volume:
   (editable; moving one measures again through ``geometry``, the pipeline's own code);
 - ``line.<curve>.<upper|lower>``: one line node per endplate (or mid-axis) an angle uses
   (locked: they follow the corners);
-- ``segmentation``: one segment per vertebra (the network's output, when it ran);
+- ``segmentation``: one segment per vertebra, drawn from the network's corners (when it ran);
 - the root table: the three angles, their end vertebrae, apices, convention, the network's own
   angles and the warnings, and the points a user moved.
 """

@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -36,8 +37,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--accuracy", action="store_true",
                         help="also score films that have AASCE labels (labels/<name>.mat beside images/): "
                              "SMAPE, MAE per angle, corner error in pixels, share flagged by the consistency check, "
-                             "vertebra identity errors (a vertebra nearer another's true centre than its own, or missing)")
+                             "vertebra identity errors (a vertebra nearer another's true centre than its own, or missing), "
+                             "each on the official labels and on the fixed ones (CobbAngleTools/label_fixes.json); "
+                             "Dice per vertebra of the segments against the true corner quadrilaterals and the share "
+                             "in one piece; Bland-Altman 95 %% limits of agreement per angle")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--plots", default="cobb-accuracy-plots", metavar="DIR",
+                        help="with --accuracy: Bland-Altman and predicted-vs-true PNGs per angle go here "
+                             "(default ./cobb-accuracy-plots; '' for none)")
     return parser
 
 
@@ -103,10 +110,13 @@ def aasce_labels(film: Path):
     return np.asarray(loadmat(str(mat))["p2"], dtype=np.float64).reshape(17, 4, 2)
 
 
-def accuracy(records: list) -> dict:
+def accuracy(records: list, labels: str = "official") -> dict:
     from CobbAngleLib import geometry
 
+    from .agreement import limits_of_agreement
+
     names = geometry.CURVE_NAMES
+    records = [{**r, "truth": r["truth_" + labels], "landmarks": r["landmarks_" + labels]} for r in records]
     truth = np.array([[r["truth"][c] for c in names] for r in records])
     lm = np.array([[r["pred"].landmark_angles[c] for c in names] for r in records], dtype=np.float64)
     reg = np.array([[r["pred"].regressed_angles[c] for c in names] for r in records])
@@ -121,7 +131,49 @@ def accuracy(records: list) -> dict:
     for j, c in enumerate(names):
         out[f"mae_{c}_landmarks"] = float(np.mean(np.abs(lm[:, j] - truth[:, j])))
         out[f"mae_{c}_regression"] = float(np.mean(np.abs(reg[:, j] - truth[:, j])))
+    for j, c in enumerate(names):
+        loa = limits_of_agreement(truth[:, j], lm[:, j])
+        out[f"loa_{c}_lower"], out[f"loa_{c}_upper"] = loa["lower"], loa["upper"]
     return out
+
+
+def segmentation_scores(records: list) -> dict:
+    """Mean Dice per vertebra against the true (fixed) corner quadrilaterals and the share of segments
+    in one piece: for the segments shown (drawn from the predicted corners) and, for comparison, the
+    network's segmentation head."""
+    out = {}
+    for kind in ("drawn", "head"):
+        dice = np.concatenate([r[f"dice_{kind}"] for r in records])
+        pieces = np.concatenate([r[f"pieces_{kind}"] for r in records])
+        present = pieces > 0
+        out[f"segments_{kind}_dice_mean"] = float(np.nanmean(dice))
+        out[f"segments_{kind}_one_piece_share"] = float(np.mean(pieces[present] == 1)) if present.any() else 0.0
+        out[f"segments_{kind}_missing"] = int(np.count_nonzero(~present))
+    return out
+
+
+def score_film(film: Path, pred, shape) -> Optional[dict]:
+    """The truth on both label sets and the segment scores of one film, or None without AASCE labels."""
+    from CobbAngleLib import geometry
+    from CobbAngleLib.segments import dice_per_vertebra, pieces_per_segment, vertebra_labelmap
+
+    from .data import vertebra_label_mask
+    from .label_check import fixed_landmarks
+
+    official = aasce_labels(film)
+    if official is None:
+        return None
+    fixed = fixed_landmarks(film.name, official, "fixed")
+    record = {"pred": pred, "name": film.name}
+    for labels, lm in (("official", official), ("fixed", fixed)):
+        record["landmarks_" + labels] = lm
+        record["truth_" + labels] = geometry.cobb_angles(lm, "aasce", shape[0]).angles
+    reference = vertebra_label_mask(fixed, shape)
+    drawn = vertebra_labelmap(pred.landmarks, shape)
+    for kind, labels in (("drawn", drawn), ("head", pred.vertebra_labelmap)):
+        record[f"dice_{kind}"] = dice_per_vertebra(labels, reference)
+        record[f"pieces_{kind}"] = np.array(pieces_per_segment(labels))
+    return record
 
 
 def bench_device(device: str, files: list[Path], weights, flip: bool = True, score: bool = False,
@@ -146,14 +198,14 @@ def bench_device(device: str, files: list[Path], weights, flip: bool = True, sco
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - t)
-        truth_landmarks = aasce_labels(f) if score else None
-        if truth_landmarks is not None:
-            truth = geometry.cobb_angles(truth_landmarks, "aasce", pixels.shape[0]).angles
-            records.append({"pred": pred, "truth": truth, "landmarks": truth_landmarks})
+        record = score_film(f, pred, pixels.shape) if score else None
+        if record is not None:
+            records.append(record)
     memory = (torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else peak_rss_mb()
     return {"device": device, "films": len(files), "median_s": statistics.median(seconds), "max_s": max(seconds),
             "memory_mb": memory, "memory_kind": "GPU peak allocated" if device.startswith("cuda") else "peak RSS",
-            "accuracy": accuracy(records) if records else None}
+            "accuracy": {labels: accuracy(records, labels) for labels in ("official", "fixed")} if records else None,
+            "segmentation": segmentation_scores(records) if records else None, "records": records}
 
 
 def run(args) -> int:
@@ -177,10 +229,38 @@ def run(args) -> int:
     for r in rows:
         print(f"{r['device']:8} {r['films']:5d} {r['median_s']:9.3f} {r['max_s']:7.3f} {r['memory_mb']:10.0f}  {r['memory_kind']}")
     print(f"torch threads: {torch.get_num_threads()}; test-time flip: {args.flip}")
+    from CobbAngleLib import geometry
+
     for r in rows:
-        if r["accuracy"]:
-            print(f"accuracy on {r['device']}: " + ", ".join(
-                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["accuracy"].items()))
+        if not r["accuracy"]:
+            continue
+        for labels, acc in r["accuracy"].items():
+            print(f"accuracy on {r['device']}, {labels} labels: " + ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in acc.items()))
+        for labels, acc in r["accuracy"].items():
+            print(f"Bland-Altman 95 % limits of agreement (landmark angles - truth, deg), {labels} labels: " + ", ".join(
+                f"{c} {acc[f'loa_{c}_lower']:+.1f} .. {acc[f'loa_{c}_upper']:+.1f}" for c in geometry.CURVE_NAMES))
+        print(f"segments on {r['device']} (Dice per vertebra against the true corner quadrilaterals, fixed labels): "
+              + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["segmentation"].items()))
+    scored = next((r for r in rows if r["accuracy"]), None)
+    if scored is not None and args.plots:
+        from .agreement import draw_agreement
+
+        names = geometry.CURVE_NAMES
+        Path(args.plots).mkdir(parents=True, exist_ok=True)
+        with open(Path(args.plots) / "angles.csv", "w") as table:  # the plotted numbers, one film a row
+            table.write("film," + ",".join(f"{c}_{k}" for k in ("official", "fixed", "measured") for c in names) + "\n")
+            for x in scored["records"]:
+                values = [x[f"truth_{k}"][c] for k in ("official", "fixed") for c in names]
+                values += [x["pred"].landmark_angles[c] for c in names]
+                table.write(f'"{x["name"]}",' + ",".join(f"{v:.3f}" for v in values) + "\n")
+        for labels in ("official", "fixed"):
+            truth = np.array([[x["truth_" + labels][c] for c in names] for x in scored["records"]])
+            measured = np.array([[x["pred"].landmark_angles[c] for c in names] for x in scored["records"]])
+            for j, c in enumerate(names):
+                draw_agreement(truth[:, j], measured[:, j], f"{c}_{labels}",
+                               f"{c}, {labels} labels", Path(args.plots))
+        print(f"plots: {Path(args.plots).resolve()}")
     return 0
 
 

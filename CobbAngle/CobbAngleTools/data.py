@@ -33,11 +33,15 @@ def read_names(data_dir: Path) -> list[str]:
     return [ln.strip() for ln in lines if ln.strip()]
 
 
-def read_landmarks(data_dir: Path, name: str) -> np.ndarray:
+def read_landmarks(data_dir: Path, name: str, labels: str = "official") -> np.ndarray:
+    """The film's (17, 4, 2) corners: ``labels`` "official" as annotated, "fixed" with the committed
+    fixes of clear errors (``label_check.FIXES_FILE``) applied."""
     from scipy.io import loadmat
 
+    from .label_check import fixed_landmarks
+
     p2 = loadmat(str(Path(data_dir) / "labels" / (name + ".mat")))["p2"]
-    return np.asarray(p2, dtype=np.float64).reshape(17, 4, 2)
+    return fixed_landmarks(name, np.asarray(p2, dtype=np.float64).reshape(17, 4, 2), labels)
 
 
 def read_angles(data_dir: Path) -> np.ndarray:
@@ -100,15 +104,26 @@ def vertebra_label_mask(landmarks: np.ndarray, hw: tuple[int, int], scale: float
 # ------------------------------------------------------------------------------------------
 # cached, downsampled films
 
-def build_cache(data_dir: Path, cache_file: Path) -> dict:
-    """Read all films once, shrink to fit CACHE_LONG_SIDE x CACHE_LONG_SIDE/2, store as npz."""
+def build_cache(data_dir: Path, cache_file: Path, labels: str = "official") -> dict:
+    """Read all films once, shrink to fit CACHE_LONG_SIDE x CACHE_LONG_SIDE/2, store as npz. With
+    ``labels="fixed"`` the corners are the fixed ones and a fixed film's angles are recomputed from
+    them (the organisers' rule, ``geometry.cobb_angles(..., "aasce")``; their own angles.csv was
+    computed from the files as annotated)."""
     cache_file = Path(cache_file)
     if cache_file.exists():
         with np.load(cache_file) as z:
-            return {k: z[k] for k in z.files}
+            cached = {k: z[k] for k in z.files}
+        if str(cached.get("labels", "official")) != labels:
+            raise ValueError(f"{cache_file} holds the {cached.get('labels', 'official')} labels, not the {labels} ones")
+        return cached
+    from CobbAngleLib import geometry
+
+    from .label_check import read_fixes
+
     names = read_names(data_dir)
     angles = read_angles(data_dir)
-    out: dict[str, np.ndarray] = {"names": np.array(names), "angles": angles}
+    fixed = set(read_fixes()) if labels == "fixed" else set()
+    out: dict[str, np.ndarray] = {"names": np.array(names), "angles": angles, "labels": np.array(labels)}
     lms, shapes, scales = [], [], []
     for i, n in enumerate(names):
         img = cv2.imread(str(Path(data_dir) / "images" / n), cv2.IMREAD_GRAYSCALE)
@@ -116,7 +131,10 @@ def build_cache(data_dir: Path, cache_file: Path) -> dict:
         s = min(1.0, CACHE_LONG_SIDE / h, CACHE_LONG_SIDE / 2 / w)
         small = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
         out[f"img{i}"] = small
-        lms.append(read_landmarks(data_dir, n))
+        lms.append(read_landmarks(data_dir, n, labels))
+        if n in fixed:
+            res = geometry.cobb_angles(lms[-1], "aasce", h).angles
+            angles[i] = [res[c] for c in geometry.CURVE_NAMES]
         shapes.append((h, w))
         scales.append((small.shape[1] / w, small.shape[0] / h))
     out["landmarks"] = np.array(lms)

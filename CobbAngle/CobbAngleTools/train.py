@@ -27,12 +27,16 @@ from CobbAngleLib import geometry
 from CobbAngleLib.network import STRIDE, Seg4RegNet, cell_centres, decode_landmarks, mid_axis_angles
 
 WEIGHTS_FORMAT = "mskmorph-cobb-seg4reg-lite0-v1"
+DEFAULT_EPOCHS = 40
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="AASCE 2019 training folder (images/, labels/)")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, log, weights)")
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"train until this many epochs in all (default {DEFAULT_EPOCHS}; with --resume the "
+                             "checkpoint's own number unless given: a larger N continues the run to N epochs, the "
+                             "cosine schedule stretched over the new length)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="wall-time budget: the learning-rate schedule follows the elapsed share of it and "
                              "training stops when it is spent (instead of after --epochs)")
@@ -48,7 +52,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="start from these exported weights (e.g. the shipped cobb_seg4reg.pt) with a fresh "
                              "optimiser and schedule: a second, longer round of training")
     parser.add_argument("--split", default=str(D.SPLIT_FILE), help="split JSON (train/validation names)")
-    parser.add_argument("--cache", default=None, help="cached downsampled films (default OUT/cache.npz)")
+    parser.add_argument("--labels", default="official", choices=["official", "fixed"],
+                        help="train and validate on the official labels or on the fixed ones "
+                             "(CobbAngleTools/label_fixes.json applied; see label_check)")
+    parser.add_argument("--cache", default=None,
+                        help="cached downsampled films (default OUT/cache.npz, OUT/cache_fixed.npz for --labels fixed)")
     parser.add_argument("--export-to", default=None, help="also copy the best weights file here")
     parser.add_argument("--no-pretrained", action="store_true", help="random encoder (tests only)")
     parser.add_argument("--limit", type=int, default=None, help="use only N training/validation films (smoke tests)")
@@ -201,7 +209,8 @@ def run(args) -> int:
     if not split_path.exists():
         D.write_split(Path(args.data), split_path)
     split = D.read_split(split_path)
-    cache = D.build_cache(Path(args.data), Path(args.cache) if args.cache else out_dir / "cache.npz")
+    default_cache = out_dir / ("cache.npz" if args.labels == "official" else f"cache_{args.labels}.npz")
+    cache = D.build_cache(Path(args.data), Path(args.cache) if args.cache else default_cache, args.labels)
     train_names, val_names = split["train"], split["validation"]
     if args.limit:
         train_names, val_names = train_names[: args.limit], val_names[: max(2, args.limit // 4)]
@@ -219,7 +228,7 @@ def run(args) -> int:
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
-    state = {"epoch": 0, "best": float("inf"), "epochs": args.epochs, "elapsed": 0.0}
+    state = {"epoch": 0, "best": float("inf"), "epochs": args.epochs or DEFAULT_EPOCHS, "elapsed": 0.0}
     ckpt = out_dir / "last.ckpt"
     if args.resume and ckpt.exists():
         saved = torch.load(ckpt, map_location=device, weights_only=True)
@@ -227,6 +236,10 @@ def run(args) -> int:
         opt.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
         state.update(saved["state"])
+        if args.epochs is not None:  # the command line's --epochs wins over the checkpoint's
+            state["epochs"] = args.epochs
+            if not args.max_minutes:
+                state.pop("finished", None)
         torch.set_rng_state(saved["torch_rng"])
         print(f"resumed after epoch {state['epoch']} (best SMAPE {state['best']:.2f})", flush=True)
     log = open(out_dir / "log.jsonl", "a")

@@ -21,6 +21,7 @@ COMMANDS = {
     ("phantom", "spine"): ("CobbAngleTools.phantom", "synthetic spine AP radiographs with exact landmarks"),
     ("train", "cobb"): ("CobbAngleTools.train", "train the Cobb networks on the AASCE layout"),
     ("bench", "cobb"): ("CobbAngleTools.bench", "seconds and memory per radiograph, CPU and GPU"),
+    ("check", "cobb-labels"): ("CobbAngleTools.label_check", "check AASCE corner labels; list suspect films and fixes"),
     ("knee", None): ("KneeLandmarksLib.cli", "KNEEL landmarks and joint space width on knee radiographs"),
     ("phantom", "knee"): ("KneeLandmarksTools.phantom", "synthetic knee radiographs with exact landmarks"),
     ("train", "knee"): ("KneeLandmarksTools.train", "train the two-stage KNEEL networks"),
