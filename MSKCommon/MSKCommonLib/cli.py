@@ -29,6 +29,8 @@ COMMANDS = {
     ("train", "back"): ("SpineMorphologyTools.train", "train the GAMA-Net depth and spine keypoint networks"),
     ("bench", "back"): ("SpineMorphologyTools.bench", "seconds per back photo, CPU and GPU"),
     ("review", None): ("MSKCommonLib.webreview", "review and correct results in the browser (trame-slicer)"),
+    ("export", "onnx"): ("MSKCommonTools.export_onnx", "export the shipped networks to ONNX (export environment)"),
+    ("bench", "onnx"): ("MSKCommonTools.bench_backends", "ONNX Runtime vs torch: seconds per image, start-to-result, sizes"),
 }
 
 
