@@ -238,3 +238,25 @@ def test_torch_backend_without_torch_is_one_clear_line(tmp_path):
     assert "needs PyTorch" in text and "mskmorphometry[torch]" in text, text[-2000:]
     assert "Traceback" not in text
     assert not list((tmp_path / "o").glob("*_cobb.json"))
+
+
+def test_knee_and_back_measure_without_torch(tmp_path):
+    """The knee and back predictors (ONNX Runtime) in a Python where torch cannot be imported."""
+    env = _no_torch_env(tmp_path)
+    script = textwrap.dedent('''
+        import sys
+        import numpy as np
+        from KneeLandmarksLib.predict import KneePredictor
+        from SpineMorphologyLib.predict import BackPredictor
+        from KneeLandmarksTools import phantom as knee_phantom
+        from SpineMorphologyTools import data, phantom
+        film = knee_phantom.sample_film(3, n_knees=2, spacing_range=(0.3, 0.3))
+        knees = KneePredictor(device="cpu").predict(knee_phantom.render(film) * 4095.0, (0.3, 0.3))
+        photo = phantom.make_back_photo(phantom.photo_seed(data.EVAL_SEED, 2))
+        back = BackPredictor(device="cpu", framing="off").predict(photo.rgb, check=False)
+        assert "torch" not in sys.modules
+        print(len(knees), int(back.mask.sum() > 0), np.isfinite(back.relief_px).all())
+    ''')
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2", "1", "True"]
