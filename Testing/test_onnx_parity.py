@@ -260,3 +260,21 @@ def test_knee_and_back_measure_without_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["2", "1", "True"]
+
+
+def test_onnx_devices_are_chosen_or_refused_with_the_reason():
+    import onnxruntime
+
+    from MSKCommonLib.runtime import BackendError
+
+    path = CARDS["knee_detector"] / "knee_detector.onnx"
+    has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    assert OnnxNetwork(path, device="cpu").session.get_providers() == ["CPUExecutionProvider"]
+    assert OnnxNetwork(path, device="auto").device in (("cuda", "cpu") if has_cuda else ("cpu",))
+    with pytest.raises(BackendError, match="only with --backend torch"):
+        OnnxNetwork(path, device="mps")
+    with pytest.raises(BackendError, match="unknown device"):
+        OnnxNetwork(path, device="tpu")
+    if not has_cuda:
+        with pytest.raises(BackendError, match="onnxruntime-gpu"):
+            OnnxNetwork(path, device="cuda")

@@ -110,6 +110,13 @@ class OnnxNetwork:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"could not load the ONNX network {self.path}: {str(exc).splitlines()[0]}") from None
+        if self.device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
+            # onnxruntime-gpu lists its CUDA provider even where no GPU or driver is there; the
+            # session then runs on the CPU, and says so
+            if (device or "auto").strip().lower() == "cuda":
+                raise BackendError("device 'cuda' was requested but ONNX Runtime's CUDA execution provider could "
+                                   "not start here (no NVIDIA GPU, driver or CUDA libraries); use --device cpu or auto")
+            self.device = "cpu"
         meta = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, "{}")
         self.metadata = json.loads(meta)
         self.input_name = self.session.get_inputs()[0].name
