@@ -66,6 +66,7 @@ class CobbAngleParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     convention: Annotated[str, Choice(["clinical", "aasce"])] = "clinical"
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
+    backend: Annotated[str, Choice(["onnx", "torch"])] = "onnx"  # torch: development, needs PyTorch
 
 
 class CobbAngleLogic(ScriptedLoadableModuleLogic, ModuleLogic):
@@ -93,7 +94,7 @@ class CobbAngleWidget(MeasurementWidget):
         landmarks = self.ui.landmarksPathLineEdit.currentPath.strip()
         if landmarks and not pathlib.Path(landmarks).is_file():
             raise ValueError(_("Landmark file not found: {path}").format(path=landmarks))
-        return self.logic.options(convention=p.convention, device=p.device, landmarks_file=landmarks or None)
+        return self.logic.options(convention=p.convention, device=p.device, backend=p.backend, landmarks_file=landmarks or None)
 
     def needs_network(self, options) -> bool:
         return options.landmarks_file is None

@@ -40,6 +40,7 @@ class KneeLandmarksParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     spacingMm: Annotated[float, WithinRange(0.0, 5.0)] = 0.0
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
+    backend: Annotated[str, Choice(["onnx", "torch"])] = "onnx"  # torch: development, needs PyTorch
 
 
 class KneeLandmarksLogic(ScriptedLoadableModuleLogic, ModuleLogic):
@@ -58,7 +59,7 @@ class KneeLandmarksWidget(MeasurementWidget):
 
     def options(self):
         p = self._parameterNode
-        return self.logic.options(spacing_mm=p.spacingMm or None, device=p.device)
+        return self.logic.options(spacing_mm=p.spacingMm or None, device=p.device, backend=p.backend)
 
 
 class KneeLandmarksTest(ScriptedLoadableModuleTest):

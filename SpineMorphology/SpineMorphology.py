@@ -44,6 +44,7 @@ class SpineMorphologyParameterNode:
     focalMm: Annotated[float, WithinRange(0.0, 300.0)] = 0.0
     distanceMm: Annotated[float, WithinRange(0.0, 10000.0)] = 0.0
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
+    backend: Annotated[str, Choice(["onnx", "torch"])] = "onnx"  # torch: development, needs PyTorch
 
 
 class SpineMorphologyLogic(ScriptedLoadableModuleLogic, ModuleLogic):
@@ -70,7 +71,7 @@ class SpineMorphologyWidget(MeasurementWidget):
         if depth and not pathlib.Path(depth).is_file():
             raise ValueError(_("Depth file not found: {path}").format(path=depth))
         return self.logic.options(depth_file=depth or None, focal_mm=p.focalMm or None,
-                                  distance_mm=p.distanceMm or None, device=p.device)
+                                  distance_mm=p.distanceMm or None, device=p.device, backend=p.backend)
 
 
 class SpineMorphologyTest(ScriptedLoadableModuleTest):

@@ -88,7 +88,7 @@ def test_only_the_runtime_goes_into_slicer_and_all_of_it():
         assert runtime <= set(paths), f"{module} does not install {sorted(runtime - set(paths))}"
         assert not [p for p in paths if "Tools/" in p or p.endswith(("/cli.py", "/batch.py", "/headless.py", "/webreview.py", "/pacs.py"))]
         for data in (lib / "models").glob("*") if (lib / "models").is_dir() else []:
-            if data.suffix in (".pt", ".md"):
+            if data.suffix in (".onnx", ".pt", ".md"):
                 assert f"{module}Lib/models/{data.name}" in paths, f"{module} does not install {data.name}"
         if module != "MSKCommon":
             assert f"{module}Lib/requirements.txt" in paths

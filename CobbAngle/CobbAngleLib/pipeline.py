@@ -37,6 +37,7 @@ class CobbOptions:
     convention: str = "clinical"  # or "aasce" (the AASCE challenge's own computation)
     landmarks_file: Optional[str] = None  # AASCE .mat corners to use instead of the network
     device: str = "auto"
+    backend: str = "onnx"  # or "torch" (development; needs the torch extra)
     weights: Optional[str] = None  # network weights (default: the shipped ones)
 
 
@@ -93,12 +94,12 @@ class CobbPipeline:
     def __init__(self):
         self._predictors: dict = {}
 
-    def predictor(self, device: str = "auto", weights=None):
-        key = (device, str(weights or ""))
+    def predictor(self, device: str = "auto", weights=None, backend: str = "onnx"):
+        key = (device, str(weights or ""), backend)
         if key not in self._predictors:
             from .predict import CobbPredictor
 
-            self._predictors[key] = CobbPredictor(weights=weights, device=device)
+            self._predictors[key] = CobbPredictor(weights=weights, device=device, backend=backend)
         return self._predictors[key]
 
     def run(self, image, options: Optional[CobbOptions] = None, progress: Optional[Callable] = None,
@@ -119,7 +120,7 @@ class CobbPipeline:
             check_landmarks_fit_image(landmarks, image.pixels.shape, image.name)
             source = f"file {path.name}"
         else:
-            prediction = self.predictor(options.device, options.weights).predict(
+            prediction = self.predictor(options.device, options.weights, options.backend).predict(
                 image.pixels, progress=progress, should_cancel=should_cancel)
             found = int((prediction.vertebra_confidence >= SURE_VERTEBRA).sum())
             if found < MIN_VERTEBRAE:

@@ -1,7 +1,12 @@
 """Inference: vertebrae T1..L5, their corners and the three Cobb angles on a spine AP radiograph.
 
-    predictor = CobbPredictor()            # weights: CobbAngleLib/models/cobb_seg4reg.pt
+    predictor = CobbPredictor()            # CobbAngleLib/models/cobb_seg4reg.onnx (ONNX Runtime)
+    predictor = CobbPredictor(backend="torch")   # CobbAngleLib/models/cobb_seg4reg.pt (PyTorch)
     result = predictor.predict(pixels)     # float32 H x W, the film's own intensity units
+
+Both backends give the same named outputs (``OUTPUTS``) as numpy arrays; everything before and
+after the network call is the same numpy/OpenCV code (``frame``, ``decode``). The onnx path
+never imports torch.
 
 The landmarks (corners) are what the user sees; ``landmark_angles`` are computed from them by
 ``geometry`` (AASCE convention). The regression head's angles are an independent second opinion:
@@ -16,17 +21,17 @@ from typing import Callable, Optional
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from MSKCommonLib.resources import packaged
 
 from . import geometry
+from .decode import decode_landmarks, vertebra_confidence
 from .frame import FLIP_CORNERS, INPUT_HW, intensity_window, invert_affine, letterbox_matrix, to_network_frame
-from .network import Seg4RegNet, decode_landmarks
 
-DEFAULT_WEIGHTS = packaged("CobbAngleLib", "models", "cobb_seg4reg.pt")
+DEFAULT_WEIGHTS = packaged("CobbAngleLib", "models", "cobb_seg4reg.pt")  # the .onnx lies beside it
 WEIGHTS_FORMAT = "mskmorph-cobb-seg4reg-lite0-v1"
+# the network outputs inference reads (the exported .onnx has exactly these, in this order)
+OUTPUTS = ("segmentation", "heatmap", "offsets", "angles")
 
 
 class Cancelled(Exception):
@@ -47,30 +52,19 @@ class CobbPrediction:
 
 class CobbPredictor:
     def __init__(self, weights=None, device: str = "auto", consistency_threshold_deg: float = 10.0,
-                 test_time_flip: bool = False, chain_decoding: bool = True, threads: Optional[int] = None):
-        from MSKCommonLib.device import choose_device, inference_threads
-        from MSKCommonLib.weights import WeightsError, load_state
+                 test_time_flip: bool = False, chain_decoding: bool = True, threads: Optional[int] = None,
+                 backend: str = "onnx"):
+        from MSKCommonLib.runtime import check_backend
 
+        self.backend = check_backend(backend)
         self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        self.device = choose_device(device)
-        self.threads = int(threads or inference_threads())
         self.consistency_threshold_deg = float(consistency_threshold_deg)
         self.test_time_flip = bool(test_time_flip)  # also read the mirrored film and average
         self.chain_decoding = bool(chain_decoding)  # vertebra peaks chosen jointly along the spine
-        saved = load_state(self.weights_path, map_location="cpu")
-        if not isinstance(saved, dict) or "state_dict" not in saved:
-            raise WeightsError(f"{self.weights_path} is not a Cobb weights file (no 'state_dict')")
-        self.config = dict(saved.get("config", {}))
-        if self.config.get("format") != WEIGHTS_FORMAT:
-            raise WeightsError(
-                f"{self.weights_path} has format {self.config.get('format')!r}; expected {WEIGHTS_FORMAT!r}"
-            )
+        self.network = (_torch_network if self.backend == "torch" else _onnx_network)(self.weights_path, device, threads)
+        self.device, self.threads, self.config = self.network.device, self.network.threads, self.network.config
         self.input_hw = (int(self.config.get("input_height", INPUT_HW[0])), int(self.config.get("input_width", INPUT_HW[1])))
-        model = Seg4RegNet(pretrained=False)
-        model.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
-        self.model = model.to(self.device).eval()
 
-    @torch.no_grad()
     def predict(self, pixels: np.ndarray, progress: Optional[Callable[[float, str], None]] = None,
                 should_cancel: Optional[Callable[[], bool]] = None) -> CobbPrediction:
         t0 = time.perf_counter()
@@ -88,34 +82,28 @@ class CobbPredictor:
         step(0.05, "Normalising the radiograph")
         m = letterbox_matrix(h, w, self.input_hw)
         net = to_network_frame(intensity_window(a), m, self.input_hw)
-        x = torch.from_numpy(net)[None, None].to(self.device)
+        x = net[None, None]
         if self.test_time_flip:
-            x = torch.cat([x, x.flip(-1)])
+            x = np.concatenate([x, x[..., ::-1]])
         step(0.2, "Finding the vertebrae")
-        from MSKCommonLib.device import fixed_threads
-
-        with fixed_threads(self.threads):
-            out = self.model(x)
-        corners, prob = decode_landmarks(out["heatmap"].float(), out["offsets"].float(), window=3,
-                                        chain=self.chain_decoding)
+        out = self.network(x)
+        corners, prob = decode_landmarks(out["heatmap"], out["offsets"], window=3, chain=self.chain_decoding)
         step(0.7, "Measuring the Cobb angles")
-        corners = corners.cpu().double().numpy()
-        confidence = self._confidence(prob[0].cpu())
-        seg = out["segmentation"].float()
+        confidence = vertebra_confidence(prob[0])
+        seg = out["segmentation"].astype(np.float32)
         lm_net = corners[0]
         if self.test_time_flip:  # mirror the second reading back: x -> W-1-x, left/right corners swap
             mirrored = corners[1][:, FLIP_CORNERS].copy()
             mirrored[..., 0] = self.input_hw[1] - 1 - mirrored[..., 0]
             lm_net = (lm_net + mirrored) / 2
-            confidence = (confidence + self._confidence(prob[1].cpu())) / 2
-            seg = (seg[:1] + seg[1:].flip(-1)) / 2
+            confidence = (confidence + vertebra_confidence(prob[1])) / 2
+            seg = (seg[:1] + seg[1:, :, :, ::-1]) / 2
         inv = invert_affine(m)
         landmarks = lm_net @ inv[:, :2].T + inv[:, 2]
-        seg = F.interpolate(seg[:1], size=self.input_hw, mode="bilinear", align_corners=False)
-        labels_net = seg[0].argmax(0).to(torch.uint8).cpu().numpy()
+        labels_net = upsampled_labels(seg[0], self.input_hw)
         labelmap = cv2.warpAffine(labels_net, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        regressed = out["angles"].float().mean(0).clamp_min(0).cpu().numpy()
+        regressed = np.maximum(out["angles"].astype(np.float64).mean(0), 0.0)
         regressed_angles = {c: float(v) for c, v in zip(geometry.CURVE_NAMES, regressed)}
         try:
             landmark_angles = geometry.cobb_angles(landmarks, "aasce", h).angles
@@ -134,20 +122,6 @@ class CobbPredictor:
             seconds=time.perf_counter() - t0,
         )
 
-    @staticmethod
-    def _confidence(prob: torch.Tensor, radius: int = 2) -> np.ndarray:
-        """Share of each vertebra's centre heatmap within ``radius`` cells of its peak (0..1)."""
-        k, h, w = prob.shape
-        flat = prob.view(k, -1)
-        peak = flat.argmax(-1)
-        py, px = peak // w, peak % w
-        conf = []
-        for i in range(k):
-            y0, y1 = max(0, int(py[i]) - radius), int(py[i]) + radius + 1
-            x0, x1 = max(0, int(px[i]) - radius), int(px[i]) + radius + 1
-            conf.append(float(prob[i, y0:y1, x0:x1].sum()))
-        return np.clip(np.array(conf, dtype=np.float64), 0.0, 1.0)
-
     def _consistency(self, regressed: dict, from_landmarks: dict) -> Optional[str]:
         notes = []
         for c in geometry.CURVE_NAMES:
@@ -162,3 +136,39 @@ class CobbPredictor:
             return None
         return ("The two networks disagree by more than %.0f deg; check the vertebra corners. " %
                 self.consistency_threshold_deg) + "; ".join(notes)
+
+
+def upsampled_labels(segmentation: np.ndarray, input_hw) -> np.ndarray:
+    """(classes, h, w) stride-4 logits -> (H, W) uint8 labels: bilinear (pixel centres, as torch's
+    align_corners=False) to the network input, then the most likely class."""
+    planes = np.ascontiguousarray(segmentation.transpose(1, 2, 0), dtype=np.float32)
+    up = cv2.resize(planes, (int(input_hw[1]), int(input_hw[0])), interpolation=cv2.INTER_LINEAR)
+    return up.argmax(-1).astype(np.uint8)
+
+
+def _onnx_network(weights: Path, device: str, threads):
+    from MSKCommonLib.runtime import OnnxNetwork, onnx_file
+    from MSKCommonLib.weights import WeightsError
+
+    network = OnnxNetwork(onnx_file(weights), device=device, threads=threads)
+    if network.config.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{network.path} has format {network.config.get('format')!r}; expected {WEIGHTS_FORMAT!r}")
+    return network
+
+
+def _torch_network(weights: Path, device: str, threads):
+    from MSKCommonLib.runtime import TorchNetwork, require_torch
+    from MSKCommonLib.weights import WeightsError, load_state
+
+    require_torch("the torch backend")
+    from .network import Seg4RegNet
+
+    saved = load_state(weights, map_location="cpu")
+    if not isinstance(saved, dict) or "state_dict" not in saved:
+        raise WeightsError(f"{weights} is not a Cobb weights file (no 'state_dict')")
+    config = dict(saved.get("config", {}))
+    if config.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{weights} has format {config.get('format')!r}; expected {WEIGHTS_FORMAT!r}")
+    model = Seg4RegNet(pretrained=False)
+    model.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
+    return TorchNetwork(model, OUTPUTS, device=device, threads=threads, config=config)

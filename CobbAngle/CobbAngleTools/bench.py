@@ -45,6 +45,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--plots", default="cobb-accuracy-plots", metavar="DIR",
                         help="with --accuracy: Bland-Altman and predicted-vs-true PNGs per angle go here "
                              "(default ./cobb-accuracy-plots; '' for none)")
+    parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"), help="network runtime (default onnx)")
     return parser
 
 
@@ -177,14 +178,14 @@ def score_film(film: Path, pred, shape) -> Optional[dict]:
 
 
 def bench_device(device: str, files: list[Path], weights, flip: bool = True, score: bool = False,
-                 chain: bool = True) -> dict:
+                 chain: bool = True, backend: str = "onnx") -> dict:
     import torch
 
     from CobbAngleLib import geometry
     from CobbAngleLib.predict import CobbPredictor
 
     predictor = CobbPredictor(weights, device=device, test_time_flip=flip, chain_decoding=chain,
-                              threads=torch.get_num_threads())
+                              threads=torch.get_num_threads(), backend=backend)
     records = []
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -219,12 +220,17 @@ def run(args) -> int:
         return 2
     if args.devices:
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    elif args.backend == "onnx":
+        from MSKCommonLib.runtime import onnx_providers
+
+        devices = ["cpu"] + (["cuda"] if onnx_providers("auto")[1] == "cuda" else [])
     else:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             devices.append("mps")
-    rows = [bench_device(d, files, args.weights, args.flip, args.accuracy, not args.no_chain) for d in devices]
+    rows = [bench_device(d, files, args.weights, args.flip, args.accuracy, not args.no_chain, args.backend)
+            for d in devices]
     print(f"{'device':8} {'films':>5} {'median s':>9} {'max s':>7} {'memory MB':>10}  memory")
     for r in rows:
         print(f"{r['device']:8} {r['films']:5d} {r['median_s']:9.3f} {r['max_s']:7.3f} {r['memory_mb']:10.0f}  {r['memory_kind']}")

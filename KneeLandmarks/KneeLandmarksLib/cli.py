@@ -29,6 +29,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="pixel spacing in mm for films that do not state one (PNG/JPEG); a DICOM's own "
                              "PixelSpacing is always used when present")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"),
+                        help="network runtime: onnx (default, ONNX Runtime; the GPU with onnxruntime-gpu) or torch "
+                        "(needs the torch extra)")
     parser.add_argument("--weights", type=Path, metavar="DIR",
                         help="folder with knee_detector.pt and knee_landmarks.pt (default: the shipped ones)")
     parser.add_argument("--no-overlay", action="store_true")
@@ -40,7 +43,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 class _Runner(batch.Runner):
     def options_for(self, item: batch.Item, image):
         args = self.args
-        return self.spec.options(spacing_mm=args.spacing, device=args.device,
+        return self.spec.options(spacing_mm=args.spacing, device=args.device, backend=args.backend,
                                  weights=None if args.weights is None else str(args.weights))
 
 

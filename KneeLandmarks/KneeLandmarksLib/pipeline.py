@@ -36,6 +36,7 @@ JSW_DEFINITION = ("minimum distance between the femoral and tibial contours: lat
 class KneeOptions:
     spacing_mm: Optional[float] = None  # pixel spacing for a film that does not state one
     device: str = "auto"
+    backend: str = "onnx"  # or "torch" (development; needs the torch extra)
     weights: Optional[str] = None  # folder with knee_detector.pt and knee_landmarks.pt
 
 
@@ -93,12 +94,12 @@ class KneePipeline:
     def __init__(self):
         self._predictors: dict = {}
 
-    def predictor(self, device: str = "auto", weights=None):
-        key = (device, str(weights or ""))
+    def predictor(self, device: str = "auto", weights=None, backend: str = "onnx"):
+        key = (device, str(weights or ""), backend)
         if key not in self._predictors:
             from .predict import KneePredictor
 
-            self._predictors[key] = KneePredictor(weights=weights, device=device)
+            self._predictors[key] = KneePredictor(weights=weights, device=device, backend=backend)
         return self._predictors[key]
 
     def run(self, image, options: Optional[KneeOptions] = None, progress: Optional[Callable] = None,
@@ -121,7 +122,7 @@ class KneePipeline:
             progress(0.1, "Finding the knees")
         if should_cancel is not None and should_cancel():
             raise RuntimeError("cancelled")
-        predictor = self.predictor(options.device, options.weights)
+        predictor = self.predictor(options.device, options.weights, options.backend)
         predictions = predictor.predict(image.pixels, spacing)
         warnings, kept = [], []
         for p in predictions:

@@ -7,6 +7,10 @@
    the ROI is then re-centred on the predicted T5 and the network runs once more.
 Landmarks come back in the ORIGINAL image's pixels (x right, y down), in anatomical order
 (T1/F1 lateral, see ``shape_model``).
+
+Backends: ONNX Runtime (default; knee_detector.onnx, knee_landmarks.onnx) or torch (the .pt
+files); both give the same named numpy outputs (``OUTPUTS``) and share all the numpy code around
+them. The onnx path never imports torch.
 """
 from __future__ import annotations
 
@@ -15,19 +19,34 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
 
 from MSKCommonLib.resources import packaged
 
 from . import roi as D
 from . import landmarks as sm
-from .network import KneelNet, heatmap_spread
 
 MODELS_DIR = packaged("KneeLandmarksLib", "models")
 DETECTOR_FILE, LANDMARKS_FILE = "knee_detector.pt", "knee_landmarks.pt"
 PRESENCE_THRESHOLD = 0.5
 SHARP_SPREAD_MM, SPREAD_SCALE_MM = 3.0, 3.0
 MIN_KNEE_SEPARATION_MM = 80.0  # knee centres on a bilateral film are 150-250 mm apart
+OUTPUTS = ("coords", "prob", "presence")  # what inference reads (the exported .onnx has exactly these)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+
+
+def heatmap_spread(prob: np.ndarray, coords: np.ndarray, input_size: int) -> np.ndarray:
+    """Standard deviation (input pixels) of each point's soft-argmax distribution, (B, K): small
+    for one sharp peak, large for a spread or multi-modal heatmap (numpy twin of
+    ``network.heatmap_spread``)."""
+    b, k, h, w = prob.shape
+    s = input_size / w
+    ys = (np.arange(h, dtype=np.float32) + 0.5) * s - 0.5
+    xs = (np.arange(w, dtype=np.float32) + 0.5) * s - 0.5
+    d2 = (xs[None, None, None, :] - coords[..., 0, None, None]) ** 2 + (ys[None, None, :, None] - coords[..., 1, None, None]) ** 2
+    return np.sqrt((prob * d2).sum((2, 3)))
 
 
 def point_confidence(spread_mm: np.ndarray) -> np.ndarray:
@@ -51,8 +70,20 @@ class KneePrediction:
                 "landmarks_px": {lab: np.round(p, 3).tolist() for lab, p in zip(sm.LANDMARK_LABELS, self.landmarks_px)}}
 
 
-def _load(path: Path, stage: str, device) -> KneelNet:
+def _load(path: Path, stage: str, device, backend: str = "onnx", threads: Optional[int] = None):
+    """The ``stage`` network (``detector`` / ``landmarks``) of ``path`` (.pt; its .onnx beside it
+    for the onnx backend) as an ``MSKCommonLib.runtime`` network."""
+    from MSKCommonLib.runtime import OnnxNetwork, TorchNetwork, onnx_file, require_torch
     from MSKCommonLib.weights import WeightsError, load_state
+
+    if backend == "onnx":
+        network = OnnxNetwork(onnx_file(path), device=device, threads=threads)
+        if network.config.get("stage") != stage:
+            raise WeightsError(f"{network.path} holds the {network.config.get('stage')!r} network, "
+                               f"expected the {stage!r} one")
+        return network
+    require_torch("the torch backend")
+    from .network import KneelNet
 
     saved = load_state(path, map_location="cpu")
     if not isinstance(saved, dict) or "state_dict" not in saved or "config" not in saved:
@@ -63,39 +94,36 @@ def _load(path: Path, stage: str, device) -> KneelNet:
     model = KneelNet(int(cfg["n_points"]), int(cfg["width"]), int(cfg["depth"]), int(cfg["input_size"]),
                      presence=str(cfg.get("presence", "global")))
     model.load_state_dict(saved["state_dict"])
-    return model.to(device).eval()
+    return TorchNetwork(model, OUTPUTS, device=device, threads=threads, config=dict(cfg))
 
 
 class KneePredictor:
     """``weights``: a folder holding knee_detector.pt and knee_landmarks.pt, or a pair of files
     (detector, landmarks); default the shipped ones in KneeLandmarksLib/models."""
 
-    def __init__(self, weights=None, device: str = "auto", refine: bool = True, threads: Optional[int] = None):
-        from MSKCommonLib.device import choose_device, inference_threads
+    def __init__(self, weights=None, device: str = "auto", refine: bool = True, threads: Optional[int] = None,
+                 backend: str = "onnx"):
+        from MSKCommonLib.runtime import check_backend
 
-        self.threads = int(threads or inference_threads())
-        self.device = choose_device(device)
+        self.backend = check_backend(backend)
         if isinstance(weights, (tuple, list)):
             detector_path, landmarks_path = (Path(p) for p in weights)
         else:
             folder = MODELS_DIR if weights is None else Path(weights)
             detector_path, landmarks_path = folder / DETECTOR_FILE, folder / LANDMARKS_FILE
-        self.detector = _load(detector_path, "detector", self.device)
-        self.landmarks = _load(landmarks_path, "landmarks", self.device)
-        self.det_size = self.detector.config["input_size"]
-        self.roi_size = self.landmarks.config["input_size"]
+        self.detector = _load(detector_path, "detector", device, self.backend, threads)
+        self.landmarks = _load(landmarks_path, "landmarks", device, self.backend, threads)
+        self.device, self.threads = self.detector.device, self.detector.threads
+        self.det_size = int(self.detector.config["input_size"])
+        self.roi_size = int(self.landmarks.config["input_size"])
         self.refine = refine
 
-    @torch.no_grad()
     def detect(self, pixels: np.ndarray, spacing_mm) -> list[tuple[str, np.ndarray, float]]:
         """[(side, centre in film pixels, presence probability)] for the knees found."""
-        from MSKCommonLib.device import fixed_threads
-
         img, scale, offset = D.letterbox(pixels, spacing_mm, self.det_size)
-        with fixed_threads(self.threads):
-            out = self.detector(torch.from_numpy(img)[None, None].to(self.device))
-        coords = out["coords"][0].cpu().numpy()
-        presence = torch.sigmoid(out["presence"][0]).cpu().numpy()
+        out = self.detector(img[None, None])
+        coords = out["coords"][0].astype(np.float64)
+        presence = sigmoid(out["presence"][0])
         found = []
         for i, side in enumerate(D.SIDES):
             centre = (coords[i] - np.array(offset)) / np.array(scale)
@@ -107,18 +135,14 @@ class KneePredictor:
                 kept = [max(kept, key=lambda f: f[2])]
         return kept or [max(found, key=lambda f: f[2])]
 
-    @torch.no_grad()
     def _landmarks(self, pixels, spacing_mm, sides: Sequence[str], centres: Sequence[np.ndarray]):
         batch = np.stack([D.normalise(D.extract_roi(pixels, spacing_mm, c, s, self.roi_size))
                           for s, c in zip(sides, centres)])
-        from MSKCommonLib.device import fixed_threads
-
-        with fixed_threads(self.threads):
-            out = self.landmarks(torch.from_numpy(batch)[:, None].to(self.device))
-        coords = out["coords"].cpu()
-        spread_mm = heatmap_spread(out["prob"].cpu(), coords, self.roi_size).numpy() * D.ROI_PX * D.ROI_SPACING / self.roi_size
+        out = self.landmarks(batch[:, None])
+        coords = out["coords"]
+        spread_mm = heatmap_spread(out["prob"], coords, self.roi_size) * D.ROI_PX * D.ROI_SPACING / self.roi_size
         conf = point_confidence(spread_mm)
-        pts = [D.roi_to_film_px(D.net_to_roi(coords[i].numpy(), self.roi_size), centres[i], sides[i], spacing_mm)
+        pts = [D.roi_to_film_px(D.net_to_roi(coords[i], self.roi_size), centres[i], sides[i], spacing_mm)
                for i in range(len(sides))]
         return pts, conf
 

@@ -32,7 +32,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="radiographs to time (default: phantom films)")
     parser.add_argument("--n", type=int, default=10, help="phantom films to time when no input is given")
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for the networks")
+    parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"), help="network runtime (default onnx)")
     parser.add_argument("--spacing", type=float, help="pixel spacing for inputs without one")
     parser.add_argument("--weights", type=Path, help="folder with knee_detector.pt and knee_landmarks.pt")
     parser.add_argument("--evaluate", type=Path, metavar="KNEEL_CSV",
@@ -248,7 +249,7 @@ def run(args) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     cv2.setNumThreads(max(1, args.threads))
-    predictor = KneePredictor(weights=args.weights, device=args.device, threads=args.threads)
+    predictor = KneePredictor(weights=args.weights, device=args.device, threads=args.threads, backend=args.backend)
     result = {"device": str(predictor.device), "threads": args.threads}
     if args.evaluate:
         result.update(evaluate(predictor, args.evaluate, args.repeats, args.seed, records_out=args.records))

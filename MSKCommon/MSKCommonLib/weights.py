@@ -1,10 +1,11 @@
-"""Loading trained weights safely: tensors and plain values only, never pickled code."""
+"""Loading trained weights safely: tensors and plain values only, never pickled code.
+
+PyTorch is imported when a .pt is loaded (the torch backend, training, export), not on import:
+``WeightsError`` serves the ONNX path too."""
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
-
-import torch
 
 
 class WeightsError(ValueError):
@@ -17,6 +18,9 @@ def load_state(path, map_location="cpu"):
     Missing file -> FileNotFoundError naming the path; a file that is truncated, not a torch
     file, or that carries executable pickled objects (anything beyond tensors, numbers, strings,
     lists and dicts) -> WeightsError, and nothing from it is executed."""
+    from .runtime import require_torch
+
+    torch = require_torch("loading .pt weights")
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(

@@ -53,33 +53,22 @@ def ask_keep_replace(message: str, title: str):
 
 
 def ensure_requirements(spec) -> bool:
-    """The requirement step: what is missing or of the wrong version, asked before installing;
-    PyTorch through the PyTorch extension when it is installed (it picks the build for this
-    computer's GPU), the rest with Slicer's own installer. False when the user declines."""
+    """The requirement step: what is missing or of the wrong version, with the download size, asked
+    before installing with Slicer's own installer. No PyTorch: the networks run with ONNX Runtime
+    (about 24 MB). False when the user declines."""
     missing = reqs.missing(spec.requirements_file())
     if not missing:
         return True
     text = _("{title} needs Python packages that this Slicer does not have yet:\n\n{packages}\n\n"
-             "About {mb} MB are downloaded from the Python Package Index. Install them now?").format(
+             "About {mb} MB in all are downloaded from the Python Package Index (no PyTorch: the networks run "
+             "with ONNX Runtime). Install them now?").format(
         title=spec.name, packages=reqs.describe(missing), mb=reqs.download_mb(missing))
     if not slicer.util.confirmOkCancelDisplay(text, windowTitle=_("{title}: install Python packages").format(title=spec.name)):
         return False
-    torch = [r for r in missing if r.name == "torch"]
-    others = [str(r) for r in missing if r.name != "torch"]
     with slicer.util.WaitCursor():
-        if torch:
-            try:
-                import PyTorchUtils
-
-                if PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                        askConfirmation=False, torchVersionRequirement=str(torch[0].specifier)) is None:
-                    raise RuntimeError(_("PyTorch could not be installed"))
-            except ImportError:
-                others.insert(0, str(torch[0]))
-        if others:
-            packaging = getattr(slicer, "packaging", None)
-            install = getattr(packaging, "pip_install", None) or slicer.util.pip_install
-            install(others)
+        packaging = getattr(slicer, "packaging", None)
+        install = getattr(packaging, "pip_install", None) or slicer.util.pip_install
+        install([str(r) for r in missing])
     importlib.invalidate_caches()
     still = reqs.missing(spec.requirements_file())
     if still:

@@ -35,6 +35,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         "--depth no network is needed (the back is the measured surface near the keypoints)")
     parser.add_argument("--surface-format", choices=("vtk", "ply"), default="vtk", help="surface file type")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="network device")
+    parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"),
+                        help="network runtime: onnx (default, ONNX Runtime; the GPU with onnxruntime-gpu) or torch "
+                        "(needs the torch extra)")
     parser.add_argument("--framing", default="auto", choices=("auto", "off"),
                         help="auto: find the person with BlazePose (when mediapipe is installed) and give the networks "
                              "the trunk framed as in training; off: the whole photo")
@@ -54,7 +57,7 @@ class _Runner(batch.Runner):
             depth_file=None if depth_file is None else str(depth_file),
             keypoints_file=None if keypoints is None else str(keypoints),
             focal_mm=args.focal_mm, focal_px=args.focal_px, distance_mm=args.distance_mm, framing=args.framing,
-            device=args.device, weights=None if args.weights is None else str(args.weights))
+            device=args.device, backend=args.backend, weights=None if args.weights is None else str(args.weights))
 
     def write_options(self) -> dict:
         return {**super().write_options(), "surface_format": self.args.surface_format}

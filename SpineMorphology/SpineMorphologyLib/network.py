@@ -26,11 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-INPUT_HEIGHT, INPUT_WIDTH = 192, 160
-PATCH = 32
-N_KEYPOINTS = 9
-SIMCC_SPLIT = 2
-RELIEF_SCALE = 10.0  # network relief = 10 x (relief in px / image height)
+from .frame import INPUT_HEIGHT, INPUT_WIDTH, N_KEYPOINTS, PATCH, RELIEF_SCALE, SIMCC_SPLIT  # noqa: F401
 LITE0_TAPS = {2: 4, 4: 8, 10: 16, 15: 32}  # block index -> stride
 LITE0_CHANNELS = {4: 24, 8: 40, 16: 112, 32: 320}
 

@@ -36,6 +36,7 @@ class BackOptions:
     distance_mm: Optional[float] = None  # camera to back: with the focal length, depth in mm
     framing: str = "auto"  # auto: frame the trunk with BlazePose when installed; off: the whole photo
     device: str = "auto"
+    backend: str = "onnx"  # or "torch" (development; needs the torch extra)
     weights: Optional[str] = None
 
 
@@ -182,12 +183,12 @@ class BackPipeline:
     def __init__(self):
         self._predictors: dict = {}
 
-    def predictor(self, device: str = "auto", weights=None, framing: str = "auto"):
-        key = (device, str(weights or ""), framing)
+    def predictor(self, device: str = "auto", weights=None, framing: str = "auto", backend: str = "onnx"):
+        key = (device, str(weights or ""), framing, backend)
         if key not in self._predictors:
             from .predict import BackPredictor
 
-            self._predictors[key] = BackPredictor(weights=weights, device=device, framing=framing)
+            self._predictors[key] = BackPredictor(weights=weights, device=device, framing=framing, backend=backend)
         return self._predictors[key]
 
     def run(self, image, options: Optional[BackOptions] = None, progress: Optional[Callable] = None,
@@ -209,7 +210,7 @@ class BackPipeline:
             progress(0.1, "Reading the back")
         prediction = None
         if depth_file is None or given is None:  # measured surface with given points needs no network
-            prediction = self.predictor(options.device, options.weights, options.framing).predict(
+            prediction = self.predictor(options.device, options.weights, options.framing, options.backend).predict(
                 rgb, focal_px=focal, distance_mm=options.distance_mm if depth_file is None else None)
         keypoints = given if given is not None else prediction.keypoints_px
         # the depth and the back mask: measured, the network's in mm, or the network's relative depth

@@ -7,6 +7,10 @@ pixels): the back's shape up to its scale. With the camera scale (focal length i
 camera-to-back distance) it becomes depth in mm; without it, ``depth`` is relative (pixels,
 growing away from the camera, 0 at the back's median) and measures in length units come out in
 pixels of the photo (angles do not need the scale).
+
+Backends: ONNX Runtime (default; gamanet_back.onnx) or torch (gamanet_back.pt); both give the
+same named numpy outputs (``OUTPUTS``) and share all the numpy/OpenCV code around them (``frame``).
+The onnx path never imports torch.
 """
 from __future__ import annotations
 
@@ -25,9 +29,10 @@ from . import morphology, person
 from .photo import (  # noqa: F401  (the photo checks, also used here)
     MIN_COLOURFULNESS, NotABackPhoto, as_rgb_uint8, colourfulness, require_colour_photo, skin_fraction,
 )
-from .network import INPUT_HEIGHT, INPUT_WIDTH, RELIEF_SCALE
+from .frame import INPUT_HEIGHT, INPUT_WIDTH, RELIEF_SCALE, decode_simcc, sigmoid
 
-DEFAULT_WEIGHTS = packaged("SpineMorphologyLib", "models", "gamanet_back.pt")
+DEFAULT_WEIGHTS = packaged("SpineMorphologyLib", "models", "gamanet_back.pt")  # the .onnx lies beside it
+OUTPUTS = ("relief", "mask_logit", "simcc_x", "simcc_y")  # what inference reads (= the .onnx outputs)
 MIN_BACK_FRACTION = 0.04  # of the photo
 MIN_SKIN_FRACTION = 0.3  # of the predicted back that has a skin-like colour
 MIN_KEYPOINT_CONFIDENCE = 0.25
@@ -68,25 +73,18 @@ class BackPredictor:
     """``framing``: "auto" frames the trunk with BlazePose when mediapipe is installed (module
     ``person``), "off" always gives the whole photo to the networks."""
 
-    def __init__(self, weights=None, device: str = "auto", framing: str = "auto", threads: Optional[int] = None):
-        import torch
+    def __init__(self, weights=None, device: str = "auto", framing: str = "auto", threads: Optional[int] = None,
+                 backend: str = "onnx"):
+        from MSKCommonLib.runtime import OnnxNetwork, check_backend, onnx_file
 
-        from MSKCommonLib.device import choose_device, inference_threads
-
-        from .network import GAMANet
-
-        self.torch = torch
-        self.device = choose_device(device)
-        self.threads = int(threads or inference_threads())
+        self.backend = check_backend(backend)
         path = Path(weights) if weights else DEFAULT_WEIGHTS
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"no back network weights at {path}; train them with 'mskmorph train back' or pass --weights"
-            )
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.model = GAMANet(pretrained=False)
-        self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-        self.model.to(self.device).eval()
+        if self.backend == "onnx":
+            self.network = OnnxNetwork(onnx_file(path), device=device, threads=threads)
+        else:
+            self.network = _torch_network(path, device, threads)
+            self.model = self.network.model
+        self.device, self.threads = self.network.device, self.network.threads
         self.weights = path
         if framing not in ("auto", "off"):
             raise ValueError(f"framing must be 'auto' or 'off', not {framing!r}")
@@ -97,9 +95,6 @@ class BackPredictor:
         """rgb: H x W x 3 (uint8 or float). focal_px and distance_mm (camera to back) give depth in mm.
         ``trunk`` (shoulders and hips in photo pixels) frames the networks' input; without it the
         pose model finds them when it is available."""
-        from .network import decode_simcc
-
-        torch = self.torch
         start = time.perf_counter()
         rgb = as_rgb_uint8(rgb)
         if check:
@@ -112,29 +107,26 @@ class BackPredictor:
             small = cv2.resize(rgb, (INPUT_WIDTH, INPUT_HEIGHT), interpolation=cv2.INTER_AREA)
         else:
             small = person.cut(rgb, crop, (INPUT_HEIGHT, INPUT_WIDTH))
-        x = torch.from_numpy(small.astype(np.float32).transpose(2, 0, 1)[None] / 255.0).to(self.device)
-        from MSKCommonLib.device import fixed_threads
-
-        with torch.no_grad(), fixed_threads(self.threads):
-            out = self.model(x)
-            kp, conf = decode_simcc(out["simcc_x"].cpu(), out["simcc_y"].cpu())
+        x = small.astype(np.float32).transpose(2, 0, 1)[None] / np.float32(255.0)
+        out = self.network(x)
+        kp, conf = decode_simcc(out["simcc_x"], out["simcc_y"])
         frame_h = h if crop is None else crop.height  # the network frame's height in photo pixels
-        relief = out["relief"][0].cpu().numpy() / RELIEF_SCALE * frame_h  # photo pixels (vertical)
-        prob = torch.sigmoid(out["mask_logit"][0]).cpu().numpy()
+        relief = out["relief"][0] / RELIEF_SCALE * frame_h  # photo pixels (vertical)
+        prob = sigmoid(out["mask_logit"][0])
         if crop is None:
             relief = cv2.resize(relief, (w, h), interpolation=cv2.INTER_LINEAR)
             prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
-            keypoints = kp[0].numpy() * [w / INPUT_WIDTH, h / INPUT_HEIGHT]
+            keypoints = kp[0] * [w / INPUT_WIDTH, h / INPUT_HEIGHT]
         else:
             relief = person.paste(relief, crop, (h, w))
             prob = person.paste(prob, crop, (h, w))
-            keypoints = crop.to_photo(kp[0].numpy(), INPUT_WIDTH, INPUT_HEIGHT)
+            keypoints = crop.to_photo(kp[0], INPUT_WIDTH, INPUT_HEIGHT)
         mask = _largest_component(prob > 0.5)
         if mask.any():
             relief = relief - np.median(relief[mask])
         pred = BackPrediction(
             relief_px=relief.astype(np.float32), mask=mask, keypoints_px=keypoints.astype(np.float64),
-            confidences=conf[0].numpy().astype(np.float64), mask_probability=prob.astype(np.float32),
+            confidences=conf[0].astype(np.float64), mask_probability=prob.astype(np.float32),
             device=str(self.device), seconds=0.0, crop=crop,
             framing="whole photo" if crop is None else f"trunk crop ({trunk.source})",
         )
@@ -166,3 +158,17 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
         return mask.astype(bool)
     sizes = ndimage.sum(mask, labels, range(1, n + 1))
     return labels == (1 + int(np.argmax(sizes)))
+
+
+def _torch_network(path: Path, device: str, threads):
+    from MSKCommonLib.runtime import TorchNetwork, require_torch
+
+    torch = require_torch("the torch backend")
+    from .network import GAMANet
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no back network weights at {path}; train them with 'mskmorph train back' or pass --weights")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = GAMANet(pretrained=False)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return TorchNetwork(model, OUTPUTS, device=device, threads=threads)

@@ -38,6 +38,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval", type=int, default=0, metavar="N", help="held-out synthetic photos to evaluate")
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"), help="network runtime (default onnx)")
     parser.add_argument("--body", default="parametric", choices=photos.BODIES,
                         help="body source of the held-out photos for --eval (anny needs the anny package)")
     parser.add_argument("--framing", default="off", choices=("auto", "off"),
@@ -150,7 +151,7 @@ def run(args) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     results = {}
-    predictor = BackPredictor(weights=args.weights, device="cpu", framing=args.framing, threads=args.threads)
+    predictor = BackPredictor(weights=args.weights, device="cpu", framing=args.framing, threads=args.threads, backend=args.backend)
     if args.inputs:
         from MSKCommonLib.image import read_image
         from SpineMorphologyLib.pipeline import photo_rgb
@@ -161,7 +162,7 @@ def run(args) -> int:
     predictor.predict(photos[0], check=False)  # warm-up
     results["cpu"] = time_photos(predictor, photos)
     if torch.cuda.is_available():
-        gpu = BackPredictor(weights=args.weights, device="cuda", framing=args.framing)
+        gpu = BackPredictor(weights=args.weights, device="cuda", framing=args.framing, backend=args.backend)
         gpu.predict(photos[0], check=False)
         results["gpu"] = time_photos(gpu, photos)
     if args.eval:
@@ -171,7 +172,9 @@ def run(args) -> int:
         results["held_out_body_source"] = args.body
         results["held_out_cameras"] = cameras
         results["held_out_scene"] = getattr(args, "scene", "plain")
-        results["depth_keypoints"] = evaluate(predictor.model, val, torch)
+        # the evaluation batches through the torch module itself (the parity tests hold ONNX to it)
+        torch_model = BackPredictor(weights=args.weights, device="cpu", framing="off", backend="torch").model
+        results["depth_keypoints"] = evaluate(torch_model, val, torch)
         flat = np.zeros_like(val["relief"])
         baseline = depth_and_keypoint_metrics(flat, val["mask"] > 0, val["keypoints"], val)
         results["flat_back_baseline"] = {k: baseline[k] for k in ("delta1", "delta2", "delta3", "abs_rel", "rmse_mm", "relief_rmse_over_std")}

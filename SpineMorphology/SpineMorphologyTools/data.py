@@ -23,7 +23,7 @@ import numpy as np
 
 from . import phantom
 from .photos import make_photo
-from SpineMorphologyLib.network import INPUT_HEIGHT, INPUT_WIDTH, RELIEF_SCALE
+from SpineMorphologyLib.frame import INPUT_HEIGHT, INPUT_WIDTH, RELIEF_SCALE
 
 TRAIN_SEED, EVAL_SEED = 1000, 2000
 
