@@ -82,9 +82,11 @@ def test_dragging_a_midline_point_moves_it_and_the_measures_follow(photo, tmp_pa
         index, moved[index], expected, np.flatnonzero(np.abs(moved - midline).max(axis=1) > 0.01), after_edit)
     assert np.linalg.norm(moved[index] - midline[index]) > 3
     assert np.abs(np.delete(moved - midline, index, axis=0)).max() < 0.01
-    # the measures along the moved midline, on the surface the pipeline gives for this photo
+    # the measures along the moved midline, on the surface the pipeline gives for this photo, in the
+    # back's own frame (as the pipeline and the review layer measure)
     result = spec("back").pipeline().run(read_image(photo), spec("back").options(device="cpu"))
-    m = morphology.measure_along_line(result.surface(), moved, result.measurement.dimples_px).measures.to_dict()
+    m = morphology.measure_back_in_its_frame(result.surface(), keypoints, result.measurement.dimples_px,
+                                             line_px=moved).measures.to_dict()
     for key, title in morphology.MEASURE_TITLES.items():
         if m[key] is None or not np.isfinite(m[key]):
             continue
