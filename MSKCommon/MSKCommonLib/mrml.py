@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
-import vtk
+# VTK classes by module: `import vtk` would load every VTK module (about 1 s of each start)
+from vtkmodules.vtkCommonCore import VTK_FLOAT, VTK_UNSIGNED_CHAR, vtkDoubleArray, vtkStringArray
+from vtkmodules.vtkCommonDataModel import vtkImageData, vtkTable, vtkVector3d
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
 import slicer
 
@@ -41,10 +44,10 @@ def volume_from_image(scene, image: Image, name: str, colour: bool = False):
         raise ImageReadError(f"'{image.source}' has no colour channels")
     if colour:
         node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", scene.GenerateUniqueName(name))
-        node.SetAndObserveImageData(_image_data(np.ascontiguousarray(image.rgb, dtype=np.uint8), vtk.VTK_UNSIGNED_CHAR, 3))
+        node.SetAndObserveImageData(_image_data(np.ascontiguousarray(image.rgb, dtype=np.uint8), VTK_UNSIGNED_CHAR, 3))
     else:
         node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(name))
-        node.SetAndObserveImageData(_image_data(np.ascontiguousarray(image.pixels, dtype=np.float32), vtk.VTK_FLOAT, 1))
+        node.SetAndObserveImageData(_image_data(np.ascontiguousarray(image.pixels, dtype=np.float32), VTK_FLOAT, 1))
     row_mm, col_mm = image.spacing_mm or (1.0, 1.0)
     set_image_geometry(node, (row_mm, col_mm))
     node.CreateDefaultDisplayNodes()
@@ -84,7 +87,7 @@ def image_from_volume(volume_node) -> Image:
     if data is None:
         raise ImageReadError(f"'{name}' has no image data")
     require_single_slice(volume_node)
-    from vtk.util import numpy_support
+    from vtkmodules.util import numpy_support
 
     w, h, _ = data.GetDimensions()
     components = data.GetNumberOfScalarComponents()
@@ -158,10 +161,10 @@ def _itk_header_states_spacing(path: Path, kind: str) -> bool:
 
 def _image_data(array: np.ndarray, vtk_type, components: int = 1):
     h, w = array.shape[:2]
-    data = vtk.vtkImageData()
+    data = vtkImageData()
     data.SetDimensions(w, h, 1)
     data.AllocateScalars(vtk_type, components)
-    from vtk.util import numpy_support
+    from vtkmodules.util import numpy_support
 
     flat = numpy_support.vtk_to_numpy(data.GetPointData().GetScalars())
     flat[:] = array.reshape(flat.shape)
@@ -172,7 +175,7 @@ def set_image_geometry(node, spacing_mm) -> None:
     """IJK-to-RAS of a 2D image as Slicer lays out a PNG it loads: LPS axes along the columns and
     rows (shown in RAS), origin at the first pixel; ``spacing_mm`` = (row, column)."""
     row_mm, col_mm = spacing_mm
-    ijk_to_ras = vtk.vtkMatrix4x4()
+    ijk_to_ras = vtkMatrix4x4()
     ijk_to_ras.SetElement(0, 0, -col_mm)
     ijk_to_ras.SetElement(1, 1, -row_mm)
     ijk_to_ras.SetElement(2, 2, 1.0)
@@ -184,11 +187,11 @@ def aligned_volume(scene, like_node, array: np.ndarray, name: str, class_name: s
     """A scalar (or label map) volume on exactly the grid of ``like_node`` (depth and mask maps on
     a photo); ``node``: update this one instead of making a new one."""
     array = np.asarray(array)
-    vtk_type = {np.dtype(np.uint8): vtk.VTK_UNSIGNED_CHAR, np.dtype(np.float32): vtk.VTK_FLOAT}[array.dtype]
+    vtk_type = {np.dtype(np.uint8): VTK_UNSIGNED_CHAR, np.dtype(np.float32): VTK_FLOAT}[array.dtype]
     if node is None:
         node = scene.AddNewNodeByClass(class_name, scene.GenerateUniqueName(name))
     node.SetAndObserveImageData(_image_data(np.ascontiguousarray(array), vtk_type, 1))
-    m = vtk.vtkMatrix4x4()
+    m = vtkMatrix4x4()
     like_node.GetIJKToRASMatrix(m)
     node.SetIJKToRASMatrix(m)
     if node.GetDisplayNode() is None:
@@ -198,7 +201,7 @@ def aligned_volume(scene, like_node, array: np.ndarray, name: str, class_name: s
 
 def volume_array(node) -> np.ndarray:
     """The (single-slice) volume's scalars as an H x W (x C) array (a copy)."""
-    from vtk.util import numpy_support
+    from vtkmodules.util import numpy_support
 
     data = node.GetImageData()
     w, h, _ = data.GetDimensions()
@@ -215,7 +218,7 @@ def require_single_slice(volume_node) -> None:
 
 
 def _matrix(volume_node, which: str) -> np.ndarray:
-    m = vtk.vtkMatrix4x4()
+    m = vtkMatrix4x4()
     getattr(volume_node, which)(m)
     return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
 
@@ -243,7 +246,7 @@ def set_control_points(node, ras: np.ndarray, labels: Optional[Sequence[str]] = 
         if node.GetNumberOfControlPoints() != len(ras):
             node.RemoveAllControlPoints()
             for p in ras:
-                node.AddControlPoint(vtk.vtkVector3d(*p))
+                node.AddControlPoint(vtkVector3d(*p))
         else:
             for i, p in enumerate(ras):
                 node.SetNthControlPointPosition(i, *p)
@@ -279,11 +282,11 @@ def new_markups(scene, class_name: str, name: str, color=(1.0, 0.5, 0.0), locked
 def fill_table(table_node, columns: Sequence[tuple[str, Sequence]]) -> None:
     """Replace a table node's content. A column is (name, values); numbers make a double column
     (None as NaN), anything else a string column."""
-    table = vtk.vtkTable()
+    table = vtkTable()
     for name, values in columns:
         numeric = all(v is None or isinstance(v, (int, float, np.floating, np.integer)) for v in values)
         numeric = numeric and any(v is not None for v in values)
-        arr = vtk.vtkDoubleArray() if numeric else vtk.vtkStringArray()
+        arr = vtkDoubleArray() if numeric else vtkStringArray()
         arr.SetName(name)
         for v in values:
             if numeric:
@@ -323,14 +326,14 @@ def segmentation_from_labelmap(
         color_node.SetColor(0, "Background", 0, 0, 0, 0)
         for i, (n, c) in enumerate(zip(names, colors), start=1):
             color_node.SetColor(i, n, float(c[0]), float(c[1]), float(c[2]), 1.0)
-        image = vtk.vtkImageData()
+        image = vtkImageData()
         image.SetDimensions(labelmap.shape[1], labelmap.shape[0], 1)
-        image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-        from vtk.util import numpy_support
+        image.AllocateScalars(VTK_UNSIGNED_CHAR, 1)
+        from vtkmodules.util import numpy_support
 
         numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = labelmap.reshape(-1)
         label_node.SetAndObserveImageData(image)
-        m = vtk.vtkMatrix4x4()
+        m = vtkMatrix4x4()
         volume_node.GetIJKToRASMatrix(m)
         label_node.SetIJKToRASMatrix(m)
         label_node.CreateDefaultDisplayNodes()

@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import vtk
-from vtk.util import numpy_support
+# VTK classes by module: `import vtk` would load every VTK module (about 1 s of each start)
+from vtkmodules.vtkCommonCore import VTK_UNSIGNED_CHAR, vtkPoints
+from vtkmodules.vtkCommonDataModel import vtkCellArray, vtkPolyData
+from vtkmodules.vtkFiltersCore import vtkPolyDataNormals
+from vtkmodules.vtkIOLegacy import vtkPolyDataReader, vtkPolyDataWriter
+from vtkmodules.vtkIOPLY import vtkPLYReader, vtkPLYWriter
+from vtkmodules.vtkIOXML import vtkXMLPolyDataReader, vtkXMLPolyDataWriter
+from vtkmodules.util import numpy_support
 
 from .morphology import Surface
 
@@ -36,23 +42,23 @@ def depth_colours(z: np.ndarray) -> np.ndarray:
     return c.astype(np.uint8)
 
 
-def triangle_polydata(points: np.ndarray, triangles: np.ndarray) -> vtk.vtkPolyData:
+def triangle_polydata(points: np.ndarray, triangles: np.ndarray) -> vtkPolyData:
     """A vtkPolyData of triangles from numpy: points (N, 3), triangles (M, 3) point indices."""
-    pts = vtk.vtkPoints()
+    pts = vtkPoints()
     pts.SetData(numpy_support.numpy_to_vtk(np.ascontiguousarray(points, dtype=np.float64), deep=True))
     conn = np.ascontiguousarray(triangles, dtype=np.int64).ravel()
     offsets = np.arange(0, len(conn) + 1, 3, dtype=np.int64)
-    cells = vtk.vtkCellArray()
+    cells = vtkCellArray()
     cells.SetData(numpy_support.numpy_to_vtkIdTypeArray(offsets, deep=True),
                   numpy_support.numpy_to_vtkIdTypeArray(conn, deep=True))
-    poly = vtk.vtkPolyData()
+    poly = vtkPolyData()
     poly.SetPoints(pts)
     poly.SetPolys(cells)
     return poly
 
 
 def mesh_from_surface(surface: Surface, rgb: Optional[np.ndarray] = None, step: int = 2,
-                      colour_by: str = "photo") -> vtk.vtkPolyData:
+                      colour_by: str = "photo") -> vtkPolyData:
     """Triangles over the masked pixel grid (every ``step`` pixels), with a ``Colors`` point array
     (photo colours, or depth colours when ``colour_by='depth'`` or no photo) and a ``Height``
     array (z, posterior)."""
@@ -72,14 +78,14 @@ def mesh_from_surface(surface: Surface, rgb: Optional[np.ndarray] = None, step: 
         colours = np.asarray(rgb)[::step, ::step][mask][:, :3].astype(np.uint8)
     else:
         colours = depth_colours(pts[:, 2])
-    arr = numpy_support.numpy_to_vtk(np.ascontiguousarray(colours), deep=True, array_type=vtk.VTK_UNSIGNED_CHAR)
+    arr = numpy_support.numpy_to_vtk(np.ascontiguousarray(colours), deep=True, array_type=VTK_UNSIGNED_CHAR)
     arr.SetName("Colors")
     poly.GetPointData().AddArray(arr)
     poly.GetPointData().SetActiveScalars("Colors")
     height = numpy_support.numpy_to_vtk(np.ascontiguousarray(pts[:, 2]), deep=True)
     height.SetName("Height")
     poly.GetPointData().AddArray(height)
-    normals = vtk.vtkPolyDataNormals()
+    normals = vtkPolyDataNormals()
     normals.SetInputData(poly)
     normals.SplittingOff()
     normals.ConsistencyOn()
@@ -87,19 +93,19 @@ def mesh_from_surface(surface: Surface, rgb: Optional[np.ndarray] = None, step: 
     return normals.GetOutput()
 
 
-def write_mesh(poly: vtk.vtkPolyData, path: Path) -> Path:
+def write_mesh(poly: vtkPolyData, path: Path) -> Path:
     """.vtk (legacy), .vtp or .ply (binary, with colours)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".ply":
-        writer = vtk.vtkPLYWriter()
+        writer = vtkPLYWriter()
         writer.SetArrayName("Colors")
         writer.SetColorModeToDefault()
         writer.SetFileTypeToBinary()
     elif suffix == ".vtp":
-        writer = vtk.vtkXMLPolyDataWriter()
+        writer = vtkXMLPolyDataWriter()
     elif suffix == ".vtk":
-        writer = vtk.vtkPolyDataWriter()
+        writer = vtkPolyDataWriter()
         writer.SetFileVersion(42) if hasattr(writer, "SetFileVersion") else None
     else:
         raise ValueError(f"unknown surface format {suffix!r}: use .vtk, .vtp or .ply")
@@ -110,9 +116,9 @@ def write_mesh(poly: vtk.vtkPolyData, path: Path) -> Path:
     return path
 
 
-def read_mesh(path: Path) -> vtk.vtkPolyData:
+def read_mesh(path: Path) -> vtkPolyData:
     path = Path(path)
-    reader = {".ply": vtk.vtkPLYReader, ".vtp": vtk.vtkXMLPolyDataReader, ".vtk": vtk.vtkPolyDataReader}[path.suffix.lower()]()
+    reader = {".ply": vtkPLYReader, ".vtp": vtkXMLPolyDataReader, ".vtk": vtkPolyDataReader}[path.suffix.lower()]()
     reader.SetFileName(str(path))
     reader.Update()
     return reader.GetOutput()
