@@ -133,47 +133,10 @@ def chain_peaks(prob: torch.Tensor, candidates: int = 6, gap_weight: float = 12.
     vertebra minimising  -log p  plus a penalty on each step T1->T2->...->L5 whose length departs
     from the film's typical vertebra-to-vertebra step (the median step between the plain peaks)
     or that does not go downwards."""
-    b, k, h, w = prob.shape
-    logp = prob.clamp_min(1e-12).log()
-    is_max = prob == F.max_pool2d(prob, 3, stride=1, padding=1)
-    score = torch.where(is_max, prob, torch.zeros_like(prob)).flatten(2)
-    top = score.topk(min(candidates, h * w), dim=-1).indices  # (B, K, M)
-    plain = prob.flatten(2).argmax(-1)  # (B, K)
-    out = torch.empty(b, k, dtype=torch.long)
-    for i in range(b):
-        cand = top[i].cpu()
-        cy = (cand // w).double()
-        cx = (cand % w).double()
-        unary = -logp[i].flatten(1).gather(1, top[i]).double().cpu()  # (K, M)
-        py, px = (plain[i] // w).double().cpu(), (plain[i] % w).double().cpu()
-        steps = torch.hypot(py.diff(), px.diff()).numpy()
-        # the step grows from T1 to L5: a robust (Theil-Sen) line through the plain peaks' steps
-        j = np.arange(len(steps), dtype=np.float64)
-        jj, ii = np.triu_indices(len(steps), 1)
-        slope = float(np.median((steps[ii] - steps[jj]) / (ii - jj))) if len(steps) > 1 else 0.0
-        icpt = float(np.median(steps - slope * j))
-        expected = torch.from_numpy(np.maximum(1.0, icpt + slope * j))
-        cost = unary[0].clone()
-        back = []
-        for j in range(1, k):
-            dy = cy[j][None, :] - cy[j - 1][:, None]
-            dx = cx[j][None, :] - cx[j - 1][:, None]
-            length = torch.hypot(dy, dx)
-            step = float(expected[j - 1])
-            pair = gap_weight * ((length - step) / step) ** 2
-            pair = pair + 1e3 * (dy < 0.3 * step).double()
-            total = cost[:, None] + pair  # (M prev, M cur)
-            best, arg = total.min(0)
-            back.append(arg)
-            cost = best + unary[j]
-        m = int(cost.argmin())
-        chosen = [m]
-        for arg in reversed(back):
-            m = int(arg[m])
-            chosen.append(m)
-        chosen.reverse()
-        out[i] = cand[torch.arange(k), torch.tensor(chosen)]
-    return out.to(prob.device)
+    from . import decode  # one decoding for training and inference: the numpy one (no gradient here)
+
+    peaks = decode.chain_peaks(prob.detach().float().cpu().numpy(), candidates=candidates, gap_weight=gap_weight)
+    return torch.from_numpy(np.asarray(peaks, dtype=np.int64)).to(prob.device)
 
 
 def decode_landmarks(heatmap: torch.Tensor, offsets: torch.Tensor, window: int | None = None,
