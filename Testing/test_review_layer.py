@@ -289,7 +289,7 @@ def test_a_rerun_over_moved_points_asks_first_and_changes_nothing(slicer_app, la
         layer.check_rerun(scene, v)
     assert scene.GetNumberOfNodes() == nodes and layer.find(scene, v) is first
     assert first.edited_points("points") == [0, 2] and first.saved_record()["length_px"] == 50.0
-    with pytest.raises(ValueError, match="on_existing"):
+    with pytest.raises(ValueError, match="on_existing must be one of ask, keep, replace, not 'overwrite'"):
         layer.show(scene, v, ruler(), on_existing="overwrite")
     assert scene.GetNumberOfNodes() == nodes
 
@@ -335,6 +335,7 @@ def test_a_result_found_in_the_scene_is_restored_measured_and_observed(slicer_ap
     try:
         found = again.find(scene, v)
         assert isinstance(found, LiveResult) and found is not live and found.root is live.root
+        assert live.result is not None and found.result is None  # the pipeline's result is this session's only
         assert again.presenter.restored == 1 and again.presenter.measured == [None]
         assert found.measurement == pytest.approx(60.0) and found.edited_labels() == {"points": ["B"]}
         assert again.find(scene, v) is found and again.presenter.restored == 1  # kept, not rebuilt
@@ -417,3 +418,40 @@ def test_edited_files_reads_line_files_as_lines(slicer_app, layer, tmp_path):
     move(live, "points", 1, 1.0, 0.0)
     common.save_node(live.node("points"), path)
     assert edited_files(scene, v, record, {"points": path}) == [path]
+
+
+def test_a_rerun_makes_a_new_node_where_the_kind_of_node_changed(slicer_app, layer):
+    scene = slicer_app.scene
+    v, first = shown(slicer_app, layer)
+    old = first.node("points")
+    second = layer.show(scene, v, ruler(point_class=LINE, points=POINTS[:2], labels=None))
+    assert second.node("points").GetClassName() == LINE and old.GetScene() is None
+    assert second.points_px("points") == pytest.approx(POINTS[:2]) and second.point_roles == ["points"]
+    # the same node again, no longer editable: it keeps no computed points and is not observed
+    third = layer.show(scene, v, ruler(point_class=LINE, points=POINTS[:2], labels=None, editable=False))
+    assert third.node("points") is second.node("points") and third.point_roles == []
+    assert third.node("points").GetAttribute(ATTR_COMPUTED) is None
+    move(third, "points", 0, 4.0, 0.0)
+    assert layer.presenter.measured == []
+
+
+def test_forgetting_a_node_removes_the_layers_observers_from_it(slicer_app):
+    from MSKCommonLib.review import PointObservers
+
+    node = common.new_markups(slicer_app.scene, FIDUCIAL, "points")
+    common.set_control_points(node, np.zeros((2, 3)))
+    before = {e: node.HasObserver(getattr(node, e)) for e in PointObservers.EVENTS}
+    observers = PointObservers()
+    assert observers.observe(None, "r", print) == "r" and len(observers) == 0  # no node: nothing observed
+    seen = []
+    observers.observe(node, "r", seen.append)
+    assert all(node.HasObserver(getattr(node, e)) for e in PointObservers.EVENTS)
+    with observers.paused(node):
+        with observers.paused(node):  # nested: the outer block still silences the node
+            pass
+        node.SetNthControlPointPosition(0, 1.0, 1.0, 1.0)
+        assert seen == []
+    node.SetNthControlPointPosition(0, 2.0, 1.0, 1.0)
+    assert seen == ["r"]
+    observers.forget(node)
+    assert {e: node.HasObserver(getattr(node, e)) for e in PointObservers.EVENTS} == before
