@@ -51,7 +51,7 @@ TESTS = {
     "CobbAngleLib.geometry": [
         "Testing/test_cobb_geometry.py",
         "Testing/test_geometry_properties.py",
-        "Testing/test_geometry_mutants.py",
+        "Testing/test_cobb_curves.py",
         "Testing/test_cobb_mrml.py",
     ],
     "KneeLandmarksLib.measure": [
