@@ -18,7 +18,9 @@ modules. So the script stages a src layout per module in a scratch folder (``<DI
 whose ``[tool.mutmut]`` gets that module's ``only_mutate`` and test selection), runs ``mutmut run``
 there with the shared data folder passed on (MSKMORPH_SHARED_DATA) and reads
 ``mutmut results --all true``. A kept folder (``--keep``) resumes: mutants already tested keep
-their result. On a shared machine, one worker, in the background:
+their result; ``--retest`` tests again only the mutants it did not kill, with the current test files
+(after tests were added: a killed mutant stays killed). On a shared machine, one worker, in the
+background:
 
     nohup python -m MSKCommonTools.mutation --workers 1 --keep /tmp/mutation > mutation.log 2>&1 &
 
@@ -109,12 +111,46 @@ def scores(results: str, module: str) -> Counter:
     return out
 
 
-def run_module(work: Path, module: str, workers: int, env: dict) -> Counter:
+def not_killed(results: str) -> list[str]:
+    """mutmut names to test again: exact names of survivors, ``function*`` patterns for the
+    functions that had no tests or were not checked yet (a pattern, because mutmut looks exact
+    names up among the functions that have tests)."""
+    names, functions = [], set()
+    for line in results.splitlines():
+        m = re.match(r"\s*(([\w.\u01c1]+)__mutmut_\d+):\s*(.+?)\s*$", line)
+        if not m or m.group(3) in KILLED:
+            continue
+        if m.group(3) == "survived":
+            names.append(m.group(1))
+        else:
+            functions.add(m.group(2) + "__mutmut_*")
+    return names + sorted(functions)
+
+
+def refresh_tests(work: Path) -> None:
+    """The repository's current test files into a kept folder (and mutmut's copy of it), and
+    mutmut's test statistics dropped so that it maps the tests to the functions again."""
+    for dest in (work / "Testing", work / "mutants" / "Testing"):
+        if dest.is_dir():
+            shutil.rmtree(dest)
+            shutil.copytree(REPO / "Testing", dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+
+
+def run_module(work: Path, module: str, workers: int, env: dict, retest: bool = False) -> Counter:
+    mutmut = [sys.executable, "-m", "mutmut"]
+    names: list[str] = []
     if not (work / "src").is_dir():
         stage(work, module)
-    mutmut = [sys.executable, "-m", "mutmut"]
-    cmd = mutmut + ["run", "--max-children", str(workers)]
-    print(f"\n== {module}: in {work}: {' '.join(cmd)}", flush=True)
+    elif retest:
+        before = subprocess.run(mutmut + ["results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True)
+        names = not_killed(before.stdout)
+        refresh_tests(work)
+        if not names:
+            return scores(before.stdout, module)
+    cmd = mutmut + ["run", "--max-children", str(workers)] + names
+    shown = cmd if len(cmd) < 12 else cmd[:5] + [f"... {len(names)} names of mutants not killed"]
+    print(f"\n== {module}: in {work}: {' '.join(shown)}", flush=True)
     subprocess.run(cmd, cwd=work, env=env, check=False)
     res = subprocess.run(mutmut + ["results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True)
     (work / "results.txt").write_text(res.stdout)
@@ -133,6 +169,8 @@ def main(argv=None) -> int:
     parser.add_argument("--module", action="append", choices=sorted(TESTS), help="only this module (repeatable; default: all)")
     parser.add_argument("--workers", type=int, default=1, help="mutmut worker processes (default 1)")
     parser.add_argument("--keep", type=Path, default=None, help="stage here and keep it, one folder per module (default: a temporary folder)")
+    parser.add_argument("--retest", action="store_true",
+                        help="with --keep: test again, with the current test files, only the mutants a previous run did not kill")
     parser.add_argument("--shared", type=Path, default=None, help="shared data folder (default: MSKCommonTools.shared_data())")
     args = parser.parse_args(argv)
     if shutil.which("mutmut") is None and subprocess.run([sys.executable, "-m", "mutmut", "--version"],
@@ -152,7 +190,7 @@ def main(argv=None) -> int:
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("MSKMORPH_THREADS", "1")
     modules = args.module or list(TESTS)
-    results = {m: run_module(work / m, m, args.workers, env) for m in modules}
+    results = {m: run_module(work / m, m, args.workers, env, args.retest) for m in modules}
     command = "python -m MSKCommonTools.mutation" + "".join(f" --module {m}" for m in args.module or []) \
         + f" --workers {args.workers}"
     print(f"\nmutation score (killed / all mutants), measured by: {command}")
