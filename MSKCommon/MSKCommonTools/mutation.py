@@ -58,6 +58,7 @@ TESTS = {
     ],
     "KneeLandmarksLib.measure": [
         "Testing/test_knee_measure.py",
+        "Testing/test_knee_record.py",
         "Testing/test_geometry_properties.py",
         "Testing/test_knee_mrml.py",
     ],
