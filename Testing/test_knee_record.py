@@ -123,3 +123,33 @@ def test_closest_points_between_segments():
     dist, p, q = measure.polyline_distance(np.array([[0.0, 0.0], [10.0, 0.0], [20.0, 0.0]]),
                                            np.array([[5.0, 4.0], [15.0, 1.0], [25.0, 4.0]]))
     assert dist == pytest.approx(1.0) and p == pytest.approx([15.0, 0.0]) and q == pytest.approx([15.0, 1.0])
+
+
+def rotated(points, deg, centre=(500.0, 500.0)):
+    a = np.radians(deg)
+    r = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return (np.asarray(points) - centre) @ r.T + centre
+
+
+@pytest.mark.parametrize("deg", [0, 35, 60, -25, -60])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_a_femur_through_the_tibia_is_flagged_on_a_turned_film(deg, side):
+    """Lateral: the femoral contour 1.3-4 mm under the tibial one without meeting it; medial: above.
+    "Under" is in the joint's own frame, on films turned up to 60 degrees either way (a film upside
+    down is not read: the femur is taken to be above the tibia in the image)."""
+    pts = straight_knee(0.0, 0.1)
+    if side == "left":
+        pts[:, 0] = 1000.0 - pts[:, 0]
+    upright = measure.joint_space_width(pts, side, 1.0)
+    m = measure.joint_space_width(rotated(pts, deg), side, 1.0)
+    assert m.lateral.overlap and m.lateral_mm == 0.0
+    assert not m.medial.overlap and m.medial_mm == pytest.approx(upright.medial_mm, abs=1e-6) and m.medial_mm > 1.0
+
+
+def test_short_contours_and_close_landmarks():
+    three = np.array([[0.0, 0.0], [10.0, 2.0], [20.0, 0.0]])
+    curve = measure.catmull_rom(three, 8)
+    assert len(curve) == 17 and curve[::8] == pytest.approx(three) and curve[4, 1] > 1.0
+    # landmarks a fraction of a pixel apart: still the straight line, sampled evenly
+    line = np.column_stack([np.linspace(0, 2.4, 9), np.linspace(0, 1.2, 9)])
+    assert measure.catmull_rom(line, 4) == pytest.approx(np.column_stack([np.linspace(0, 2.4, 33), np.linspace(0, 1.2, 33)]))
