@@ -159,3 +159,30 @@ def test_smape_is_the_mean_over_films_of_each_films_share():
     shares = [4.0 / 40.0, 0.0, 0.1 / 0.7, 0.0]  # a film with no curve at all counts as agreement
     assert geometry.smape(truth, pred) == pytest.approx(100 * np.mean(shares))
     assert geometry.smape(np.ravel(truth), np.ravel(pred)) == pytest.approx(100 * np.mean(shares))
+
+
+# an S-shaped spine (its centres cross the line from T1 to L5): the organisers' S-curve rule applies
+S_SPINE = [-18, -12, -4, 4, 12, 18, 20, 19, 14, 6, -2, -10, -17, -20, -19, -15, -9]
+
+
+def test_aasce_s_curve_rule_looks_at_which_half_of_the_film_the_major_curve_is_in():
+    v = synthetic_spine(S_SPINE)  # centres from y = 150 to about 1900 pixels
+    tall = geometry.cobb_angles(v, "aasce", image_height=4000)  # the major curve in the upper half
+    assert [(c.angle_deg, c.upper_end_vertebra, c.lower_end_vertebra, c.role) for c in tall.curves] == [
+        pytest.approx((40.0, "T7", "L2", "major")), pytest.approx((38.0, "T1", "T7", "proximal")),
+        pytest.approx((11.0, "L2", "L5", "distal"))]
+    short = geometry.cobb_angles(v, "aasce", image_height=1000)  # in the lower half: two curves above it
+    assert [c.role for c in short.curves] == ["major", "proximal", "proximal of proximal"]
+    assert short.curves[1].angle_deg == pytest.approx(38.0) and short.curves[2].upper_end_vertebra == "T1"
+    assert all(c.upper_line[1] == "mid" and c.lower_line[1] == "mid" for c in tall.curves)
+    assert tall.vertebrae_present == geometry.VERTEBRA_NAMES
+    # a spacing scales the film's height with its rows: the same half of the film
+    for spacing in ((2.0, 2.0), (2.0, 0.5)):
+        scaled = geometry.cobb_angles(v, "aasce", 1000, spacing_mm=spacing)
+        assert [c.role for c in scaled.curves] == [c.role for c in short.curves]
+
+
+@pytest.mark.parametrize("height", [None, 0, -5.0])
+def test_aasce_needs_the_image_height(height):
+    with pytest.raises(geometry.LandmarkError, match="image height"):
+        geometry.cobb_angles(synthetic_spine(S_SPINE), "aasce", image_height=height)
