@@ -76,6 +76,7 @@ class RulerPresenter(Presenter):
 
     def restore(self, live):
         self.restored += 1
+        live.cache["restored"] = self.restored
 
 
 POINTS = np.array([[10.0, 20.0], [40.0, 60.0], [70.0, 20.0]])  # 50 px between the first two
@@ -337,6 +338,7 @@ def test_a_result_found_in_the_scene_is_restored_measured_and_observed(slicer_ap
         assert isinstance(found, LiveResult) and found is not live and found.root is live.root
         assert live.result is not None and found.result is None  # the pipeline's result is this session's only
         assert again.presenter.restored == 1 and again.presenter.measured == [None]
+        assert found.cache == {"restored": 1}
         assert found.measurement == pytest.approx(60.0) and found.edited_labels() == {"points": ["B"]}
         assert again.find(scene, v) is found and again.presenter.restored == 1  # kept, not rebuilt
         assert again.all(scene, v) == [found]
@@ -407,6 +409,12 @@ def test_edited_files_finds_point_files_changed_after_the_run(slicer_app, layer,
     assert edited_files(scene, v, moved, {"points": paths["points"]}) == [paths["points"]]
     assert edited_files(scene, v, record, {"points": tmp_path / "missing.mrk.json", "line": paths["extra"]}) == []
     assert edited_files(scene, v, {}, paths) == [] and edited_files(scene, v, None, paths) == []
+    # every file is looked at: after a missing one, after one the record says was moved by hand
+    assert edited_files(scene, v, record, {"line": paths["points"], "extra": paths["extra"]}) == [paths["extra"]]
+    assert edited_files(scene, v, moved, paths) == [paths["points"], paths["extra"]]
+    # a record written before the review section named the node classes and the moved points
+    older = {"review": {"points_px": record["review"]["points_px"]}}
+    assert edited_files(scene, v, older, paths) == [paths["extra"]]
 
 
 def test_edited_files_reads_line_files_as_lines(slicer_app, layer, tmp_path):
