@@ -186,3 +186,34 @@ def test_aasce_s_curve_rule_looks_at_which_half_of_the_film_the_major_curve_is_i
 def test_aasce_needs_the_image_height(height):
     with pytest.raises(geometry.LandmarkError, match="image height"):
         geometry.cobb_angles(synthetic_spine(S_SPINE), "aasce", image_height=height)
+
+
+# one curve from T1 to T12, then straight and equally tilted down to L5
+T1_T12 = [10] * 4 + [7.5, 5, 2.5, 0, -2.5, -5, -7.5] + [-10] * 6
+
+
+@pytest.mark.parametrize("mirror", [1, -1])
+def test_a_straight_stretch_below_a_curve_is_no_curve(mirror):
+    _, c = curves(np.multiply(mirror, T1_T12))
+    assert c["MT"].angle_deg == pytest.approx(20.0) and ends(c["MT"])[::2] == ("T1", "T12")
+    # T12-L5 equally tilted: no thoracolumbar curve, and no end vertebrae for one
+    assert c["TL_L"].angle_deg == 0.0 and ends(c["TL_L"]) == (None, None, None) and c["TL_L"].role == "none"
+
+
+def test_a_curve_within_one_vertebra_has_it_as_its_apex():
+    m = geometry.cobb_angles(synthetic_spine(LOWER_MAJOR), "aasce", image_height=4000)
+    last = m.curves[2]
+    assert (last.upper_end_vertebra, last.lower_end_vertebra, last.apex) == ("L5", "L5", "L5")
+    assert last.angle_deg == pytest.approx(0.0, abs=1e-6)
+
+
+def test_two_vertebrae_are_enough_and_a_gap_is_named():
+    m = cropped(C_CURVE, 5, 6)
+    assert m.vertebrae_present == ("T6", "T7") and m.curve("MT").angle_deg == pytest.approx(5.0)
+    with pytest.raises(geometry.LandmarkError, match="at least 2 vertebrae"):
+        cropped(C_CURVE, 5, 5)
+    v = synthetic_spine(C_CURVE)
+    v[0] = np.nan  # T1 off the film: not a gap
+    v[[4, 5, 15]] = np.nan
+    with pytest.raises(geometry.LandmarkError, match=r"corners are missing for T5, T6, L4$"):
+        geometry.cobb_angles(v)
