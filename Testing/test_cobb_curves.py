@@ -217,3 +217,11 @@ def test_two_vertebrae_are_enough_and_a_gap_is_named():
     v[[4, 5, 15]] = np.nan
     with pytest.raises(geometry.LandmarkError, match=r"corners are missing for T5, T6, L4$"):
         geometry.cobb_angles(v)
+
+
+def test_aasce_on_a_spine_with_one_curve():
+    # not S-shaped: the second curve runs from T1 to the major curve, the third from it to L5
+    m = geometry.cobb_angles(synthetic_spine(T1_T12), "aasce", image_height=4000)
+    assert [(c.upper_end_vertebra, c.lower_end_vertebra, c.role) for c in m.curves] == [
+        ("T1", "T12", "major"), ("T1", "T1", "proximal"), ("T12", "L5", "distal")]
+    assert [c.angle_deg for c in m.curves] == pytest.approx([20.0, 0.0, 0.0], abs=1e-5)
