@@ -134,8 +134,17 @@ def not_killed(results: str) -> list[str]:
 
 def refresh_tests(work: Path, module: str) -> None:
     """The repository's current test files and selection into a kept folder (and mutmut's copy
-    of it), and mutmut's test statistics dropped so that it maps the tests to the functions again."""
+    of it), the current code (mutmut makes new mutants of the functions that changed), and mutmut's
+    test statistics dropped so that it maps the tests to the functions again."""
     write_config(work, module)
+    for name, rel in PACKAGES.items():
+        shutil.rmtree(work / "src" / name)
+        shutil.copytree(REPO / rel, work / "src" / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    mutated = work / source_file(module)
+    for path in (work / "src").rglob("*"):  # mutmut keeps its copies: drop those of other files that changed
+        copy = work / "mutants" / path.relative_to(work)
+        if path.is_file() and path != mutated and copy.is_file() and copy.read_bytes() != path.read_bytes():
+            copy.unlink()
     for dest in (work / "Testing", work / "mutants" / "Testing"):
         if dest.is_dir():
             shutil.rmtree(dest)
