@@ -453,5 +453,9 @@ def edited_files(scene, volume, record: dict, paths: dict) -> list:
             if now.shape != before.shape or np.max(np.abs(now - before), initial=0.0) > 0.01:
                 edited.append(path)
         finally:
+            helpers = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())] + [node.GetStorageNode()]
             scene.RemoveNode(node)
+            for helper in helpers:  # the file's display and storage nodes too: nothing left in the scene
+                if helper is not None and helper.GetScene() is not None:
+                    scene.RemoveNode(helper)
     return edited
