@@ -48,6 +48,29 @@ def test_training_samples_are_consistent():
     assert s["keypoints"].shape == (9, 2) and s["trunk_px"] > 40
 
 
+def test_training_mixes_turned_cameras_and_varied_scenes():
+    """``--cameras-varied-share`` / ``--scene-varied-share``: the share of turned cameras and varied
+    scenes is exact, drawn apart from the body source and from each other, and a mixed set's
+    samples are those of the single-kind sets (the default, share 0, stays all face-on/plain)."""
+    cams = data.mixed(40, 0.5, "face-on", "varied", data.TRAIN_SEED, 1)
+    scenes = data.mixed(40, 0.5, "plain", "varied", data.TRAIN_SEED, 2)
+    bodies = data.bodies_for(40, 0.5)
+    assert cams.count("varied") == 20 and scenes.count("varied") == 20
+    assert data.mixed(7, 0.0, "face-on", "varied", data.TRAIN_SEED, 1) == ["face-on"] * 7
+    # not lined up with the anny indices: turned cameras on both body sources, and both scenes under them
+    assert {b for b, c in zip(bodies, cams) if c == "varied"} == {"anny", "parametric"}
+    assert {s for s, c in zip(scenes, cams) if c == "varied"} == {"plain", "varied"}
+    kinds = ["varied", "face-on", "varied"]
+    mix = data.build_set(data.TRAIN_SEED, 3, workers=1, cameras=kinds)
+    turned = data.build_set(data.TRAIN_SEED, 3, workers=1, cameras="varied")
+    plain = data.build_set(data.TRAIN_SEED, 3, workers=1)
+    for i, kind in enumerate(kinds):
+        same = turned if kind == "varied" else plain
+        assert np.array_equal(mix["image"][i], same["image"][i])
+        assert np.array_equal(mix["keypoints"][i], same["keypoints"][i])
+    assert not np.array_equal(turned["keypoints"][0], plain["keypoints"][0])
+
+
 def test_train_checkpoint_and_resume(tmp_path):
     from MSKCommonLib.cli import main
 

@@ -72,17 +72,28 @@ def bodies_for(n: int, anny_share: float) -> list[str]:
     return ["anny" if (i + 0.5) * anny_share % 1.0 < anny_share else "parametric" for i in range(n)]
 
 
+def mixed(n: int, share: float, plain: str, varied: str, seed_base: int, salt: int) -> list[str]:
+    """Per sample ``varied`` for round(share * n) of the n indices, ``plain`` for the rest; which
+    indices is a permutation drawn from (seed_base, salt), so it does not line up with the body
+    source's evenly spread indices (``bodies_for``) nor with another mix of a different salt."""
+    chosen = set(np.random.default_rng([seed_base, 15, salt]).permutation(n)[:int(round(share * n))].tolist())
+    return [varied if i in chosen else plain for i in range(n)]
+
+
 def build_set(seed_base: int, n: int, cache: Path = None, workers: int = 2, anny_share: float = 0.0,
-              cameras: str = "face-on", scene: str = "plain") -> dict:
+              cameras: str | list[str] = "face-on", scene: str | list[str] = "plain") -> dict:
     """n samples stacked into arrays (cached as .npz when ``cache`` is given). ``anny_share`` of
     them come from the anny body source (anny_phantom), the rest from the parametric phantom;
     ``cameras``: "face-on" or "varied" (``phantom.CAMERAS``), ``scene``: "plain" or "varied"
-    (``phantom.shade``); a cache holds one kind: name it so."""
+    (``phantom.shade``), each one for all samples or a list with one per sample (``mixed``);
+    a cache holds one kind: name it so."""
     if cache is not None and Path(cache).is_file():
         with np.load(cache) as f:
             if len(f["image"]) >= n:
                 return {k: f[k][:n] for k in f.files}
-    jobs = [(seed_base, i, b, cameras, scene) for i, b in enumerate(bodies_for(n, anny_share))]
+    cameras = [cameras] * n if isinstance(cameras, str) else list(cameras)
+    scene = [scene] * n if isinstance(scene, str) else list(scene)
+    jobs = [(seed_base, i, b, cameras[i], scene[i]) for i, b in enumerate(bodies_for(n, anny_share))]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             samples = list(pool.map(_make, jobs, chunksize=16))

@@ -35,6 +35,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export", type=Path, help="also copy the final weights here")
     parser.add_argument("--anny-share", type=float, default=0.0,
                         help="share of the training and validation photos from anny bodies (needs the anny package)")
+    parser.add_argument("--cameras-varied-share", type=float, default=0.0,
+                        help="share of the photos seen by a turned camera (phantom.CAMERAS 'varied'; default 0: all face-on)")
+    parser.add_argument("--scene-varied-share", type=float, default=0.0,
+                        help="share of the photos with varied lights and backgrounds (default 0: all plain)")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="start from these weights (e.g. the shipped gamanet_back.pt) instead of ImageNet")
     parser.add_argument("--no-pretrained", action="store_true", help="random encoder (tests)")
@@ -181,11 +185,23 @@ def run(args) -> int:
     start = time.time()
     cache = out.parent / "data"
     share = float(args.anny_share)
+    cam_share, scene_share = float(args.cameras_varied_share), float(args.scene_varied_share)
     tag = "" if share <= 0 else f"_anny{share:g}"
-    train_set = data.build_set(data.TRAIN_SEED, args.n_train, cache / f"train_{args.n_train}{tag}.npz", args.workers, share)
-    val_set = data.build_set(data.EVAL_SEED, args.n_val, cache / f"val_{args.n_val}{tag}.npz", args.workers, share)
+    tag += "" if cam_share <= 0 else f"_cam{cam_share:g}"
+    tag += "" if scene_share <= 0 else f"_scene{scene_share:g}"
+
+    def build(seed_base, n, name):
+        kinds = {}
+        if cam_share > 0:  # salts 1 and 2: the two mixes are drawn independently
+            kinds["cameras"] = data.mixed(n, cam_share, "face-on", "varied", seed_base, 1)
+        if scene_share > 0:
+            kinds["scene"] = data.mixed(n, scene_share, "plain", "varied", seed_base, 2)
+        return data.build_set(seed_base, n, cache / f"{name}_{n}{tag}.npz", args.workers, share, **kinds)
+
+    train_set = build(data.TRAIN_SEED, args.n_train, "train")
+    val_set = build(data.EVAL_SEED, args.n_val, "val")
     report(event="data", train=len(train_set["image"]), val=len(val_set["image"]), anny_share=share,
-           seconds=round(time.time() - start, 1))
+           cameras_varied_share=cam_share, scene_varied_share=scene_share, seconds=round(time.time() - start, 1))
 
     device = choose_device(args.device)
     model = GAMANet(pretrained=not args.no_pretrained and args.init_from is None).to(device)
