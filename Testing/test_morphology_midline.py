@@ -265,3 +265,23 @@ def test_a_dimple_region_off_the_mask_is_named_with_its_side_and_share():
     dimples, note = morphology.look_for_dimples(morphology.Surface(surface.xyz, mask, units="mm"), kp)
     assert dimples is None
     assert note.startswith("the back mask covers only 1% of the dimple region on the left")
+
+
+def test_dimples_between_pixel_rows_are_found_between_them():
+    # the right dimple 5.4 mm higher: 482.7 and 477.3, found by the parabola through the three
+    # lowest pixels (achieved 0.0003 px in height; to the nearest row it would be 0.3 px off)
+    surface, kp = constructed_back(obliquity_mm=5.4)
+    dimples, note = morphology.look_for_dimples(surface, kp)
+    assert note is None
+    assert dimples[:, 1] == pytest.approx([DM_Y + 2.7, DM_Y - 2.7], abs=0.01)
+
+
+@pytest.mark.parametrize("shape, reason", [
+    (dict(obliquity_mm=50.0), "the two hollows found at the dimple level are not level with each other"),
+    (dict(dimple_half=95.0), "the two hollows found at the dimple level are not a dimple pair's distance apart"),
+])
+def test_hollows_that_are_not_a_dimple_pair_are_not_taken(shape, reason):
+    surface, kp = constructed_back(**shape)
+    assert morphology.look_for_dimples(surface, kp) == (None, reason)
+    found = morphology.look_for_dimples(*constructed_back(dimple_half=60.0))[0]
+    assert np.abs(found - [[X0 - 60, DM_Y], [X0 + 60, DM_Y]]).max() < 0.05  # achieved 0.02 px
