@@ -72,6 +72,7 @@ TESTS = {
     "SpineMorphologyLib.morphology": [
         "Testing/test_back_morphology.py",
         "Testing/test_morphology_measures.py",
+        "Testing/test_morphology_midline.py",
     ],
 }
 # a strict xfail (a known gap, see the test) that is slow and kills nothing
