@@ -187,7 +187,7 @@ def steady():
     last = []
 
     def done(image):
-        same = bool(last) and np.abs(image - last[-1]).mean() < 0.1
+        same = bool(last) and image.shape == last[-1].shape and np.abs(image - last[-1]).mean() < 0.1  # a resized view is not settled
         last[:] = [image]
         return same
 
