@@ -98,12 +98,3 @@ def wing_loss(pred: torch.Tensor, target: torch.Tensor, w: float = 5.0, eps: flo
     return torch.where(d < w, w * torch.log(1 + d / eps), d - c)
 
 
-def heatmap_spread(prob: torch.Tensor, coords: torch.Tensor, input_size: int) -> torch.Tensor:
-    """Standard deviation (input pixels) of each point's soft-argmax distribution, (B, K): small
-    for one sharp peak, large for a spread or multi-modal heatmap."""
-    b, k, h, w = prob.shape
-    s = input_size / w
-    ys = (torch.arange(h, dtype=prob.dtype) + 0.5) * s - 0.5
-    xs = (torch.arange(w, dtype=prob.dtype) + 0.5) * s - 0.5
-    d2 = (xs[None, None, None, :] - coords[..., 0, None, None]) ** 2 + (ys[None, None, :, None] - coords[..., 1, None, None]) ** 2
-    return torch.sqrt((prob * d2).sum((2, 3)))

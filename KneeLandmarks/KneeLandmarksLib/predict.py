@@ -39,8 +39,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def heatmap_spread(prob: np.ndarray, coords: np.ndarray, input_size: int) -> np.ndarray:
     """Standard deviation (input pixels) of each point's soft-argmax distribution, (B, K): small
-    for one sharp peak, large for a spread or multi-modal heatmap (numpy twin of
-    ``network.heatmap_spread``)."""
+    for one sharp peak, large for a spread or multi-modal heatmap (numpy: both backends)."""
     b, k, h, w = prob.shape
     s = input_size / w
     ys = (np.arange(h, dtype=np.float32) + 0.5) * s - 0.5
