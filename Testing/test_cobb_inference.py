@@ -224,3 +224,54 @@ def test_the_table_shows_the_network_angles_and_the_warning(slicer_app, tmp_path
     assert record["warning"] and all(r["Note"] == record["warning"] for r in rows.values())
     csv_row = (out / "cobb.csv").read_text().splitlines()[1]
     assert "The two networks disagree" in csv_row
+
+
+def _blob_maps(rows, h=96, w=48, c=24, s=1.0):
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * s**2)) for r in rows])
+
+
+def test_ordered_decoding_counts_the_vertebrae_down_from_t1_across_a_skip():
+    """The failure seen on the AASCE films: from T9 down every heatmap fires one vertebra low
+    (T9's on T10, ..., L4's on L5) and L5's on the sacrum below. The chain keeps the heatmaps'
+    peaks (T9 is lost, L5 named on the sacrum); the ordered decoding finds the 17 vertebrae
+    without their names (every vertebra, and the sacrum, carries some heatmap) and names them
+    down from T1, so T9..L5 land on their own vertebrae."""
+    from CobbAngleLib import decode
+
+    rows = 6 + 5 * np.arange(18)  # 17 vertebrae and the sacrum below L5
+    shown = np.concatenate([rows[:8], rows[9:18]])  # T1..T8 right, then T9 -> T10, ..., L5 -> sacrum
+    prob = _blob_maps(shown)
+    prob[7] = 0.7 * prob[7] + 0.3 * _blob_maps([rows[8]])[0]  # T8's map also covers T9 a little
+    prob = prob / prob.reshape(17, -1).sum(1)[:, None, None]
+    h, w = prob.shape[1:]
+    chained = decode.chain_peaks(prob[None])[0] // w
+    ordered, vertebrae = decode.ordered_peaks(prob)
+    assert chained[8] == rows[9] and chained[16] == rows[17]  # the chain names T10 as T9, the sacrum as L5
+    assert np.array_equal(ordered // w, rows[:17])
+    assert vertebrae.shape == (h, w) and vertebrae.sum() == pytest.approx(17.0, rel=1e-5)
+
+
+def test_ordered_landmarks_are_centres_plus_offsets_in_input_pixels():
+    """Corners = the name-free centre (soft-argmax near the chosen peak) + the offsets there."""
+    from CobbAngleLib import decode
+
+    rows = 6 + 5 * np.arange(17)
+    prob = _blob_maps(rows)
+    logits = np.log(prob / prob.reshape(17, -1).sum(1)[:, None, None] + 1e-30).astype(np.float32)[None]
+    offsets = np.zeros((1, 8, 96, 48), np.float32)
+    offsets[0, 0::2] = np.array([-5, 5, -5, 5], np.float32)[:, None, None]  # x of TL, TR, BL, BR
+    offsets[0, 1::2] = np.array([-3, -3, 3, 3], np.float32)[:, None, None]  # y
+    corners, _ = decode.ordered_landmarks(logits, offsets)
+    centre_y = rows * 4 + 1.5  # cell centres in input pixels (stride 4)
+    assert np.allclose(corners[0].mean(1)[:, 1], centre_y, atol=0.05)
+    assert np.allclose(corners[0].mean(1)[:, 0], 24 * 4 + 1.5, atol=0.05)
+    assert np.allclose(corners[0, :, 1, 0] - corners[0, :, 0, 0], 10.0, atol=1e-4)
+    assert np.allclose(corners[0, :, 2, 1] - corners[0, :, 0, 1], 6.0, atol=1e-4)
+
+
+def test_the_decoding_is_chosen_by_name():
+    from CobbAngleLib.predict import CobbPredictor
+
+    with pytest.raises(ValueError, match="ordered, chain, plain"):
+        CobbPredictor(decoding="nearest")

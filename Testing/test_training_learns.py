@@ -104,6 +104,53 @@ def test_cobb_network_learns_a_fixed_batch():
     assert np.mean(losses[-5:]) < 0.6 * losses[0], losses
 
 
+def test_cobb_cut_films_lose_their_cut_vertebrae_and_no_loss_reaches_them():
+    """The cut augmentation (``--cut-share``) blacks the film out beyond a disc; the vertebrae cut
+    off are marked not visible, lose their label-mask pixels, and neither their heatmaps nor the
+    angles (which belong to the whole spine) get a loss."""
+    from CobbAngleLib.network import Seg4RegNet
+    from CobbAngleTools import data as D
+    from CobbAngleTools import train as T
+
+    cache = _phantom_cache()
+    hw = (256, 128)
+    dataset = D.SpineDataset(cache, list(cache["names"]), augment=True, input_hw=hw, cut_share=1.0)
+    cuts = []
+    for seed in range(40):  # the phantom's tilted discs allow a clean cut on about 1 film in 4
+        dataset.set_epoch(seed)
+        s = dataset[seed % len(dataset)]
+        if s.visible.all():
+            continue  # the chosen disc was not level enough for a clean cut
+        gone = np.flatnonzero(~s.visible)
+        top = gone[0] == 0
+        assert np.array_equal(gone, np.arange(gone[-1] + 1) if top else np.arange(gone[0], 17))
+        assert 1 <= len(gone) <= 5
+        assert not np.isin(s.labels, gone + 1).any() and np.isin(s.labels, np.flatnonzero(s.visible) + 1).any()
+        rows = np.flatnonzero(s.image.max(1) > 0)  # the film's rows left after the cut
+        kept_y = s.landmarks[s.visible][..., 1]
+        cut_y = s.landmarks[gone][..., 1]
+        if top:
+            assert rows.min() > cut_y.max() - 1 and rows.min() <= kept_y.min() + 1
+        else:
+            assert rows.max() < cut_y.min() + 1 and rows.max() >= kept_y.max() - 1
+        cuts.append(s)
+    assert len(cuts) >= 4 and {bool(c.visible[0]) for c in cuts} == {True, False}  # cuts at both ends
+    batch = D.collate(cuts[:2])
+    heights = [float(cache["shapes"][i][0]) for i in batch["index"]]
+    torch.manual_seed(0)
+    model = Seg4RegNet(pretrained=False)
+    out = model(batch["image"])
+    out["heatmap"].retain_grad()
+    out["angles"].retain_grad()
+    losses = T.compute_losses(out, batch, heights, 1.0)
+    assert float(losses["regression"]) == 0.0 and float(losses["consistency"]) == 0.0
+    losses["total"].backward()
+    g = out["heatmap"].grad.abs().flatten(2).sum(-1)  # (B, 17)
+    visible = batch["visible"]
+    assert torch.all(g[~visible] == 0) and torch.all(g[visible] > 0)
+    assert torch.all(out["angles"].grad == 0)
+
+
 def test_cobb_training_resumes_epoch_and_optimiser(tmp_path, monkeypatch):
     """`mskmorph train cobb --epochs 2` stopped by a crash in epoch 2 (after epoch 1's checkpoint),
     then resumed: the log holds epochs 1 and 2 (not 1, 1, 2), the checkpoint's epoch is 2,

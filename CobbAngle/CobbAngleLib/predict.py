@@ -25,13 +25,17 @@ import numpy as np
 from MSKCommonLib.resources import packaged
 
 from . import geometry
-from .decode import decode_landmarks, vertebra_confidence
+from .decode import decode_landmarks, ordered_landmarks, vertebra_confidence
 from .frame import FLIP_CORNERS, INPUT_HW, intensity_window, invert_affine, letterbox_matrix, to_network_frame
 
 DEFAULT_WEIGHTS = packaged("CobbAngleLib", "models", "cobb_seg4reg.pt")  # the .onnx lies beside it
 WEIGHTS_FORMAT = "mskmorph-cobb-seg4reg-lite0-v1"
 # the network outputs inference reads (the exported .onnx has exactly these, in this order)
 OUTPUTS = ("segmentation", "heatmap", "offsets", "angles")
+# how the vertebrae are read from the heatmaps (``decode``): "ordered" (the default: found without
+# their names, then named in order from T1), "chain" (each heatmap's peak chosen jointly along the
+# spine) or "plain" (each heatmap's own maximum)
+DECODINGS = ("ordered", "chain", "plain")
 
 
 class Cancelled(Exception):
@@ -52,7 +56,7 @@ class CobbPrediction:
 
 class CobbPredictor:
     def __init__(self, weights=None, device: str = "auto", consistency_threshold_deg: float = 10.0,
-                 test_time_flip: bool = False, chain_decoding: bool = True, threads: Optional[int] = None,
+                 test_time_flip: bool = False, decoding: str = "ordered", threads: Optional[int] = None,
                  backend: str = "onnx"):
         from MSKCommonLib.runtime import check_backend
 
@@ -60,7 +64,9 @@ class CobbPredictor:
         self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
         self.consistency_threshold_deg = float(consistency_threshold_deg)
         self.test_time_flip = bool(test_time_flip)  # also read the mirrored film and average
-        self.chain_decoding = bool(chain_decoding)  # vertebra peaks chosen jointly along the spine
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
+        self.decoding = decoding
         self.network = (_torch_network if self.backend == "torch" else _onnx_network)(self.weights_path, device, threads)
         self.device, self.threads, self.config = self.network.device, self.network.threads, self.network.config
         self.input_hw = (int(self.config.get("input_height", INPUT_HW[0])), int(self.config.get("input_width", INPUT_HW[1])))
@@ -87,7 +93,10 @@ class CobbPredictor:
             x = np.concatenate([x, x[..., ::-1]])
         step(0.2, "Finding the vertebrae")
         out = self.network(x)
-        corners, prob = decode_landmarks(out["heatmap"], out["offsets"], window=3, chain=self.chain_decoding)
+        if self.decoding == "ordered":
+            corners, prob = ordered_landmarks(out["heatmap"], out["offsets"])
+        else:
+            corners, prob = decode_landmarks(out["heatmap"], out["offsets"], window=3, chain=self.decoding == "chain")
         step(0.7, "Measuring the Cobb angles")
         confidence = vertebra_confidence(prob[0])
         seg = out["segmentation"].astype(np.float32)

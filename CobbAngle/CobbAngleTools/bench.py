@@ -32,8 +32,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="comma-separated devices to time (default: cpu, plus cuda / mps when present)")
     parser.add_argument("--limit", type=int, default=20, help="at most this many films")
     parser.add_argument("--flip", action="store_true", help="also read the mirrored film and average (test-time flip)")
-    parser.add_argument("--no-chain", action="store_true",
-                        help="take each vertebra heatmap's own peak instead of the joint choice along the spine")
+    parser.add_argument("--decoding", default="ordered", choices=["ordered", "chain", "plain"],
+                        help="how the vertebrae are read from the heatmaps: ordered (the default: found without "
+                             "names, then named in order from T1), chain (each heatmap's peak chosen jointly along "
+                             "the spine, the default before 2026-12-02) or plain (each heatmap's own maximum)")
     parser.add_argument("--accuracy", action="store_true",
                         help="also score films that have AASCE labels (labels/<name>.mat beside images/): "
                              "SMAPE, MAE per angle, corner error in pixels, share flagged by the consistency check, "
@@ -178,13 +180,13 @@ def score_film(film: Path, pred, shape) -> Optional[dict]:
 
 
 def bench_device(device: str, files: list[Path], weights, flip: bool = True, score: bool = False,
-                 chain: bool = True, backend: str = "onnx") -> dict:
+                 decoding: str = "ordered", backend: str = "onnx") -> dict:
     import torch
 
     from CobbAngleLib import geometry
     from CobbAngleLib.predict import CobbPredictor
 
-    predictor = CobbPredictor(weights, device=device, test_time_flip=flip, chain_decoding=chain,
+    predictor = CobbPredictor(weights, device=device, test_time_flip=flip, decoding=decoding,
                               threads=torch.get_num_threads(), backend=backend)
     records = []
     if device.startswith("cuda"):
@@ -229,7 +231,7 @@ def run(args) -> int:
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             devices.append("mps")
-    rows = [bench_device(d, files, args.weights, args.flip, args.accuracy, not args.no_chain, args.backend)
+    rows = [bench_device(d, files, args.weights, args.flip, args.accuracy, args.decoding, args.backend)
             for d in devices]
     print(f"{'device':8} {'films':>5} {'median s':>9} {'max s':>7} {'memory MB':>10}  memory")
     for r in rows:

@@ -153,13 +153,16 @@ class Sample:
     angles: np.ndarray  # (3,) ground truth, organisers' order
     to_original: np.ndarray  # 2x3 affine network frame -> original film pixels
     index: int
+    visible: np.ndarray = None  # (17,) bool: the vertebrae left on the film (a cut film shows part of the spine)
 
 
 class SpineDataset:
     """Films from the cache; ``augment`` adds radiograph-style variation."""
 
-    def __init__(self, cache: dict, names: list[str], augment: bool, seed: int = 0, input_hw=INPUT_HW):
+    def __init__(self, cache: dict, names: list[str], augment: bool, seed: int = 0, input_hw=INPUT_HW,
+                 cut_share: float = 0.0):
         all_names = list(cache["names"])
+        self.cut_share = float(cut_share)  # share of augmented films cut through the spine (see ``_cut``)
         self.hw = tuple(input_hw)
         self.cache = cache
         self.indices = [all_names.index(n) for n in names]
@@ -196,9 +199,37 @@ class SpineDataset:
             m = compose(fm, m)
         if self.augment:
             net = np.clip(net + self.rng.normal(0, self.rng.uniform(0, 0.03), net.shape), 0, 1).astype(np.float32)
+        visible = np.ones(17, dtype=bool)
+        if self.augment and self.cut_share > 0 and self.rng.random() < self.cut_share:
+            net, visible = self._cut(net, lm)
         labels = vertebra_label_mask(lm, (self.hw[0] // STRIDE, self.hw[1] // STRIDE), 1.0 / STRIDE)
+        labels[np.isin(labels, np.flatnonzero(~visible) + 1)] = 0
         to_original = compose(invert_affine(orig_to_cache), invert_affine(m))
-        return Sample(net.astype(np.float32), lm, labels, self.cache["angles"][i].astype(np.float64), to_original, i)
+        return Sample(net.astype(np.float32), lm, labels, self.cache["angles"][i].astype(np.float64), to_original, i,
+                      visible)
+
+    def _cut(self, net: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The film cut through the spine at a disc: above T2..T5 or below L1..L4, the cut part black
+        (as the letterbox's padding). The network must then tell T1 and L5 by their anatomy, not by
+        their place on the film (its identity errors on the AASCE films are whole-spine shifts of one
+        level, starting at C7 or ending on the sacrum). Returns the film and the vertebrae left."""
+        visible = np.ones(17, dtype=bool)
+        top = self.rng.random() < 0.5
+        first = int(self.rng.integers(1, 5)) if top else int(self.rng.integers(12, 16))  # top: first kept; bottom: last kept
+        above, below = (first - 1, first) if top else (first, first + 1)
+        y0 = float(lm[above][:, 1].max())  # the lowest corner of the upper vertebra
+        y1 = float(lm[below][:2, 1].min())  # the highest upper corner of the lower one
+        if not y0 < y1:
+            return net, visible  # the disc is not level enough to cut cleanly here
+        y = int(round((y0 + y1) / 2))
+        net = net.copy()
+        if top:
+            net[:max(0, y)] = 0.0
+            visible[:first] = False
+        else:
+            net[max(0, y):] = 0.0
+            visible[first + 1:] = False
+        return net, visible
 
     def _random_geometry(self, m: np.ndarray, lm: np.ndarray, hw) -> tuple[np.ndarray, bool]:
         r = self.rng
@@ -247,4 +278,5 @@ def collate(samples: list[Sample]) -> dict:
         "angles": torch.from_numpy(np.stack([s.angles for s in samples]).astype(np.float32)),
         "to_original": np.stack([s.to_original for s in samples]),
         "index": [s.index for s in samples],
+        "visible": torch.from_numpy(np.stack([np.ones(17, bool) if s.visible is None else s.visible for s in samples])),
     }

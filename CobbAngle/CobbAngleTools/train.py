@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as D
-from CobbAngleLib import geometry
+from CobbAngleLib import decode, geometry
 from CobbAngleLib.network import STRIDE, Seg4RegNet, cell_centres, decode_landmarks, mid_axis_angles
 
 WEIGHTS_FORMAT = "mskmorph-cobb-seg4reg-lite0-v1"
@@ -57,6 +57,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                              "(CobbAngleTools/label_fixes.json applied; see label_check)")
     parser.add_argument("--cache", default=None,
                         help="cached downsampled films (default OUT/cache.npz, OUT/cache_fixed.npz for --labels fixed)")
+    parser.add_argument("--cut-share", type=float, default=0.0,
+                        help="share of training films cut through the spine (above T2..T5 or below L1..L4; the cut "
+                             "vertebrae get no loss, the angles none): teaches T1 and L5 by anatomy, not by place")
+    parser.add_argument("--decoding", default="ordered", choices=["ordered", "chain", "plain"],
+                        help="decoding of the validation films (as at inference)")
     parser.add_argument("--export-to", default=None, help="also copy the best weights file here")
     parser.add_argument("--no-pretrained", action="store_true", help="random encoder (tests only)")
     parser.add_argument("--limit", type=int, default=None, help="use only N training/validation films (smoke tests)")
@@ -101,10 +106,21 @@ def end_vertebra_pairs(landmarks: np.ndarray, heights: list[float]) -> torch.Ten
     return torch.tensor(pairs, dtype=torch.long)
 
 
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x (B, K, ...) over the entries whose (B, K) mask is set (0 when none is)."""
+    m = mask.to(x.dtype).reshape(mask.shape + (1,) * (x.dim() - mask.dim())).expand_as(x)
+    return (x * m).sum() / m.sum().clamp_min(1.0)
+
+
 def compute_losses(out: dict, batch: dict, heights: list[float], consistency_weight: float) -> dict:
     lm = batch["landmarks"]
     labels = batch["labels"]
     gt_angles = batch["angles"]
+    visible = batch.get("visible")
+    if visible is None:
+        visible = torch.ones(lm.shape[:2], dtype=torch.bool)
+    visible = visible.to(lm.device)
+    whole = visible.all(1)  # films showing the whole spine: their angles are the truth's
     seg = out["segmentation"].float()
     heat = out["heatmap"].float()
     off = out["offsets"].float()
@@ -112,29 +128,31 @@ def compute_losses(out: dict, batch: dict, heights: list[float], consistency_wei
     losses = {}
     losses["segmentation"] = F.cross_entropy(seg, labels) + soft_dice(seg, labels)
     target = heatmap_targets(lm, h, w)
-    losses["heatmap"] = -(target * heat.flatten(2).log_softmax(-1)).sum(-1).mean()
+    losses["heatmap"] = _masked_mean(-(target * heat.flatten(2).log_softmax(-1)).sum(-1), visible)
     corners, _ = decode_landmarks(heat, off)
     # corner positions: the offsets learn from the full error; the heatmap only from a small centre
     # term (a large soft-argmax gradient would spread the heatmaps instead of sharpening them)
     corners_offsets_only, _ = decode_landmarks(heat.detach(), off)
-    losses["corners"] = (corners_offsets_only - lm).abs().mean() / STRIDE
-    losses["centres"] = 0.1 * (corners.mean(2) - lm.mean(2)).abs().mean() / STRIDE
+    losses["corners"] = _masked_mean((corners_offsets_only - lm).abs(), visible) / STRIDE
+    losses["centres"] = 0.1 * _masked_mean((corners.mean(2) - lm.mean(2)).abs(), visible) / STRIDE
     off_at_truth = torch.einsum("bkn,bcn->bkc", target, off.flatten(2))
-    losses["offsets"] = (off_at_truth - (lm - lm.mean(2, keepdim=True)).reshape(b, k, 8)).abs().mean() / STRIDE
+    losses["offsets"] = _masked_mean((off_at_truth - (lm - lm.mean(2, keepdim=True)).reshape(b, k, 8)).abs(), visible) / STRIDE
     dt = tilt_deg(corners_offsets_only) - tilt_deg(lm)
-    losses["tilt"] = 0.05 * ((dt + 180) % 360 - 180).abs().mean()
+    losses["tilt"] = 0.05 * _masked_mean(((dt + 180) % 360 - 180).abs(), visible)
     angles = out["angles"].float()
-    losses["regression"] = F.smooth_l1_loss(angles, gt_angles, beta=2.0) / 5
+    per_film = F.smooth_l1_loss(angles, gt_angles, beta=2.0, reduction="none").mean(1)
+    losses["regression"] = (per_film * whole).sum() / whole.sum().clamp_min(1) / 5
     # attention: the regression CAMs' attention map toward the spine (vertebra mask, stride 32)
     spine = F.max_pool2d((labels > 0).float()[:, None], 8)
     losses["attention"] = 0.5 * F.binary_cross_entropy_with_logits(out["attention_logit"].float(), spine)
-    # triangle consistency: landmark angles <-> truth, landmark angles <-> regressed angles
+    # triangle consistency: landmark angles <-> truth, landmark angles <-> regressed angles (whole films only)
     to_orig = batch["to_original"]
     lm_orig = np.einsum("bij,bkcj->bkci", to_orig[:, :, :2], corners.detach().cpu().double().numpy()) + to_orig[:, None, None, :, 2]
     pairs = end_vertebra_pairs(lm_orig, heights).to(corners.device)
     lm_angles = mid_axis_angles(corners_offsets_only, pairs)
-    tri = F.smooth_l1_loss(lm_angles, gt_angles, beta=2.0) + F.smooth_l1_loss(lm_angles, angles, beta=2.0)
-    losses["consistency"] = consistency_weight * tri / 5
+    tri = (F.smooth_l1_loss(lm_angles, gt_angles, beta=2.0, reduction="none")
+           + F.smooth_l1_loss(lm_angles, angles, beta=2.0, reduction="none")).mean(1)
+    losses["consistency"] = consistency_weight * (tri * whole).sum() / whole.sum().clamp_min(1) / 5
     losses["total"] = sum(losses.values())
     return losses
 
@@ -143,14 +161,17 @@ def compute_losses(out: dict, batch: dict, heights: list[float], consistency_wei
 # validation
 
 @torch.no_grad()
-def evaluate(model, dataset: D.SpineDataset, device, batch_size: int, heights_of) -> dict:
+def evaluate(model, dataset: D.SpineDataset, device, batch_size: int, heights_of, decoding: str = "ordered") -> dict:
     model.eval()
     truth, from_landmarks, regressed, errors = [], [], [], []
     for start in range(0, len(dataset), batch_size):
         batch = D.collate([dataset[j] for j in range(start, min(len(dataset), start + batch_size))])
         out = model(batch["image"].to(device))
-        corners, _ = decode_landmarks(out["heatmap"].float(), out["offsets"].float(), window=3)
-        corners = corners.cpu().double().numpy()
+        heat, offsets = out["heatmap"].float().cpu().numpy(), out["offsets"].float().cpu().numpy()
+        if decoding == "ordered":  # the inference's decoding (CobbAngleLib.decode)
+            corners, _ = decode.ordered_landmarks(heat, offsets)
+        else:
+            corners, _ = decode.decode_landmarks(heat, offsets, window=3, chain=decoding == "chain")
         m = batch["to_original"]
         for i, idx in enumerate(batch["index"]):
             lm = corners[i] @ m[i][:, :2].T + m[i][:, 2]
@@ -215,7 +236,7 @@ def run(args) -> int:
     if args.limit:
         train_names, val_names = train_names[: args.limit], val_names[: max(2, args.limit // 4)]
     hw = (args.input_height, args.input_width)
-    train_set = D.SpineDataset(cache, train_names, augment=True, input_hw=hw)
+    train_set = D.SpineDataset(cache, train_names, augment=True, input_hw=hw, cut_share=args.cut_share)
     val_set = D.SpineDataset(cache, val_names, augment=False, input_hw=hw)
     heights_of = lambda i: float(cache["shapes"][i][0])  # noqa: E731
 
@@ -277,7 +298,7 @@ def run(args) -> int:
                 continue
             batch = D.collate([train_set[int(j)] for j in idx])
             heights = [heights_of(i) for i in batch["index"]]
-            for key in ("image", "landmarks", "labels", "angles"):
+            for key in ("image", "landmarks", "labels", "angles", "visible"):
                 batch[key] = batch[key].to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 out = model(batch["image"])
@@ -294,7 +315,7 @@ def run(args) -> int:
         if n_steps == 0 and state.get("finished"):
             break
         train_seconds = time.time() - t0
-        metrics = evaluate(model, val_set, device, 8, heights_of)
+        metrics = evaluate(model, val_set, device, 8, heights_of, args.decoding)
         epoch_seconds = time.time() - t0
         state["elapsed"] += epoch_seconds
         state["epoch"] = epoch + 1
