@@ -116,3 +116,59 @@ class CheckModel:
                                 f"by more than {OLD_RULE_DEG:.0f} deg")
         return cls(features=tuple(data["features"]), weights=data["models"], threshold=float(data["threshold"]),
                    source=path)
+
+
+# --------------------------------------------------------------------------------------------
+# the CHECK of a result's curves (the record's "angle_confidence", "check", "check_edited")
+
+def spans_overlap(a: tuple, b: tuple) -> int:
+    return max(0, min(a[1], b[1]) - max(a[0], b[0]) + 1)
+
+
+def for_curves(measurement, aasce_measurement, angle_confidence: dict, check: dict) -> tuple[dict, dict]:
+    """The network's CHECK (per AASCE angle) for the curves of ``measurement``: the same in the
+    AASCE convention; in the clinical one, each curve takes that of the AASCE curve whose end
+    vertebrae span the most vertebrae in common with it (none in common: CHECK, no confidence)."""
+    if measurement.convention == "aasce" or aasce_measurement is None:
+        names = [c.name for c in measurement.curves]
+        return ({n: angle_confidence.get(n) for n in names}, {n: check.get(n, True) for n in names})
+    spans = {c.name: (c.upper_line[0], c.lower_line[0]) for c in aasce_measurement.curves}
+    confidence_out, check_out = {}, {}
+    for c in measurement.curves:
+        if c.angle_deg is None or c.upper_line is None:
+            confidence_out[c.name], check_out[c.name] = None, None
+            continue
+        span = (c.upper_line[0], c.lower_line[0])
+        best = max(spans, key=lambda n: spans_overlap(span, spans[n]))
+        if spans_overlap(span, spans[best]) == 0:
+            confidence_out[c.name], check_out[c.name] = None, True
+        else:
+            confidence_out[c.name], check_out[c.name] = angle_confidence.get(best), check.get(best, True)
+    return confidence_out, check_out
+
+
+def edited_curves(measurement, edited_labels) -> list:
+    """The curves whose end vertebrae or a vertebra between them has a moved corner (labels such as
+    ``T7 inf-R``): the network's confidence no longer applies to them."""
+    from .geometry import VERTEBRA_NAMES
+
+    moved = {VERTEBRA_NAMES.index(label.split()[0]) for label in edited_labels if label.split()[0] in VERTEBRA_NAMES}
+    out = []
+    for c in [] if measurement is None else measurement.curves:
+        if c.upper_line is None or c.lower_line is None:
+            continue
+        lo, hi = sorted((c.upper_line[0], c.lower_line[0]))
+        if any(lo <= v <= hi for v in moved):
+            out.append(c.name)
+    return out
+
+
+def check_label(record: dict, curve: str) -> str:
+    """What is shown beside an angle: "CHECK, confidence 0.41", "confidence 0.93", "CHECK" (the
+    old rule, or not measured), "edited" (its corners were moved: checked by the user), or ""."""
+    if curve in (record.get("check_edited") or []):
+        return "edited"
+    check = (record.get("check") or {}).get(curve)
+    confidence = (record.get("angle_confidence") or {}).get(curve)
+    parts = (["CHECK"] if check else []) + ([f"confidence {confidence:.2f}"] if confidence is not None else [])
+    return ", ".join(parts)
