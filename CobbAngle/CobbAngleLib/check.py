@@ -147,20 +147,23 @@ def for_curves(measurement, aasce_measurement, angle_confidence: dict, check: di
     return confidence_out, check_out
 
 
-def edited_curves(measurement, edited_labels) -> list:
+def edited_curves(measurement, edited_labels, computed_curves=()) -> list:
     """The curves whose end vertebrae or a vertebra between them has a moved corner (labels such as
-    ``T7 inf-R``): the network's confidence no longer applies to them."""
+    ``T7 inf-R``), now or as the network's corners measured them (``computed_curves``: the saved
+    record's "curves"): the network's confidence no longer applies to them."""
     from .geometry import VERTEBRA_NAMES
 
     moved = {VERTEBRA_NAMES.index(label.split()[0]) for label in edited_labels if label.split()[0] in VERTEBRA_NAMES}
-    out = []
+    spans = {}
+    for c in computed_curves or ():
+        if c.get("upper_end_vertebra") in VERTEBRA_NAMES and c.get("lower_end_vertebra") in VERTEBRA_NAMES:
+            spans.setdefault(c["name"], []).append(
+                sorted((VERTEBRA_NAMES.index(c["upper_end_vertebra"]), VERTEBRA_NAMES.index(c["lower_end_vertebra"]))))
     for c in [] if measurement is None else measurement.curves:
-        if c.upper_line is None or c.lower_line is None:
-            continue
-        lo, hi = sorted((c.upper_line[0], c.lower_line[0]))
-        if any(lo <= v <= hi for v in moved):
-            out.append(c.name)
-    return out
+        if c.upper_line is not None and c.lower_line is not None:
+            spans.setdefault(c.name, []).append(sorted((c.upper_line[0], c.lower_line[0])))
+    names = [] if measurement is None else [c.name for c in measurement.curves]
+    return [n for n in names if any(lo <= v <= hi for lo, hi in spans.get(n, []) for v in moved)]
 
 
 def check_label(record: dict, curve: str) -> str:

@@ -74,7 +74,8 @@ class CobbPresenter(Presenter):
             # the network's confidence no longer applies to a curve whose corners were moved
             from .check import edited_curves
 
-            record["check_edited"] = edited_curves(measurement, live.edited_labels().get("landmarks", []))
+            record["check_edited"] = edited_curves(measurement, live.edited_labels().get("landmarks", []),
+                                                   live.saved_record().get("curves", []))
         return record
 
 
@@ -157,7 +158,8 @@ def _fill_table(live, measurement) -> None:
     if record.get("check") is not None:  # the CHECK per angle (the network's; "edited" once moved)
         from .check import check_label, edited_curves
 
-        shown = dict(record, check_edited=edited_curves(measurement, live.edited_labels().get("landmarks", [])))
+        shown = dict(record, check_edited=edited_curves(measurement, live.edited_labels().get("landmarks", []),
+                                                        record.get("curves", [])))
         columns.append(("Check", [check_label(shown, c.name) for c in curves]))
     columns.append(("Edited points", [edited] * len(curves)))
     columns.append(("Note", [warning] * len(curves)))
