@@ -211,14 +211,15 @@ def run(args) -> int:
     records = None
     if cache.is_file():
         saved = json.loads(cache.read_text())
-        if saved.get("weights_sha256") == hashes["weights_sha256"] and saved.get("names") == names:
+        if (saved.get("weights_sha256") == hashes["weights_sha256"] and saved.get("names") == names
+                and saved.get("features") == list(FEATURES)):  # read with these weights and features
             records = saved["records"]
             print(f"features of {len(records)} films read from {cache}")
     if records is None:
         print(f"reading {len(names)} training films (the predictor, with the mirrored film) ...", flush=True)
         t = time.perf_counter()
         records = read_features(data, names, args.device, args.threads)
-        cache.write_text(json.dumps({**hashes, "names": names, "records": records,
+        cache.write_text(json.dumps({**hashes, "names": names, "features": list(FEATURES), "records": records,
                                      "seconds": time.perf_counter() - t}))
         print(f"features cached in {cache}")
     angles = geometry.CURVE_NAMES
