@@ -175,3 +175,24 @@ def test_a_curve_with_a_moved_corner_shows_edited_instead_of_a_confidence():
                  "lower_end_vertebra": geometry.VERTEBRA_NAMES[max(hi, outside)]}]
     label = [f"{geometry.VERTEBRA_NAMES[outside]} inf-L"]
     assert "PT" not in edited_curves(m, label) and "PT" in edited_curves(m, label, computed)
+
+
+def test_the_overlay_writes_the_check_beside_each_angle_in_red_when_flagged():
+    from conftest import DOUBLE_CURVE_TILTS, synthetic_spine
+
+    from CobbAngleLib.overlay import draw_overlay
+
+    spine = synthetic_spine(DOUBLE_CURVE_TILTS)
+    gray = np.full((2200, 900), 90, np.uint8)
+    m = geometry.cobb_angles(spine, "clinical")
+
+    def red_pixels(rgb):  # the warning colour, exactly (255, 60, 60) in RGB, in the legend panel beside the film
+        panel = rgb[:, int(round(900 * rgb.shape[0] / 2200)):].astype(int)
+        return int(np.count_nonzero(np.abs(panel - [255, 60, 60]).max(-1) <= 2))
+
+    plain = draw_overlay(gray, spine, m)
+    calm = draw_overlay(gray, spine, m, checks={"PT": "confidence 0.93", "MT": "confidence 0.90", "TL_L": ""})
+    flagged = draw_overlay(gray, spine, m, checks={"PT": "confidence 0.93", "MT": "CHECK, confidence 0.41", "TL_L": ""})
+    assert red_pixels(plain) == red_pixels(calm) == 0  # a confidence alone is written in the curve's colour
+    assert red_pixels(flagged) > 100  # "CHECK, confidence 0.41" in red
+    assert not np.array_equal(plain, calm)  # the confidences are written
