@@ -201,7 +201,7 @@ def test_the_prediction_reports_the_check_it_computes_on_a_flagged_phantom(predi
     assert expected is not None, "this phantom is a film the check flags today; if it no longer is, pick another"
 
 
-def test_the_table_shows_the_network_angles_and_the_warning(slicer_app, tmp_path):
+def test_the_table_shows_the_network_angles_the_check_per_angle_and_the_warning(slicer_app, tmp_path):
     from MSKCommonLib import mrml as common
     from MSKCommonLib.cli import main
 
@@ -222,8 +222,18 @@ def test_the_table_shows_the_network_angles_and_the_warning(slicer_app, tmp_path
     for name, value in record["network_angles_deg"].items():
         assert rows[name]["Network angle (deg)"] == pytest.approx(value, abs=1e-3)  # the scene file keeps 4 decimals
     assert record["warning"] and all(r["Note"] == record["warning"] for r in rows.values())
+    # the CHECK per angle (of the curves in the measured convention): a "Check" column
+    from CobbAngleLib.check import check_label
+
+    assert set(record["check"]) == set(rows)
+    for name, row in rows.items():
+        assert row["Check"] == check_label(record, name)
+        assert ("CHECK" in row["Check"]) == bool(record["check"][name])
+        if record["angle_confidence"][name] is not None:
+            assert f"confidence {record['angle_confidence'][name]:.2f}" in row["Check"]
+    assert any(record["check"].values()), "this phantom is flagged today; if it no longer is, pick another"
     csv_row = (out / "cobb.csv").read_text().splitlines()[1]
-    assert "The two networks disagree" in csv_row
+    assert "the angle may be off by more than 10 deg" in csv_row
 
 
 def _blob_maps(rows, h=96, w=48, c=24, s=1.0):

@@ -291,3 +291,33 @@ def test_a_removed_corner_leaves_a_note_not_a_crash(slicer_app, review):
     assert all(r["Angle (deg)"] in ("", None) for r in rows)  # no number: not measured
     assert all("68 corners" in r["Note"] for r in rows)
     assert "68 corners" in live.record()["error"]
+
+
+def test_a_curve_whose_corners_move_shows_edited_instead_of_the_networks_confidence(slicer_app, review):
+    """The network's CHECK applies to the network's corners: once a corner of a curve (its end
+    vertebrae or one between them) is moved, that curve's Check says "edited"; the others keep
+    theirs, and resetting the points brings it back."""
+    from CobbAngleLib.check import check_label
+
+    scene = slicer_app.scene
+    volume = make_volume(scene)
+    confidence, check = {"PT": 0.93, "MT": 0.41, "TL_L": 0.88}, {"PT": False, "MT": True, "TL_L": False}
+    live = show(review, scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS), angle_confidence=confidence, check=check)
+
+    def column():
+        return {r["Curve"]: r["Check"] for r in common.table_rows(live.table)}
+
+    assert column() == {"PT": "confidence 0.93", "MT": "CHECK, confidence 0.41", "TL_L": "confidence 0.88"}
+    before = {c.name: sorted((c.upper_line[0], c.lower_line[0])) for c in live.measurement.curves}
+    move_corner(live, 17, 0, -20)  # T5 sup-L: MT (T5-T11 on the computed corners) shrinks, its end may move
+    t5 = geometry.VERTEBRA_NAMES.index("T5")
+    after = {c.name: sorted((c.upper_line[0], c.lower_line[0])) for c in live.measurement.curves}
+    spans = after
+    moved = {c for c in after if any(lo <= t5 <= hi for lo, hi in (before[c], after[c]))}
+    assert "MT" in moved and "TL_L" not in moved  # TL_L lies below T11
+    record = live.record()
+    assert set(record["check_edited"]) == moved
+    assert column() == {c: "edited" if c in moved else check_label(record, c) for c in spans}
+    assert column()["TL_L"] == "confidence 0.88"
+    live.reset_edited_points()
+    assert column()["MT"] == "CHECK, confidence 0.41" and live.record()["check_edited"] == []

@@ -74,6 +74,11 @@ def test_cobb_sr_holds_the_json_angles_vertebrae_lines_and_warning(cobb_run):
         assert group["texts"]["Landmarks from"] == record["landmarks_from"]
         if record["warning"]:
             assert group["texts"]["Check warning"] == "CHECK: " + record["warning"]
+        # the angle's own CHECK (the network's confidence): "CHECK, confidence 0.41", "confidence 0.93"
+        from CobbAngleLib.check import check_label
+
+        assert check_label(record, curve["name"]).endswith(f"confidence {record['angle_confidence'][curve['name']]:.2f}")
+        assert group["texts"]["Check of this angle"] == check_label(record, curve["name"])
         assert "Points edited by hand" not in group["texts"]
 
 

@@ -43,6 +43,8 @@ def build(source, record: dict, live=None, options=None):
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
+    from .check import check_label
+
     options = options or dx.DicomOptions()
     algorithm = dx.algorithm("CobbAngle")
     edited = dx.edited_points(record)
@@ -75,6 +77,9 @@ def build(source, record: dict, live=None, options=None):
         items = [dx.text(dx.code("landmarks-from"), record.get("landmarks_from") or "", "CONTAINS")]
         if record.get("warning"):
             items.append(dx.text(dx.code("check-warning"), "CHECK: " + record["warning"], "CONTAINS"))
+        label = check_label(record, curve["name"])
+        if label:  # this angle's CHECK: "CHECK, confidence 0.41", "confidence 0.93", "edited"
+            items.append(dx.text(dx.code("angle-check"), label, "CONTAINS"))
         if edited:
             items.append(dx.text(dx.code("points-edited"), ", ".join(edited), "CONTAINS"))
         dx.add_items(group, items)

@@ -23,7 +23,8 @@ from . import geometry
 COLUMNS = (
     "PT", "MT", "TL_L", "convention",
     "PT_upper", "PT_lower", "PT_apex", "MT_upper", "MT_lower", "MT_apex", "TL_L_upper", "TL_L_lower", "TL_L_apex",
-    "landmarks_from", "warning", "edited",
+    "landmarks_from", "warning", "edited", "PT_check", "MT_check", "TL_L_check",
+    "PT_confidence", "MT_confidence", "TL_L_confidence",
 )
 POINT_FILES = {"landmarks": "{stem}_landmarks.mrk.json"}
 RECORD_FILE = "{stem}_cobb.json"
@@ -32,6 +33,7 @@ RECORD_FILE = "{stem}_cobb.json"
 def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bool = False, dicom=None) -> dict:
     """Write the result's files into ``out``; returns {kind: path}. ``dicom``: a
     ``MSKCommonLib.dicom_export.DicomRequest`` to write the DICOM SR and SEG too."""
+    from .check import check_label
     from .overlay import draw_overlay, write_overlay
     from .review import landmarks_px
 
@@ -51,7 +53,8 @@ def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bo
 
         labelmap = live.result.vertebra_labelmap if live.result is not None else None
         rgb = draw_overlay(image_from_volume(live.volume).windowed_uint8(), landmarks_px(live), live.measurement,
-                           labelmap=labelmap, warning=record.get("warning"))
+                           labelmap=labelmap, warning=record.get("warning"),
+                           checks={c: check_label(record, c) for c in geometry.CURVE_NAMES})
         outputs["overlay"] = write_overlay(out / f"{stem}_overlay.png", rgb)
     if dicom is not None:
         from MSKCommonLib.dicom_export import export
@@ -72,6 +75,12 @@ def csv_values(record: dict) -> dict:
         values[f"{name}_upper"] = c.get("upper_end_vertebra")
         values[f"{name}_lower"] = c.get("lower_end_vertebra")
         values[f"{name}_apex"] = c.get("apex")
+    from .check import check_label
+
+    for name in geometry.CURVE_NAMES:  # the CHECK: "CHECK, confidence 0.41", "edited", ...
+        values[f"{name}_check"] = check_label(record, name) or None
+        edited = name in (record.get("check_edited") or [])
+        values[f"{name}_confidence"] = None if edited else (record.get("angle_confidence") or {}).get(name)
     values["convention"] = record.get("convention")
     values["landmarks_from"] = record.get("landmarks_from")
     values["warning"] = record.get("warning")

@@ -23,8 +23,10 @@ def draw_overlay(
     labelmap: Optional[np.ndarray] = None,
     warning: Optional[str] = None,
     max_height: int = 1600,
+    checks: Optional[dict] = None,
 ) -> np.ndarray:
-    """An RGB image (H', W', 3 uint8), downscaled to at most ``max_height`` rows."""
+    """An RGB image (H', W', 3 uint8), downscaled to at most ``max_height`` rows. ``checks``:
+    {curve: the CHECK label (``check.check_label``)}, written beside each angle (red when CHECK)."""
     scale = min(1.0, max_height / gray_uint8.shape[0])
     img = cv2.cvtColor(gray_uint8, cv2.COLOR_GRAY2BGR)
     if labelmap is not None:
@@ -66,6 +68,9 @@ def draw_overlay(
         ends = f" {c.upper_end_vertebra}-{c.lower_end_vertebra}" if c.upper_end_vertebra else ""
         role = f" ({c.role.split(',')[0]})" if result.convention == "aasce" else ""
         text_rows.append((f"{c.name}{role}: {c.angle_deg:.1f} deg{ends}", c.name))
+        label = (checks or {}).get(c.name)
+        if label:  # the CHECK of this angle, on its own row under it
+            text_rows.append((f"    {label}", "warning" if label.startswith("CHECK") else c.name))
     if warning:
         import textwrap
 

@@ -52,6 +52,11 @@ class CobbResult:
     regressed_angles: Optional[dict] = None  # the regression head's angles (organisers' order)
     warnings: list = field(default_factory=list)
     vertebra_confidence: Optional[np.ndarray] = None  # (17,) 0..1
+    # the CHECK per curve of ``measurement`` (network only; see CobbAngleLib.check): probability
+    # that the angle is within 10 deg of the truth (None: not given), and CHECK
+    angle_confidence: Optional[dict] = None
+    check: Optional[dict] = None
+    check_note: str = ""  # why the old rule is used, when it is
 
     @property
     def warning(self) -> Optional[str]:
@@ -67,6 +72,10 @@ class CobbResult:
             "warning": self.warning,
             "vertebra_confidence": None if self.vertebra_confidence is None else [
                 round(float(c), 4) for c in self.vertebra_confidence],
+            "angle_confidence": self.angle_confidence,
+            "check": self.check,
+            "check_edited": [],
+            "check_note": self.check_note or None,
             "landmarks_px": labelled_landmarks(self.landmarks_px),
         }
 
@@ -110,7 +119,7 @@ class CobbPipeline:
         if image.was_colour and image.colourfulness > MAX_COLOURFULNESS:
             raise ValueError(f"{image.name} is a colour picture (mean saturation {image.colourfulness:.2f}), "
                              "not a radiograph; Cobb angles need a spine AP radiograph")
-        labelmap = regressed = confidence = None
+        labelmap = regressed = confidence = prediction = None
         warnings = []
         if options.landmarks_file:
             from pathlib import Path
@@ -131,7 +140,25 @@ class CobbPipeline:
             # vertebra), not the segmentation head's output; see segments.py and the model card
             labelmap = vertebra_labelmap(landmarks, image.pixels.shape)
             regressed, confidence = prediction.regressed_angles, prediction.vertebra_confidence
-            warnings += [prediction.consistency_warning] if prediction.consistency_warning else []
+            if prediction.check_note and prediction.consistency_warning:  # the old rule
+                warnings.append(prediction.consistency_warning)
             source = f"network ({prediction.device})"
-        return result_from_landmarks(image, landmarks, options.convention, source, vertebra_labelmap=labelmap,
-                                     regressed_angles=regressed, warnings=warnings, vertebra_confidence=confidence)
+        result = result_from_landmarks(image, landmarks, options.convention, source, vertebra_labelmap=labelmap,
+                                       regressed_angles=regressed, warnings=warnings, vertebra_confidence=confidence)
+        if prediction is not None:
+            from .check import for_curves
+
+            try:
+                aasce = geometry.cobb_angles(landmarks, "aasce", image.pixels.shape[0])
+            except geometry.LandmarkError:
+                aasce = None
+            result.angle_confidence, result.check = for_curves(result.measurement, aasce, prediction.angle_confidence,
+                                                               prediction.check)
+            result.check_note = prediction.check_note
+            flagged = [c for c, v in result.check.items() if v]
+            if flagged and not prediction.check_note:  # the fitted CHECK
+                result.warnings.append("the angle may be off by more than 10 deg: " + ", ".join(
+                    c + ("" if result.angle_confidence.get(c) is None else
+                         f" (confidence {result.angle_confidence[c]:.2f})") for c in flagged)
+                    + "; check the vertebra corners")
+        return result

@@ -10,12 +10,15 @@ never imports torch.
 
 The landmarks (corners) are what the user sees; ``landmark_angles`` are computed from them by
 ``geometry`` (AASCE convention). The regression head's angles are an independent second opinion:
-when the two disagree by more than ``consistency_threshold_deg`` the result carries a warning.
+when the two disagree by more than ``consistency_threshold_deg`` the result carries a warning (the
+old rule). The CHECK (``check``): per angle, the features of ``check.FEATURES`` (regression gap,
+end-vertebra sharpness, ordered vs chain decoding, mirrored film) give ``angle_confidence`` and
+``check`` through the model fitted on training films (``models/cobb_check.json``).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -25,6 +28,7 @@ import numpy as np
 from MSKCommonLib.resources import packaged
 
 from . import geometry
+from .check import CHECK_FILE, CheckModel
 from .decode import decode_landmarks, ordered_landmarks, vertebra_confidence
 from .frame import FLIP_CORNERS, INPUT_HW, intensity_window, invert_affine, letterbox_matrix, to_network_frame
 
@@ -52,12 +56,20 @@ class CobbPrediction:
     vertebra_confidence: np.ndarray  # (17,) 0..1
     device: str
     seconds: float
+    # the CHECK, per angle (same keys): probability that the angle is within 10 deg of the truth
+    # (None: not measured, or the old rule), CHECK, and the features it was read from
+    angle_confidence: dict = field(default_factory=dict)
+    check: dict = field(default_factory=dict)
+    check_features: dict = field(default_factory=dict)
+    check_note: str = ""  # why the old rule is used, when it is
 
 
 class CobbPredictor:
     def __init__(self, weights=None, device: str = "auto", consistency_threshold_deg: float = 10.0,
                  test_time_flip: bool = False, decoding: str = "ordered", threads: Optional[int] = None,
-                 backend: str = "onnx"):
+                 backend: str = "onnx", check_file=None, read_mirrored: Optional[bool] = None):
+        """``check_file``: the fitted CHECK (default ``models/cobb_check.json``); ``read_mirrored``:
+        also read the mirrored film for the CHECK's flip feature (None: when the CHECK uses it)."""
         from MSKCommonLib.runtime import check_backend
 
         self.backend = check_backend(backend)
@@ -70,6 +82,11 @@ class CobbPredictor:
         self.network = (_torch_network if self.backend == "torch" else _onnx_network)(self.weights_path, device, threads)
         self.device, self.threads, self.config = self.network.device, self.network.threads, self.network.config
         self.input_hw = (int(self.config.get("input_height", INPUT_HW[0])), int(self.config.get("input_width", INPUT_HW[1])))
+        from MSKCommonLib.runtime import sha256
+
+        in_use = self.network.path if self.backend == "onnx" else self.weights_path
+        self.check_model = CheckModel.from_json(CHECK_FILE if check_file is None else check_file, sha256(in_use))
+        self.read_mirrored = self.check_model.needs_flip if read_mirrored is None else bool(read_mirrored)
 
     def predict(self, pixels: np.ndarray, progress: Optional[Callable[[float, str], None]] = None,
                 should_cancel: Optional[Callable[[], bool]] = None) -> CobbPrediction:
@@ -89,36 +106,48 @@ class CobbPredictor:
         m = letterbox_matrix(h, w, self.input_hw)
         net = to_network_frame(intensity_window(a), m, self.input_hw)
         x = net[None, None]
-        if self.test_time_flip:
+        if self.test_time_flip or self.read_mirrored:
             x = np.concatenate([x, x[..., ::-1]])
         step(0.2, "Finding the vertebrae")
         out = self.network(x)
-        if self.decoding == "ordered":
-            corners, prob = ordered_landmarks(out["heatmap"], out["offsets"])
-        else:
-            corners, prob = decode_landmarks(out["heatmap"], out["offsets"], window=3, chain=self.decoding == "chain")
+        corners, prob = read_corners(out, self.decoding)
         step(0.7, "Measuring the Cobb angles")
         confidence = vertebra_confidence(prob[0])
         seg = out["segmentation"].astype(np.float32)
         lm_net = corners[0]
-        if self.test_time_flip:  # mirror the second reading back: x -> W-1-x, left/right corners swap
+        mirrored = None
+        if len(corners) > 1:  # mirror the second reading back: x -> W-1-x, left/right corners swap
             mirrored = corners[1][:, FLIP_CORNERS].copy()
             mirrored[..., 0] = self.input_hw[1] - 1 - mirrored[..., 0]
+        if self.test_time_flip:
             lm_net = (lm_net + mirrored) / 2
             confidence = (confidence + vertebra_confidence(prob[1])) / 2
             seg = (seg[:1] + seg[1:, :, :, ::-1]) / 2
         inv = invert_affine(m)
-        landmarks = lm_net @ inv[:, :2].T + inv[:, 2]
+
+        def to_film(points):
+            return points @ inv[:, :2].T + inv[:, 2]
+
+        landmarks = to_film(lm_net)
         labels_net = upsampled_labels(seg[0], self.input_hw)
         labelmap = cv2.warpAffine(labels_net, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        regressed = np.maximum(out["angles"].astype(np.float64).mean(0), 0.0)
+        # the regression head on the readings averaged (the mirrored one only with test-time flip)
+        regressed = np.maximum(out["angles"][:2 if self.test_time_flip else 1].astype(np.float64).mean(0), 0.0)
         regressed_angles = {c: float(v) for c, v in zip(geometry.CURVE_NAMES, regressed)}
         try:
-            landmark_angles = geometry.cobb_angles(landmarks, "aasce", h).angles
+            measured = geometry.cobb_angles(landmarks, "aasce", h)
+            landmark_angles = measured.angles
         except geometry.LandmarkError:
-            landmark_angles = {c: None for c in geometry.CURVE_NAMES}
+            measured, landmark_angles = None, {c: None for c in geometry.CURVE_NAMES}
         warning = self._consistency(regressed_angles, landmark_angles)
+        other = "chain" if self.decoding != "chain" else "ordered"
+        one = {k: out[k][:1] for k in ("heatmap", "offsets")}
+        features = check_features(measured, regressed_angles, confidence,
+                                  aasce_angles(to_film(read_corners(one, other)[0][0]), h),
+                                  None if mirrored is None else aasce_angles(to_film(mirrored), h), landmarks,
+                                  aasce_angles(to_film(read_corners(one, "plain")[0][0]), h), h)
+        angle_confidence, check = self.check_model.assess(features)
         step(1.0, "Done")
         return CobbPrediction(
             landmarks=landmarks.astype(np.float64),
@@ -129,6 +158,10 @@ class CobbPredictor:
             vertebra_confidence=confidence,
             device=str(self.device),
             seconds=time.perf_counter() - t0,
+            angle_confidence=angle_confidence,
+            check=check,
+            check_features=features,
+            check_note=self.check_model.note,
         )
 
     def _consistency(self, regressed: dict, from_landmarks: dict) -> Optional[str]:
@@ -145,6 +178,76 @@ class CobbPredictor:
             return None
         return ("The two networks disagree by more than %.0f deg; check the vertebra corners. " %
                 self.consistency_threshold_deg) + "; ".join(notes)
+
+
+def read_corners(out: dict, decoding: str):
+    """(B, 17, 4, 2) corners in network pixels and the heatmap probabilities, by ``decoding``."""
+    if decoding == "ordered":
+        return ordered_landmarks(out["heatmap"], out["offsets"])
+    return decode_landmarks(out["heatmap"], out["offsets"], window=3, chain=decoding == "chain")
+
+
+def aasce_angles(landmarks, image_height) -> dict:
+    """{angle: degrees or None} (AASCE convention) of corners in film pixels."""
+    try:
+        return geometry.cobb_angles(landmarks, "aasce", image_height).angles
+    except geometry.LandmarkError:
+        return {c: None for c in geometry.CURVE_NAMES}
+
+
+JITTER_READINGS = 8
+JITTER_SHARE = 0.05
+JITTER_SEED = 14
+
+
+# a gap that cannot be read (the other reading has no angle) counts as this large
+UNREADABLE_GAP_DEG = 90.0
+
+
+def check_features(measured, regressed: dict, confidence, other_decoding: dict, mirrored: Optional[dict],
+                   landmarks=None, plain: Optional[dict] = None, image_height: Optional[float] = None) -> dict:
+    """{angle: {feature: value} or None (not measured)} for the CHECK (``check.FEATURES``);
+    ``measured``: the AASCE measurement of the reported corners (None when not measurable);
+    ``other_decoding`` / ``mirrored``: the angles of the other decoding / the mirrored reading
+    (``mirrored`` None: not read, flip_gap = nan); ``landmarks``: the reported corners (film pixels);
+    ``plain``: the angles of the plain decoding; ``image_height``: the film's, in pixels."""
+    if measured is None:
+        return {c: None for c in geometry.CURVE_NAMES}
+    confidence = np.asarray(confidence, dtype=np.float64)
+
+    def gap(a, b):
+        return UNREADABLE_GAP_DEG if a is None or b is None else min(abs(a - b), UNREADABLE_GAP_DEG)
+
+    v = geometry.as_vertebra_array(landmarks)
+    tilt = geometry.tilt_deg(geometry.endplate_vectors(v, "mid"))
+    jumps = np.abs((np.diff(tilt) + 90) % 180 - 90)  # between neighbours, (16,)
+    endplates = np.abs((geometry.tilt_deg(geometry.endplate_vectors(v, "sup"))
+                        - geometry.tilt_deg(geometry.endplate_vectors(v, "inf")) + 90) % 180 - 90)
+    # the AASCE computation's choices (S-shaped or not, which half the major curve lies in, the end
+    # vertebrae) can flip on a small change of the corners: the angles re-measured on corners moved
+    # by JITTER_SHARE of the median endplate width (fixed pseudo-random moves)
+    width = float(np.median(np.linalg.norm(geometry.endplate_vectors(v, "mid"), axis=-1)))
+    moves = np.random.default_rng(JITTER_SEED).standard_normal((JITTER_READINGS,) + v.shape) * JITTER_SHARE * width
+    jittered = [aasce_angles(v + d, image_height) for d in moves]
+    out = {}
+    for curve in measured.curves:
+        c, angle = curve.name, curve.angle_deg
+        ends = [curve.upper_line[0], curve.lower_line[0]]
+        lo, hi = min(ends), max(ends)
+        out[c] = {"regression_gap": gap(angle, regressed.get(c)),
+                  "end_sharpness": float(confidence[ends].min()),
+                  "span_sharpness": float(confidence[lo:hi + 1].min()),
+                  "tilt_jump": float(jumps[max(lo - 1, 0):hi + 1].max()),
+                  "endplate_gap": float(endplates[lo:hi + 1].max()),
+                  "plain_gap": gap(angle, (plain or {}).get(c)),
+                  "regressed": float(regressed.get(c) or 0.0),
+                  "jitter_spread": max(gap(angle, j.get(c)) for j in jittered),
+                  "at_film_end": float(lo == 0 or hi == geometry.N_VERTEBRAE - 1),
+                  "decoding_gap": gap(angle, other_decoding.get(c)),
+                  "flip_gap": float("nan") if mirrored is None else gap(angle, mirrored.get(c)),
+                  "angle": float(angle),
+                  "min_sharpness": float(confidence.min())}
+    return out
 
 
 def upsampled_labels(segmentation: np.ndarray, input_hw) -> np.ndarray:

@@ -71,6 +71,11 @@ class CobbPresenter(Presenter):
             record["landmarks_px"] = labelled_landmarks(points)
         if measurement is not None:
             record.update(measurement.to_dict())
+            # the network's confidence no longer applies to a curve whose corners were moved
+            from .check import edited_curves
+
+            record["check_edited"] = edited_curves(measurement, live.edited_labels().get("landmarks", []),
+                                                   live.saved_record().get("curves", []))
         return record
 
 
@@ -150,6 +155,12 @@ def _fill_table(live, measurement) -> None:
     ]
     if regressed:
         columns.append(("Network angle (deg)", [regressed.get(c.name) for c in curves]))
+    if record.get("check") is not None:  # the CHECK per angle (the network's; "edited" once moved)
+        from .check import check_label, edited_curves
+
+        shown = dict(record, check_edited=edited_curves(measurement, live.edited_labels().get("landmarks", []),
+                                                        record.get("curves", [])))
+        columns.append(("Check", [check_label(shown, c.name) for c in curves]))
     columns.append(("Edited points", [edited] * len(curves)))
     columns.append(("Note", [warning] * len(curves)))
     common.fill_table(live.table, columns)

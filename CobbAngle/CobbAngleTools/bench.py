@@ -131,12 +131,39 @@ def accuracy(records: list, labels: str = "official") -> dict:
            "flagged_share": float(np.mean([r["pred"].consistency_warning is not None for r in records])),
            "identity_errors_share_of_vertebrae": float(np.sum(identity) / (17 * len(records))),
            "films_with_identity_errors": int(np.count_nonzero(identity))}
+    out.update(check_figures(records, truth, lm, reg))
     for j, c in enumerate(names):
         out[f"mae_{c}_landmarks"] = float(np.mean(np.abs(lm[:, j] - truth[:, j])))
         out[f"mae_{c}_regression"] = float(np.mean(np.abs(reg[:, j] - truth[:, j])))
     for j, c in enumerate(names):
         loa = limits_of_agreement(truth[:, j], lm[:, j])
         out[f"loa_{c}_lower"], out[f"loa_{c}_upper"] = loa["lower"], loa["upper"]
+    return out
+
+
+def check_figures(records: list, truth: np.ndarray, lm: np.ndarray, reg: np.ndarray) -> dict:
+    """The CHECK (the prediction's ``check``) and the old rule (regression and landmark angles more
+    than 10 deg apart): the share of films flagged and the share of the films with an angle off by
+    more than 10 deg that are flagged, overall (a film is flagged when any angle is) and per angle
+    (the angle's own flag, among the films where that angle is off). An angle not measured counts as
+    off and flagged."""
+    from CobbAngleLib import geometry
+
+    names = geometry.CURVE_NAMES
+    with np.errstate(invalid="ignore"):
+        off = ~(np.abs(lm - truth) <= 10.0)
+        old = ~(np.abs(reg - lm) <= 10.0)
+    new = np.array([[bool(r["pred"].check.get(c, True)) for c in names] for r in records])
+    out = {}
+    for rule, flags in (("check", new), ("old_rule", old)):
+        bad = off.any(1)
+        out[f"{rule}_flagged_share"] = float(flags.any(1).mean())
+        out[f"{rule}_catch_share"] = float(flags.any(1)[bad].mean()) if bad.any() else float("nan")
+        out[f"{rule}_films_off"] = int(bad.sum())
+        for j, c in enumerate(names):
+            out[f"{rule}_{c}_flagged_share"] = float(flags[:, j].mean())
+            out[f"{rule}_{c}_catch_share"] = float(flags[off[:, j], j].mean()) if off[:, j].any() else float("nan")
+            out[f"{rule}_{c}_off"] = int(off[:, j].sum())
     return out
 
 
@@ -245,6 +272,13 @@ def run(args) -> int:
         for labels, acc in r["accuracy"].items():
             print(f"accuracy on {r['device']}, {labels} labels: " + ", ".join(
                 f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in acc.items()))
+        for labels, acc in r["accuracy"].items():
+            for rule, title in (("check", "CHECK"), ("old_rule", "old rule (regression vs landmarks > 10 deg)")):
+                print(f"{title} on {r['device']}, {labels} labels: {acc[rule + '_flagged_share']:.1%} of "
+                      f"{acc['films']} films flagged, {acc[rule + '_catch_share']:.1%} of the {acc[rule + '_films_off']} "
+                      "films with an angle off by > 10 deg flagged; per angle (flagged, off caught): " + ", ".join(
+                          f"{c} {acc[f'{rule}_{c}_flagged_share']:.1%}, {acc[f'{rule}_{c}_catch_share']:.1%} of "
+                          f"{acc[f'{rule}_{c}_off']}" for c in geometry.CURVE_NAMES))
         for labels, acc in r["accuracy"].items():
             print(f"Bland-Altman 95 % limits of agreement (landmark angles - truth, deg), {labels} labels: " + ", ".join(
                 f"{c} {acc[f'loa_{c}_lower']:+.1f} .. {acc[f'loa_{c}_upper']:+.1f}" for c in geometry.CURVE_NAMES))

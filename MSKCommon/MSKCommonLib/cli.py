@@ -22,6 +22,7 @@ COMMANDS = {
     ("train", "cobb"): ("CobbAngleTools.train", "train the Cobb networks on the AASCE layout"),
     ("bench", "cobb"): ("CobbAngleTools.bench", "seconds and memory per radiograph, CPU and GPU"),
     ("check", "cobb-labels"): ("CobbAngleTools.label_check", "check AASCE corner labels; list suspect films and fixes"),
+    ("check", "cobb-fit"): ("CobbAngleTools.check_fit", "fit the Cobb CHECK (per-angle confidence) on the training films"),
     ("knee", None): ("KneeLandmarksLib.cli", "KNEEL landmarks and joint space width on knee radiographs"),
     ("phantom", "knee"): ("KneeLandmarksTools.phantom", "synthetic knee radiographs with exact landmarks"),
     ("train", "knee"): ("KneeLandmarksTools.train", "train the two-stage KNEEL networks"),

@@ -44,6 +44,7 @@ CODES = {
     "points-edited": "Points edited by hand",
     "landmarks-from": "Landmarks from",
     "check-warning": "Check warning",
+    "angle-check": "Check of this angle",
     "jsw-medial-min": "Medial minimum joint space width",
     "jsw-lateral-min": "Lateral minimum joint space width",
 }
