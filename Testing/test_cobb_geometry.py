@@ -19,7 +19,8 @@ def test_aasce_convention_reproduces_all_organiser_angles(aasce):
     for name in names:
         landmarks = read_aasce_mat(aasce / "labels" / f"{name}.mat")
         height = cv2.imread(str(aasce / "images" / name), cv2.IMREAD_GRAYSCALE).shape[0]
-        result = cobb_angles(landmarks, "aasce", image_height=height)
+        # their files as stored: 18 store the top vertebra last, a few mark two vertebrae on one
+        result = cobb_angles(landmarks, "aasce", image_height=height, check_order=False)
         computed.append([result.angles[k] for k in geometry.CURVE_NAMES])
     error = np.abs(np.array(computed) - truth)
     assert error.max() < 0.01, f"worst image {names[int(error.max(1).argmax())]}: {error.max():.4f} deg"
