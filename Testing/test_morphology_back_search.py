@@ -1,0 +1,132 @@
+"""The back measures' own choices, each against what it is for (SpineMorphologyLib.morphology:
+numpy only, constructed backs of test_back_morphology): the shallow-hollow dimples of a measured
+surface and the reasons given when none are taken, the seed line through each keypoint on an
+estimated surface, the midline pinned to VP and DM at its ends, the shortest back measured, and
+the record's rounding. Tolerances are set from what the code achieves here (stated at each)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from SpineMorphologyLib import morphology
+from test_back_morphology import DM_Y, VP_Y, X0, constructed_back
+
+SHALLOW_NOTE = ("lumbar dimples taken from shallow hollows of the measured surface (no bowl stands out): "
+                "check them")
+
+
+def shallow_dimple_back(estimated=False, obliquity_mm=6.0):
+    """The constructed back bent convexly from top to bottom (0.0075 mm/px^2 about the dimple level,
+    a lordotic lower back): the dimples stay hollows across the back but are no bowls any more."""
+    surface, kp = constructed_back(obliquity_mm=obliquity_mm)
+    xyz = surface.xyz.copy()
+    xyz[..., 2] -= 0.0075 * (xyz[..., 1] - DM_Y) ** 2
+    return morphology.Surface(xyz, surface.mask, units="mm", estimated=estimated), kp
+
+
+def test_shallow_dimples_of_a_measured_surface_are_taken_from_hollows_with_a_note():
+    surface, kp = shallow_dimple_back()
+    assert morphology._look_for_dimples(surface, kp, None, "bowl")[0] is None  # no bowl stands out
+    dimples, note = morphology.look_for_dimples(surface, kp)
+    assert note == SHALLOW_NOTE
+    # achieved 0.40 px (the trunk's rounding and the bend shift the hollows' centres); 0.6 px allowed
+    assert np.abs(dimples - [[X0 - 45, DM_Y + 3.0], [X0 + 45, DM_Y - 3.0]]).max() < 0.6
+    result = morphology.measure_back(surface, kp)
+    assert result.warnings == [SHALLOW_NOTE] and result.dimples_absent is None
+    assert result.dimples_px == pytest.approx(dimples)
+
+
+def test_on_an_estimated_surface_shallow_hollows_are_not_taken_and_the_record_says_why():
+    surface, kp = shallow_dimple_back(estimated=True)
+    reason = "no hollow stands out on the surface on the left at the dimple level"
+    assert morphology.look_for_dimples(surface, kp) == (None, reason)
+    result = morphology.measure_back(surface, kp)
+    assert result.dimples_absent == reason and result.dimples_px is None
+    assert result.warnings == [f"lumbar dimples not found ({reason}); DM taken between the L5 and sacrum "
+                               "keypoints, pelvic obliquity not measured"]
+    assert result.to_dict()["dimples_absent"] == reason and result.to_dict()["dimples_px"] is None
+
+
+def test_found_and_given_dimples_leave_nothing_absent():
+    surface, kp = constructed_back(obliquity_mm=6.0)
+    found = morphology.measure_back(surface, kp)
+    assert found.dimples_px is not None and found.dimples_absent is None and found.warnings == []
+    given = morphology.measure_back(surface, kp, dimples_px=found.dimples_px)
+    assert given.dimples_absent is None and given.to_dict()["dimples_absent"] is None
+
+
+def test_the_dimple_level_outside_the_photo_is_named():
+    surface, kp = constructed_back()
+    below = kp + [0.0, 200.0]  # the L5 and sacrum keypoints below the photo's bottom edge (620 px)
+    assert morphology.look_for_dimples(surface, below) == (None, "the dimple level lies outside the photo")
+
+
+@pytest.mark.parametrize("index", [5, 4, 3, 2])  # T3, T8, T12/L1, L3: the seed line's inner keypoints
+def test_on_an_estimated_surface_the_midline_leans_towards_each_inner_keypoint(index):
+    # on the network's estimated depth the seed line through the keypoints pulls the midline
+    # strongly (SEED_WEIGHT_ESTIMATED): one keypoint moved 10 px sideways moves the midline at its
+    # height towards it (achieved 1.87 to 2.08 px; at least 1.5 px asked: a seed line that skipped
+    # that keypoint would not pass through it)
+    surface, kp = constructed_back()
+    estimated = morphology.Surface(surface.xyz, surface.mask, surface.units, estimated=True)
+    straight = morphology.measure_back(estimated, kp).line_px
+    moved = kp.copy()
+    moved[index, 0] += 10.0
+    line = morphology.measure_back(estimated, moved).line_px
+    at = np.argmin(np.abs(line[:, 1] - kp[index, 1]))
+    assert line[at, 0] - straight[at, 0] > 1.5
+
+
+def test_the_midline_runs_from_vp_to_dm_pinned_to_them_at_its_ends():
+    # the back's symmetry line is x = X0; C7 8 px to the right of it, the given dimples' midpoint
+    # 8 px to the left: within a few % of the trunk (exp(-t / 0.04)) the midline goes to VP at the
+    # top and to DM at the bottom (achieved: 6.24 px of 8, exp(-0.25) of the way, 4 px below VP and
+    # above DM; 5.5 px asked)
+    surface, kp = constructed_back()
+    kp = kp.copy()
+    kp[morphology.I_C7, 0] += 8.0
+    dimples = np.array([[X0 - 53.0, DM_Y], [X0 + 37.0, DM_Y]])
+    line = morphology.measure_back(surface, kp, dimples_px=dimples).line_px
+    assert line[0] == pytest.approx([X0 + 8.0, VP_Y]) and line[-1] == pytest.approx([X0 - 8.0, DM_Y])
+    assert line[1, 0] - X0 > 5.5 and X0 - line[-2, 0] > 5.5  # pulled to the ends' sides
+    middle = np.abs(line[:, 1] - 0.5 * (VP_Y + DM_Y)) < 50
+    assert np.abs(line[middle, 0] - X0).max() < 0.01  # and on the symmetry line in the middle (achieved 0.0006 px)
+
+
+def test_the_shortest_back_measured_is_ten_pixels_from_vp_to_dm():
+    surface, kp = constructed_back()
+    for dm_y, refused in ((VP_Y + 10.0, False), (VP_Y + 9.9, True)):
+        dimples = [[X0 - 45, dm_y], [X0 + 45, dm_y]]
+        if refused:
+            with pytest.raises(morphology.MorphologyError) as e:
+                morphology.measure_back(surface, kp, dimples_px=dimples)
+            assert str(e.value) == "C7 and the lumbar dimples are too close together to measure a back"
+        else:
+            assert morphology.measure_back(surface, kp, dimples_px=dimples).dm_px[1] == pytest.approx(dm_y)
+
+
+def test_the_refusals_say_what_is_wrong():
+    surface, kp = constructed_back()
+    with pytest.raises(morphology.MorphologyError) as e:
+        morphology.measure_back(surface, kp[::-1])
+    assert str(e.value) == "the spine keypoints must run downwards from C7 to the sacrum"
+    with pytest.raises(morphology.MorphologyError) as e:
+        morphology.measure_along_line(surface, [[X0, VP_Y]])
+    assert str(e.value) == "the spine midline needs at least 2 points (VP and DM)"
+    with pytest.raises(ValueError) as e:
+        morphology.surface_for(np.zeros((4, 4)), np.ones((4, 4), bool), "mm")
+    assert str(e.value) == "depth in mm needs the camera focal length in pixels"
+
+
+def test_the_record_rounds_every_position_to_a_thousandth():
+    surface, kp = constructed_back(amplitude=15.0, obliquity_mm=6.0)
+    result = morphology.measure_back(surface, kp + [0.123456, 0.0])
+    d = result.to_dict()
+    for key, value in (("vp_px", result.vp_px), ("dm_px", result.dm_px), ("dimples_px", result.dimples_px),
+                       ("midline_px", result.line_px), ("midline_xyz", result.line_xyz),
+                       ("surface_rotation_deg", result.rotation_deg)):
+        assert d[key] == np.round(value, 3).tolist(), key
+        assert d[key] != np.round(value, 4).tolist(), key  # (the values have a fourth decimal)
+    assert d["dimples_absent"] is None and d["back_tilt_deg"] is None
+    framed = morphology.measure_back_in_its_frame(surface, kp)
+    assert framed.to_dict()["back_tilt_deg"] == framed.back_tilt_deg is not None
