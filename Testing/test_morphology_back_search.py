@@ -130,3 +130,26 @@ def test_the_record_rounds_every_position_to_a_thousandth():
     assert d["dimples_absent"] is None and d["back_tilt_deg"] is None
     framed = morphology.measure_back_in_its_frame(surface, kp)
     assert framed.to_dict()["back_tilt_deg"] == framed.back_tilt_deg is not None
+
+
+def test_in_its_own_frame_the_back_keeps_its_units_depth_kind_dimples_and_records_its_tilt():
+    from test_morphology_midline import turned_plane
+
+    def back(u, v, kp):  # the constructed back's relief on a plane turned 12.35 deg and -6.789 deg
+        return constructed_back(obliquity_mm=6.0)[0].xyz[..., 2]
+
+    plane, kp = turned_plane(12.35, -6.789, back)
+    frame = morphology.back_frame(plane, kp)
+    for estimated in (False, True):
+        surface = morphology.Surface(plane.xyz, plane.mask, plane.units, estimated=estimated)
+        turned = morphology.in_back_frame(surface, frame)
+        assert (turned.units, turned.estimated) == ("mm", estimated)
+        assert np.allclose(turned.xyz, frame.to_back(plane.xyz))
+    given = np.array([[X0 - 50.0, DM_Y + 4.0], [X0 + 50.0, DM_Y - 4.0]])
+    result = morphology.measure_back_in_its_frame(plane, kp, dimples_px=given)
+    assert result.dimples_px == pytest.approx(given) and result.dm_px == pytest.approx(given.mean(axis=0))
+    along = morphology.measure_back_in_its_frame(plane, kp, dimples_px=given, line_px=result.line_px)
+    assert along.dimples_px == pytest.approx(given)
+    assert result.measures.units == "mm"
+    assert result.back_tilt_deg == {"yaw": round(frame.yaw_deg, 2), "pitch": round(frame.pitch_deg, 2)}
+    assert round(frame.yaw_deg, 3) != round(frame.yaw_deg, 2) and round(frame.pitch_deg, 3) != round(frame.pitch_deg, 2)
