@@ -153,3 +153,40 @@ def test_in_its_own_frame_the_back_keeps_its_units_depth_kind_dimples_and_record
     assert result.measures.units == "mm"
     assert result.back_tilt_deg == {"yaw": round(frame.yaw_deg, 2), "pitch": round(frame.pitch_deg, 2)}
     assert round(frame.yaw_deg, 3) != round(frame.yaw_deg, 2) and round(frame.pitch_deg, 3) != round(frame.pitch_deg, 2)
+
+
+def _without_the_right_dimple(surface):
+    xyz = surface.xyz.copy()
+    u, v = xyz[..., 0], xyz[..., 1]
+    xyz[..., 2] += 4.0 * np.exp(-((u - X0 - 45.0) ** 2 + (v - DM_Y) ** 2) / (2 * 10.0**2))
+    return morphology.Surface(xyz, surface.mask, units="mm", estimated=True)
+
+
+def test_each_reason_names_the_side_it_is_about():
+    surface, kp = constructed_back()
+    one_sided = _without_the_right_dimple(surface)
+    assert morphology.look_for_dimples(one_sided, kp) == (
+        None, "no hollow stands out on the surface on the right at the dimple level")
+    mask = surface.mask.copy()
+    mask[:, int(X0) + 20:] = False  # the right flank hidden
+    dimples, note = morphology.look_for_dimples(morphology.Surface(surface.xyz, mask, units="mm"), kp)
+    assert dimples is None
+    assert note == "the back mask covers only 0% of the dimple region on the right (clothing or the photo's edge)"
+    mask = surface.mask.copy()
+    # the left dimple region (columns 114 ... 190: 0.05 to 0.24 of the trunk left of the centre)
+    # hidden left of column 165: 26 of its 77 columns are back
+    mask[:, : int(X0) - 45] = False
+    dimples, note = morphology.look_for_dimples(morphology.Surface(surface.xyz, mask, units="mm"), kp)
+    assert dimples is None
+    assert note == "the back mask covers only 34% of the dimple region on the left (clothing or the photo's edge)"
+
+
+def test_hollows_away_from_the_l5_sacrum_keypoints_are_not_taken():
+    # L5 and the sacrum placed 30 px above the dimples: the pair found (inside the search window,
+    # 0.09 of the 370 px trunk) lies 30 px from the keypoints' midpoint, more than 0.07 of the trunk
+    surface, kp = constructed_back()
+    high = kp.copy()
+    high[[morphology.I_SACRUM, morphology.I_L5], 1] -= 30.0
+    assert morphology.look_for_dimples(surface, high) == (
+        None, "the two hollows found lie away from the L5-sacrum keypoints")
+    assert morphology.look_for_dimples(surface, kp)[1] is None  # where they are: taken
