@@ -190,3 +190,28 @@ def test_hollows_away_from_the_l5_sacrum_keypoints_are_not_taken():
     assert morphology.look_for_dimples(surface, high) == (
         None, "the two hollows found lie away from the L5-sacrum keypoints")
     assert morphology.look_for_dimples(surface, kp)[1] is None  # where they are: taken
+
+
+def _cubic_rotation_deg(c, half):
+    """The surface rotation at x = 0 of z = c x^3: atan of the least-squares slope over 21 points
+    in +-half (the definition in rotation_along)."""
+    d = np.linspace(-half, half, 21)
+    return np.degrees(np.arctan(c * np.sum(d**4) / np.sum(d**2)))
+
+
+def test_the_rotation_window_is_25_mm_on_a_surface_in_mm_and_six_percent_of_the_trunk_in_pixels():
+    # a profile z = c x^3 across the back: its least-squares slope grows with the window, so the
+    # window is what is measured (achieved within 0.0023 deg of the definition, the bilinear
+    # sampling of the cubic between pixels; 0.01 deg allowed, where a 10 % wider window gives 3.5 deg more)
+    h, w, x0 = 700, 300, 150.0
+    v, u = np.mgrid[0:h, 0:w].astype(float)
+    mask = np.ones((h, w), bool)
+    line = [[x0, 40.0], [x0, 640.0]]  # a 600 px trunk: the pixel window is +-36 px
+    relief = morphology.surface_from_relief(1e-4 * (u - x0) ** 3, mask)
+    rot = morphology.measure_along_line(relief, line).rotation_deg
+    assert rot == pytest.approx(np.full(len(rot), _cubic_rotation_deg(1e-4, 36.0)), abs=0.01)
+    # in mm, 0.5 mm a pixel: +-25 mm are +-50 px, whatever the trunk's length
+    mm = morphology.Surface(np.stack([0.5 * u, 0.5 * v, 8e-4 * (0.5 * (u - x0)) ** 3], -1), mask, units="mm")
+    rot = morphology.measure_along_line(mm, line).rotation_deg
+    assert rot == pytest.approx(np.full(len(rot), _cubic_rotation_deg(8e-4, 25.0)), abs=0.01)
+    assert _cubic_rotation_deg(8e-4, 27.5) - _cubic_rotation_deg(8e-4, 25.0) > 3.0
