@@ -215,3 +215,35 @@ def test_the_rotation_window_is_25_mm_on_a_surface_in_mm_and_six_percent_of_the_
     rot = morphology.measure_along_line(mm, line).rotation_deg
     assert rot == pytest.approx(np.full(len(rot), _cubic_rotation_deg(8e-4, 25.0)), abs=0.01)
     assert _cubic_rotation_deg(8e-4, 27.5) - _cubic_rotation_deg(8e-4, 25.0) > 3.0
+
+
+def test_four_keypoints_on_their_levels_are_enough_to_put_the_five_others_back():
+    _, kp = constructed_back()
+    wrong = kp.copy()
+    # sacrum, L5 and L3 near the neck, C3/C4 and C1 down at the pelvis: only T12/L1, T8, T3, C7 agree
+    wrong[[0, 1, 2, 7, 8], 1] = [100.0, 90.0, 60.0, 500.0, 520.0]
+    repaired, warnings = morphology.repair_keypoints(wrong)
+    assert np.allclose(repaired, kp)  # at their typical heights, on the line through the four
+    assert warnings == ["spine keypoints out of order from the network: "
+                        + ", ".join(f"{morphology.KEYPOINT_NAMES[i]} ({wrong[i, 0]:.0f}, {wrong[i, 1]:.0f} px)"
+                                    for i in (0, 1, 2, 7, 8))
+                        + " re-placed at the typical height on the line through the others; check them"]
+
+
+def test_keypoints_upside_down_are_placed_by_the_extent_of_the_back_mask():
+    surface, kp = constructed_back()
+    upside = kp.copy()
+    upside[:, 1] = kp[::-1, 1]
+    mask = surface.mask.copy()
+    mask[:50] = False  # the back mask runs from row 50 (about C3/C4) to row 619 (about the sacrum)
+    repaired, warnings = morphology.repair_keypoints(upside, mask)
+    levels = morphology.KEYPOINT_LEVELS
+    b = (619.0 - 50.0) / (levels[0] - levels[7])
+    assert np.allclose(repaired[:, 1], 50.0 + b * (levels - levels[7]))
+    assert np.allclose(repaired[:, 0], X0)
+    assert warnings == ["spine keypoints out of order from the network: "
+                        + ", ".join(f"{name} ({x:.0f}, {y:.0f} px)" for name, (x, y) in zip(morphology.KEYPOINT_NAMES, upside))
+                        + " re-placed at the typical height on the back mask's centre line; check them"]
+    # an empty mask says nothing about the back: the keypoints are kept as they are
+    kept, none = morphology.repair_keypoints(upside, np.zeros_like(mask))
+    assert np.array_equal(kept, upside) and none == []
