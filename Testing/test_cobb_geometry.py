@@ -121,3 +121,18 @@ def test_mat_file_round_trip_and_bad_mat_files(tmp_path):
         read_aasce_mat(tmp_path / "other.mat")
     with pytest.raises(LandmarkError, match="not found"):
         read_aasce_mat(tmp_path / "missing.mat")
+
+
+def test_vertebrae_out_of_order_are_refused_with_the_vertebrae_named():
+    spine = synthetic_spine(DOUBLE_CURVE_TILTS)
+    swapped = spine.copy()
+    swapped[[6, 7]] = spine[[7, 6]]  # T7 and T8 exchanged: the row named T8 lies above the one named T7
+    for convention in geometry.CONVENTIONS:
+        with pytest.raises(LandmarkError) as refused:
+            cobb_angles(swapped, convention, image_height=2400)
+        assert str(refused.value) == ("the vertebrae do not run T1 -> L5 down the spine: T8 is not below T7 "
+                                      "(a vertebra stored out of place, or two vertebrae marked on one)")
+        measured = cobb_angles(swapped, convention, image_height=2400, check_order=False)
+        assert measured.vertebrae_present == geometry.VERTEBRA_NAMES
+    assert geometry.vertebrae_out_of_order(swapped) == [6]
+    assert geometry.vertebrae_out_of_order(swapped, 7, 16) == [] and geometry.vertebrae_out_of_order(swapped, 0, 6) == []
