@@ -136,3 +136,19 @@ def test_vertebrae_out_of_order_are_refused_with_the_vertebrae_named():
         assert measured.vertebrae_present == geometry.VERTEBRA_NAMES
     assert geometry.vertebrae_out_of_order(swapped) == [6]
     assert geometry.vertebrae_out_of_order(swapped, 7, 16) == [] and geometry.vertebrae_out_of_order(swapped, 0, 6) == []
+
+
+def test_the_order_check_reads_any_scale_and_refuses_a_vertebra_marked_on_another():
+    spine = synthetic_spine(DOUBLE_CURVE_TILTS)
+    top = spine.copy()
+    top[[0, 1]] = spine[[1, 0]]  # T1 and T2 exchanged: found from T1 on, by default
+    assert geometry.vertebrae_out_of_order(top) == [0]
+    with pytest.raises(LandmarkError, match="T2 is not below T1"):
+        geometry.present_range(top)
+    assert geometry.present_range(top, check_order=False) == (0, 16)
+    doubled = spine.copy()
+    doubled[9] = spine[8]  # T10 marked exactly on T9: no step down the spine at all
+    assert geometry.vertebrae_out_of_order(doubled) == [8]
+    # the test is a sign, not a size: a spine in metres (steps of 0.11, heights of 0.07) is measured
+    assert geometry.vertebrae_out_of_order(spine * 1e-3) == []
+    assert cobb_angles(spine * 1e-3).angles == pytest.approx(cobb_angles(spine).angles, abs=1e-9)
