@@ -70,10 +70,15 @@ def test_a_main_thoracic_apex_at_t11_and_a_small_compensatory_curve():
 
 
 def test_endplates_more_than_90_degrees_apart_are_measured_between_lines():
-    # lines have no direction: endplates 120 deg apart make a 60 deg angle
-    tilts = [55] * 8 + [-65] * 9
+    # lines have no direction: endplates 120 deg apart make a 60 deg angle (read as 120 deg it
+    # would be the largest); the turn is made in two 60 deg steps, since a vertebra turned by over
+    # 90 deg from its neighbour no longer lies below it along the spine (refused as out of order)
+    tilts = [55] * 8 + [-5] + [-65] * 8
     _, c = curves(tilts)
     assert c["MT"].angle_deg == pytest.approx(60.0)
+    assert geometry.vertebrae_out_of_order(synthetic_spine(tilts)) == []
+    with pytest.raises(geometry.LandmarkError, match="T9 is not below T8"):
+        geometry.cobb_angles(synthetic_spine([55] * 8 + [-65] * 9))
 
 
 def test_full_film_notes_and_roles_carry_no_film_edge():

@@ -19,7 +19,8 @@ def test_aasce_convention_reproduces_all_organiser_angles(aasce):
     for name in names:
         landmarks = read_aasce_mat(aasce / "labels" / f"{name}.mat")
         height = cv2.imread(str(aasce / "images" / name), cv2.IMREAD_GRAYSCALE).shape[0]
-        result = cobb_angles(landmarks, "aasce", image_height=height)
+        # their files as stored: 18 store the top vertebra last, a few mark two vertebrae on one
+        result = cobb_angles(landmarks, "aasce", image_height=height, check_order=False)
         computed.append([result.angles[k] for k in geometry.CURVE_NAMES])
     error = np.abs(np.array(computed) - truth)
     assert error.max() < 0.01, f"worst image {names[int(error.max(1).argmax())]}: {error.max():.4f} deg"
@@ -120,3 +121,34 @@ def test_mat_file_round_trip_and_bad_mat_files(tmp_path):
         read_aasce_mat(tmp_path / "other.mat")
     with pytest.raises(LandmarkError, match="not found"):
         read_aasce_mat(tmp_path / "missing.mat")
+
+
+def test_vertebrae_out_of_order_are_refused_with_the_vertebrae_named():
+    spine = synthetic_spine(DOUBLE_CURVE_TILTS)
+    swapped = spine.copy()
+    swapped[[6, 7]] = spine[[7, 6]]  # T7 and T8 exchanged: the row named T8 lies above the one named T7
+    for convention in geometry.CONVENTIONS:
+        with pytest.raises(LandmarkError) as refused:
+            cobb_angles(swapped, convention, image_height=2400)
+        assert str(refused.value) == ("the vertebrae do not run T1 -> L5 down the spine: T8 is not below T7 "
+                                      "(a vertebra stored out of place, or two vertebrae marked on one)")
+        measured = cobb_angles(swapped, convention, image_height=2400, check_order=False)
+        assert measured.vertebrae_present == geometry.VERTEBRA_NAMES
+    assert geometry.vertebrae_out_of_order(swapped) == [6]
+    assert geometry.vertebrae_out_of_order(swapped, 7, 16) == [] and geometry.vertebrae_out_of_order(swapped, 0, 6) == []
+
+
+def test_the_order_check_reads_any_scale_and_refuses_a_vertebra_marked_on_another():
+    spine = synthetic_spine(DOUBLE_CURVE_TILTS)
+    top = spine.copy()
+    top[[0, 1]] = spine[[1, 0]]  # T1 and T2 exchanged: found from T1 on, by default
+    assert geometry.vertebrae_out_of_order(top) == [0]
+    with pytest.raises(LandmarkError, match="T2 is not below T1"):
+        geometry.present_range(top)
+    assert geometry.present_range(top, check_order=False) == (0, 16)
+    doubled = spine.copy()
+    doubled[9] = spine[8]  # T10 marked exactly on T9: no step down the spine at all
+    assert geometry.vertebrae_out_of_order(doubled) == [8]
+    # the test is a sign, not a size: a spine in metres (steps of 0.11, heights of 0.07) is measured
+    assert geometry.vertebrae_out_of_order(spine * 1e-3) == []
+    assert cobb_angles(spine * 1e-3).angles == pytest.approx(cobb_angles(spine).angles, abs=1e-9)

@@ -140,7 +140,7 @@ def test_cancel_raises(predictor):
 def test_angles_close_to_ground_truth(predictor):
     name, pixels, truth_landmarks = _validation_film(0)
     pred = predictor.predict(pixels)
-    truth = geometry.cobb_angles(truth_landmarks, "aasce", pixels.shape[0]).angles
+    truth = geometry.cobb_angles(truth_landmarks, "aasce", pixels.shape[0], check_order=False).angles  # file as stored
     t = np.array([truth[c] for c in geometry.CURVE_NAMES])
     p = np.array([pred.landmark_angles[c] for c in geometry.CURVE_NAMES])
     r = np.array([pred.regressed_angles[c] for c in geometry.CURVE_NAMES])

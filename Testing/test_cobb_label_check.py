@@ -83,3 +83,31 @@ def test_the_committed_fixes_are_what_the_check_proposes():
         centres = fixed.mean(1)[:, 1]
         assert np.all(np.diff(centres) > 0), film
         assert not np.allclose(fixed, read_landmarks(shared_aasce, film)), film
+
+
+@pytest.mark.skipif(not AASCE.is_dir(), reason=f"shared AASCE data not found at {AASCE}")
+def test_the_geometry_refuses_only_films_the_check_lists():
+    """geometry refuses vertebrae out of order: on the fixed labels only films the check lists and
+    leaves as annotated (doubled or spread vertebrae, ...); every film whose top vertebra is stored
+    last is refused as stored and measured once fixed, and the organisers' files as stored are all
+    measured with check_order=False."""
+    from CobbAngleLib import geometry
+    from CobbAngleTools.data import read_landmarks, read_names
+
+    fixes = read_fixes()
+    refused = {"official": set(), "fixed": set()}
+    for film in read_names(AASCE):
+        for labels in refused:
+            landmarks = read_landmarks(AASCE, film, labels)
+            try:
+                geometry.cobb_angles(landmarks, "clinical")
+            except geometry.LandmarkError as e:
+                assert "do not run T1 -> L5 down the spine" in str(e), (film, str(e))
+                refused[labels].add(film)
+                geometry.cobb_angles(landmarks, "aasce", 3000, check_order=False)
+                assert check_landmarks(landmarks), film  # the check lists it too
+    reordered = {film for film, changes in fixes.items() if any(c["change"] == "reorder" for c in changes)}
+    assert reordered and reordered <= refused["official"]
+    assert refused["fixed"] and not refused["fixed"] & set(fixes)  # no fixed film is refused
+    assert refused["fixed"] <= refused["official"]
+    assert refused["official"] - refused["fixed"] == reordered

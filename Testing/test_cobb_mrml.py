@@ -321,3 +321,22 @@ def test_a_curve_whose_corners_move_shows_edited_instead_of_the_networks_confide
     assert column()["TL_L"] == "confidence 0.88"
     live.reset_edited_points()
     assert column()["MT"] == "CHECK, confidence 0.41" and live.record()["check_edited"] == []
+
+
+def test_a_vertebra_dragged_out_of_order_cannot_be_measured_until_it_is_put_back(slicer_app, review):
+    scene = slicer_app.scene
+    volume = make_volume(scene)
+    live = show(review, scene, volume, synthetic_spine(DOUBLE_CURVE_TILTS))
+    before = angle_column(live.table)
+    for corner in range(4 * 5, 4 * 6):  # T6's four corners dragged 330 px down, below T8 (110 px a level)
+        move_corner(live, corner, 0, 330)
+    assert live.measurement is None and "T7 is not below T6" in live.error
+    assert live.error.startswith("the vertebrae do not run T1 -> L5 down the spine")
+    rows = common.table_rows(live.table)
+    assert all(r["Angle (deg)"] in ("", None) for r in rows)  # no number: not measured
+    assert all("T7 is not below T6" in r["Note"] for r in rows)
+    assert "T7 is not below T6" in live.record()["error"]
+    for corner in range(4 * 5, 4 * 6):  # and back where they were: measured again, as before
+        move_corner(live, corner, 0, -330)
+    assert live.measurement is not None and live.error == ""
+    assert angle_column(live.table) == pytest.approx(before)

@@ -51,11 +51,12 @@ def test_the_pull_towards_the_seed_line_is_mild_on_measured_depth_and_strong_on_
     seed = line[ROWS] + 5.0
     mild = morphology._symmetry_centres(surface, z, ROWS, seed, T) - line[ROWS]
     strong = morphology._symmetry_centres(surface, z, ROWS, seed, T, morphology.SEED_WEIGHT_ESTIMATED) - line[ROWS]
-    # achieved: 0.037 px towards the seed with SEED_WEIGHT, 1.07 px with SEED_WEIGHT_ESTIMATED
-    assert np.all((mild > 0.02) & (mild < 0.06))
-    assert np.all((strong > 0.9) & (strong < 1.25))
+    # achieved: 0.0366 to 0.0372 px towards the seed with SEED_WEIGHT, 1.0703 to 1.0710 px with
+    # SEED_WEIGHT_ESTIMATED; about 2 % allowed (a pull 5 % stronger gives 0.0384 and 1.118 px)
+    assert np.all((mild > 0.0355) & (mild < 0.038))
+    assert np.all((strong > 1.05) & (strong < 1.09))
     opposite = morphology._symmetry_centres(surface, z, ROWS, line[ROWS] - 8.0, T) - line[ROWS]
-    assert np.all((opposite < -0.03) & (opposite > -0.07))  # achieved -0.050 px
+    assert np.all((opposite < -0.049) & (opposite > -0.052))  # achieved -0.0499 to -0.0504 px
 
 
 def test_a_surface_rotation_does_not_move_the_symmetry_line():

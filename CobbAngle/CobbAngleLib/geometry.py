@@ -10,7 +10,8 @@ angles are measured in millimetres (a film with non-square pixels would otherwis
 line), as Slicer measures the same lines. Landmarks come as an array of shape
 (17, 4, 2): vertebrae T1..L5 from top to bottom, and for each the corners top-left, top-right,
 bottom-left, bottom-right (the AASCE order, as in its 68 x 2 ``p2`` arrays). A vertebra that is
-not on the film (a cropped radiograph) is a row of NaN; the present vertebrae must be contiguous.
+not on the film (a cropped radiograph) is a row of NaN; the present vertebrae must be contiguous
+and run T1 -> L5 down the spine.
 
 Two conventions:
 
@@ -60,7 +61,7 @@ _REGION_OF_APEX = (("PT", 0, 4), ("MT", 5, 10), ("TL_L", 11, 16))
 
 
 class LandmarkError(ValueError):
-    """Landmarks that cannot be measured (wrong shape, too few vertebrae, gaps)."""
+    """Landmarks that cannot be measured (wrong shape, too few vertebrae, gaps, vertebrae out of order)."""
 
 
 def corner_label(vertebra_index: int, corner_index: int) -> str:
@@ -129,8 +130,9 @@ def as_vertebra_array(landmarks) -> np.ndarray:
     return a
 
 
-def present_range(v: np.ndarray) -> tuple[int, int]:
-    """First and last index of the vertebrae that have all four corners; they must be contiguous."""
+def present_range(v: np.ndarray, check_order: bool = True) -> tuple[int, int]:
+    """First and last index of the vertebrae that have all four corners; they must be contiguous
+    and (``check_order``) run T1 -> L5 down the spine (``vertebrae_out_of_order``)."""
     ok = np.all(np.isfinite(v), axis=(1, 2))
     idx = np.flatnonzero(ok)
     if idx.size < 2:
@@ -143,7 +145,28 @@ def present_range(v: np.ndarray) -> tuple[int, int]:
         raise LandmarkError(
             "vertebrae must be contiguous; corners are missing for " + ", ".join(missing)
         )
+    if check_order:
+        wrong = vertebrae_out_of_order(v, first, last)
+        if wrong:
+            raise LandmarkError(
+                "the vertebrae do not run T1 -> L5 down the spine: "
+                + ", ".join(f"{VERTEBRA_NAMES[i + 1]} is not below {VERTEBRA_NAMES[i]}" for i in wrong)
+                + " (a vertebra stored out of place, or two vertebrae marked on one)"
+            )
     return first, last
+
+
+def vertebrae_out_of_order(v: np.ndarray, first: int = 0, last: int = N_VERTEBRAE - 1) -> list[int]:
+    """Indices i (first <= i < last) where vertebra i + 1 does not follow vertebra i down the spine:
+    the step from i's centre to i + 1's must point along each of the two vertebrae's own
+    top-to-bottom axis (from the midpoint of the superior endplate to that of the inferior one),
+    not simply down the image, so that a rotated film and a severe curve are measured (and a
+    vertebra whose corners are stored upside down is caught)."""
+    q = v[first : last + 1]
+    step = np.diff(vertebra_centres(q), axis=0)
+    down = (q[:, 2] + q[:, 3] - q[:, 0] - q[:, 1]) / 2
+    along = np.minimum(np.sum(step * down[:-1], axis=1), np.sum(step * down[1:], axis=1))
+    return [first + int(i) for i in np.flatnonzero(~(along > 0))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,8 +251,8 @@ def _is_s(mid_points: np.ndarray) -> bool:
         return bool(not (products.sum() == np.abs(products).sum()))
 
 
-def cobb_aasce(v: np.ndarray, image_height: float) -> CobbMeasurement:
-    first, last = present_range(v)
+def cobb_aasce(v: np.ndarray, image_height: float, check_order: bool = True) -> CobbMeasurement:
+    first, last = present_range(v, check_order)
     if (first, last) != (0, N_VERTEBRAE - 1):
         raise LandmarkError(
             "the AASCE convention needs all 17 vertebrae T1-L5 on the film; found "
@@ -331,8 +354,8 @@ def _best_pair(sup: np.ndarray, inf: np.ndarray, lo: int, hi: int, sign: int = 0
 _FILM_EDGE = ", end vertebra at the film edge: the curve may be larger"
 
 
-def cobb_clinical(v: np.ndarray) -> CobbMeasurement:
-    first, last = present_range(v)
+def cobb_clinical(v: np.ndarray, check_order: bool = True) -> CobbMeasurement:
+    first, last = present_range(v, check_order)
     sup = tilt_deg(endplate_vectors(v, "sup"))
     inf = tilt_deg(endplate_vectors(v, "inf"))
     found = []  # (signed angle, upper, lower)
@@ -407,20 +430,25 @@ def cobb_clinical(v: np.ndarray) -> CobbMeasurement:
 
 
 def cobb_angles(landmarks, convention: str = "clinical", image_height: Optional[float] = None,
-                spacing_mm=None) -> CobbMeasurement:
+                spacing_mm=None, check_order: bool = True) -> CobbMeasurement:
     """Cobb angles from 68 corner landmarks (pixels). ``image_height`` (pixels) is needed by the
     AASCE convention, whose S-curve rule looks at which half of the film the major curve lies in.
     ``spacing_mm`` (row, column): measure in millimetres (None: in pixels, as the AASCE films
-    without a spacing are measured by the organisers)."""
+    without a spacing are measured by the organisers).
+
+    Vertebrae that do not run T1 -> L5 down the spine are refused (``LandmarkError`` naming them).
+    ``check_order=False`` measures them anyway, as the organisers' MATLAB does: only for scoring and
+    training on the AASCE label files as stored (18 of them store the film's top vertebra last,
+    9 mark two vertebrae on one; see the Cobb model card, "Labels"), never for a result."""
     v = as_vertebra_array(landmarks)
     if spacing_mm is not None:
         row_mm, col_mm = (float(s) for s in spacing_mm)
         v = v * np.array([col_mm, row_mm])
         image_height = None if image_height is None else image_height * row_mm
     if convention == "aasce":
-        return cobb_aasce(v, image_height)
+        return cobb_aasce(v, image_height, check_order)
     if convention == "clinical":
-        return cobb_clinical(v)
+        return cobb_clinical(v, check_order)
     raise ValueError(f"unknown convention {convention!r}; choose one of {', '.join(CONVENTIONS)}")
 
 
