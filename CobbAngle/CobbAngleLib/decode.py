@@ -34,6 +34,41 @@ def cell_centres(h: int, w: int):
     return xs, ys
 
 
+def expected_steps(plain: np.ndarray, w: int) -> np.ndarray:
+    """(K-1,) the film's expected step (cells) between consecutive vertebrae: a Theil-Sen line
+    through the steps between the heatmaps' own peaks ``plain`` (K,) flat indices (robust to one
+    skipped vertebra)."""
+    steps = np.hypot(np.diff((plain // w).astype(np.float64)), np.diff((plain % w).astype(np.float64)))
+    j = np.arange(len(steps), dtype=np.float64)
+    jj, ii = np.triu_indices(len(steps), 1)
+    slope = float(np.median((steps[ii] - steps[jj]) / (ii - jj))) if len(steps) > 1 else 0.0
+    return np.maximum(1.0, float(np.median(steps - slope * j)) + slope * j)
+
+
+def spine_viterbi(unary: np.ndarray, cy: np.ndarray, cx: np.ndarray, expected: np.ndarray,
+                  gap_weight: float) -> np.ndarray:
+    """(K,) candidate index chosen per vertebra T1..L5: minimises the unary costs (K, M) plus, for
+    each step, ``gap_weight`` times its squared relative departure from ``expected`` and a large
+    cost when it does not go downwards; cy, cx (K, M) the candidates' cells."""
+    k = unary.shape[0]
+    cost = unary[0].copy()
+    back = []
+    for v in range(1, k):
+        dy = cy[v][None, :] - cy[v - 1][:, None]
+        length = np.hypot(dy, cx[v][None, :] - cx[v - 1][:, None])
+        step = float(expected[v - 1])
+        total = cost[:, None] + gap_weight * ((length - step) / step) ** 2 + 1e3 * (dy < 0.3 * step)  # (M prev, M cur)
+        arg = total.argmin(0)
+        back.append(arg)
+        cost = total[arg, np.arange(total.shape[1])] + unary[v]
+    m = int(cost.argmin())
+    chosen = [m]
+    for arg in reversed(back):
+        m = int(arg[m])
+        chosen.append(m)
+    return np.array(chosen[::-1])
+
+
 def chain_peaks(prob: np.ndarray, candidates: int = 6, gap_weight: float = 12.0) -> np.ndarray:
     """(B, K) flat peak indices chosen jointly along the spine; prob (B, K, h, w).
 
@@ -54,32 +89,8 @@ def chain_peaks(prob: np.ndarray, candidates: int = 6, gap_weight: float = 12.0)
         cy = (cand // w).astype(np.float64)
         cx = (cand % w).astype(np.float64)
         unary = -np.take_along_axis(logp[i].reshape(k, -1), cand, axis=1).astype(np.float64)  # (K, M)
-        py, px = (plain[i] // w).astype(np.float64), (plain[i] % w).astype(np.float64)
-        steps = np.hypot(np.diff(py), np.diff(px))
-        j = np.arange(len(steps), dtype=np.float64)
-        jj, ii = np.triu_indices(len(steps), 1)
-        slope = float(np.median((steps[ii] - steps[jj]) / (ii - jj))) if len(steps) > 1 else 0.0
-        icpt = float(np.median(steps - slope * j))
-        expected = np.maximum(1.0, icpt + slope * j)
-        cost = unary[0].copy()
-        back = []
-        for v in range(1, k):
-            dy = cy[v][None, :] - cy[v - 1][:, None]
-            dx = cx[v][None, :] - cx[v - 1][:, None]
-            length = np.hypot(dy, dx)
-            step = float(expected[v - 1])
-            pair = gap_weight * ((length - step) / step) ** 2 + 1e3 * (dy < 0.3 * step)
-            total = cost[:, None] + pair  # (M prev, M cur)
-            arg = total.argmin(0)
-            back.append(arg)
-            cost = total[arg, np.arange(total.shape[1])] + unary[v]
-        m = int(cost.argmin())
-        chosen = [m]
-        for arg in reversed(back):
-            m = int(arg[m])
-            chosen.append(m)
-        chosen.reverse()
-        out[i] = cand[np.arange(k), np.array(chosen)]
+        chosen = spine_viterbi(unary, cy, cx, expected_steps(plain[i], w), gap_weight)
+        out[i] = cand[np.arange(k), chosen]
     return out
 
 
@@ -145,28 +156,9 @@ def ordered_peaks(prob: np.ndarray, candidates: int = 40, gap_weight: float = 12
     cy, cx = (flat // w).astype(np.float64), (flat % w).astype(np.float64)
     unary = np.repeat(-np.log(np.maximum(vertebrae.reshape(-1)[flat], 1e-12))[None, :], k, axis=0)
     unary[0] -= t1_weight * np.log(np.maximum(prob[0].reshape(-1)[flat], 1e-12))
-    plain = prob.reshape(k, -1).argmax(-1)
-    steps = np.hypot(np.diff((plain // w).astype(np.float64)), np.diff((plain % w).astype(np.float64)))
-    j = np.arange(len(steps), dtype=np.float64)
-    jj, ii = np.triu_indices(len(steps), 1)
-    slope = float(np.median((steps[ii] - steps[jj]) / (ii - jj))) if len(steps) > 1 else 0.0
-    expected = np.maximum(1.0, float(np.median(steps - slope * j)) + slope * j)
-    dy = cy[None, :] - cy[:, None]
-    length = np.hypot(dy, cx[None, :] - cx[:, None])
-    cost = unary[0].copy()
-    back = []
-    for v in range(1, k):
-        step = float(expected[v - 1])
-        total = cost[:, None] + gap_weight * ((length - step) / step) ** 2 + 1e3 * (dy < 0.3 * step)
-        arg = total.argmin(0)
-        back.append(arg)
-        cost = total[arg, np.arange(total.shape[1])] + unary[v]
-    m = int(cost.argmin())
-    chosen = [m]
-    for arg in reversed(back):
-        m = int(arg[m])
-        chosen.append(m)
-    return flat[np.array(chosen[::-1])], vertebrae
+    chosen = spine_viterbi(unary, np.broadcast_to(cy, unary.shape), np.broadcast_to(cx, unary.shape),
+                           expected_steps(prob.reshape(k, -1).argmax(-1), w), gap_weight)
+    return flat[chosen], vertebrae
 
 
 def ordered_landmarks(heatmap: np.ndarray, offsets: np.ndarray, centre_window: int = 2, offset_window: int = 3):
