@@ -285,3 +285,32 @@ def test_the_decoding_is_chosen_by_name():
 
     with pytest.raises(ValueError, match="ordered, chain, plain"):
         CobbPredictor(decoding="nearest")
+
+
+def test_a_film_the_ordered_decoding_puts_out_of_order_is_read_by_the_chain(monkeypatch):
+    """Where the ordered pass would return vertebrae out of order (the geometry then refuses the
+    film), the prediction falls back to the chain decoding of the same network outputs."""
+    from CobbAngleLib import predict
+
+    rows = 6 + 5 * np.arange(17)
+    prob = _blob_maps(rows)
+    logits = np.log(prob / prob.reshape(17, -1).sum(1)[:, None, None] + 1e-30).astype(np.float32)[None]
+    offsets = np.zeros((1, 8, 96, 48), np.float32)
+    offsets[0, 0::2] = np.array([-5, 5, -5, 5], np.float32)[:, None, None]
+    offsets[0, 1::2] = np.array([-3, -3, 3, 3], np.float32)[:, None, None]
+    out = {"heatmap": logits, "offsets": offsets}
+    ordered, _ = predict.read_corners(out, "ordered")
+    chained, _ = predict.read_corners(out, "chain")
+    assert not geometry.vertebrae_out_of_order(ordered[0])
+
+    real = predict.ordered_landmarks
+
+    def swapped(heatmap, offsets_):  # T5 and T6 exchanged, as a faulty pass might
+        corners, p = real(heatmap, offsets_)
+        corners[:, [4, 5]] = corners[:, [5, 4]]
+        return corners, p
+
+    monkeypatch.setattr(predict, "ordered_landmarks", swapped)
+    fallen_back, _ = predict.read_corners(out, "ordered")
+    assert geometry.vertebrae_out_of_order(swapped(logits, offsets)[0][0])
+    assert np.array_equal(fallen_back, chained)

@@ -183,7 +183,14 @@ class CobbPredictor:
 def read_corners(out: dict, decoding: str):
     """(B, 17, 4, 2) corners in network pixels and the heatmap probabilities, by ``decoding``."""
     if decoding == "ordered":
-        return ordered_landmarks(out["heatmap"], out["offsets"])
+        corners, prob = ordered_landmarks(out["heatmap"], out["offsets"])
+        # on a film where fewer distinct vertebrae are found than 17 the ordered pass can put one
+        # out of order (the geometry would refuse the film): those films are read by the chain
+        wrong = [i for i in range(len(corners)) if geometry.vertebrae_out_of_order(corners[i])]
+        if wrong:
+            chained, _ = decode_landmarks(out["heatmap"][wrong], out["offsets"][wrong], window=3, chain=True)
+            corners[wrong] = chained
+        return corners, prob
     return decode_landmarks(out["heatmap"], out["offsets"], window=3, chain=decoding == "chain")
 
 
