@@ -142,20 +142,19 @@ def _findings(v: np.ndarray) -> list[Finding]:
             add("spread", f"{name}'s corners spread over {heights[k]:.0f} px ({heights[k] / median_h:.1f} x the film's "
                 "median vertebra height): points at the wrong end of the spine")
             continue
-        if all(lr):
-            add("left_right", f"{name}'s corners are left/right swapped (mid-axis tilt {_tilt(q[None])[0]:.0f} deg)",
-                {"change": "swap_left_right", "vertebra_index": source,
-                 "what": "top-left <-> top-right, bottom-left <-> bottom-right"})
-        elif any(lr):
-            add("left_right", f"{name}'s {'top' if lr[0] else 'bottom'} corners are in the wrong left/right order "
-                "(a corner misplaced)")
-        if all(tb):
-            add("top_bottom", f"{name}'s corners are top/bottom swapped",
-                {"change": "swap_top_bottom", "vertebra_index": source,
-                 "what": "top-left <-> bottom-left, top-right <-> bottom-right"})
-        elif any(tb):
-            add("top_bottom", f"{name}'s {'left' if tb[0] else 'right'} corners are in the wrong top/bottom order "
-                "(a corner misplaced)")
+        # (kind, both corner pairs swapped?, the fix, which pair when only one is)
+        for kind, swapped_pairs, whole, change, what, pair_names in (
+                ("left_right", lr, "left/right", "swap_left_right",
+                 "top-left <-> top-right, bottom-left <-> bottom-right", ("top", "bottom")),
+                ("top_bottom", tb, "top/bottom", "swap_top_bottom",
+                 "top-left <-> bottom-left, top-right <-> bottom-right", ("left", "right"))):
+            if all(swapped_pairs):
+                detail = f" (mid-axis tilt {_tilt(q[None])[0]:.0f} deg)" if kind == "left_right" else ""
+                add(kind, f"{name}'s corners are {whole} swapped{detail}",
+                    {"change": change, "vertebra_index": source, "what": what})
+            elif any(swapped_pairs):
+                add(kind, f"{name}'s {pair_names[0] if swapped_pairs[0] else pair_names[1]} corners are in the wrong "
+                    f"{whole} order (a corner misplaced)")
         endplates = _wrap(_angle(q[1] - q[0]) - _angle(q[3] - q[2]))
         if endplates > ENDPLATE_DEG and not all(lr):
             add("endplates", f"{name}'s upper and lower endplates differ by {endplates:.0f} deg")
