@@ -29,6 +29,7 @@ from MSKCommonLib.resources import packaged
 
 from . import geometry
 from .check import CHECK_FILE, CheckModel
+from .check import FEATURES as CHECK_FEATURES
 from .decode import decode_landmarks, ordered_landmarks, vertebra_confidence
 from .frame import FLIP_CORNERS, INPUT_HW, intensity_window, invert_affine, letterbox_matrix, to_network_frame
 
@@ -67,9 +68,12 @@ class CobbPrediction:
 class CobbPredictor:
     def __init__(self, weights=None, device: str = "auto", consistency_threshold_deg: float = 10.0,
                  test_time_flip: bool = False, decoding: str = "ordered", threads: Optional[int] = None,
-                 backend: str = "onnx", check_file=None, read_mirrored: Optional[bool] = None):
+                 backend: str = "onnx", check_file=None, read_mirrored: Optional[bool] = None,
+                 all_check_features: bool = False):
         """``check_file``: the fitted CHECK (default ``models/cobb_check.json``); ``read_mirrored``:
-        also read the mirrored film for the CHECK's flip feature (None: when the CHECK uses it)."""
+        also read the mirrored film for the CHECK's flip feature (None: when the CHECK uses it);
+        ``all_check_features``: compute every feature of ``check.FEATURES`` (for fitting the CHECK),
+        not only those the CHECK in use reads (the others are then nan)."""
         from MSKCommonLib.runtime import check_backend
 
         self.backend = check_backend(backend)
@@ -87,6 +91,8 @@ class CobbPredictor:
         in_use = self.network.path if self.backend == "onnx" else self.weights_path
         self.check_model = CheckModel.from_json(CHECK_FILE if check_file is None else check_file, sha256(in_use))
         self.read_mirrored = self.check_model.needs_flip if read_mirrored is None else bool(read_mirrored)
+        used = self.check_model.features if self.check_model.fitted else ("regression_gap",)
+        self.check_feature_names = tuple(CHECK_FEATURES) if all_check_features else tuple(used)
 
     def predict(self, pixels: np.ndarray, progress: Optional[Callable[[float, str], None]] = None,
                 should_cancel: Optional[Callable[[], bool]] = None) -> CobbPrediction:
@@ -141,12 +147,16 @@ class CobbPredictor:
         except geometry.LandmarkError:
             measured, landmark_angles = None, {c: None for c in geometry.CURVE_NAMES}
         warning = self._consistency(regressed_angles, landmark_angles)
-        other = "chain" if self.decoding != "chain" else "ordered"
         one = {k: out[k][:1] for k in ("heatmap", "offsets")}
+        wanted = self.check_feature_names
+
+        def angles_decoded(decoding: str, feature: str):  # only when the CHECK reads that feature
+            return aasce_angles(to_film(read_corners(one, decoding)[0][0]), h) if feature in wanted else None
+
         features = check_features(measured, regressed_angles, confidence,
-                                  aasce_angles(to_film(read_corners(one, other)[0][0]), h),
+                                  angles_decoded("chain" if self.decoding != "chain" else "ordered", "decoding_gap"),
                                   None if mirrored is None else aasce_angles(to_film(mirrored), h), landmarks,
-                                  aasce_angles(to_film(read_corners(one, "plain")[0][0]), h), h)
+                                  angles_decoded("plain", "plain_gap"), h, wanted)
         angle_confidence, check = self.check_model.assess(features)
         step(1.0, "Done")
         return CobbPrediction(
@@ -211,13 +221,16 @@ JITTER_SEED = 14
 UNREADABLE_GAP_DEG = 90.0
 
 
-def check_features(measured, regressed: dict, confidence, other_decoding: dict, mirrored: Optional[dict],
-                   landmarks=None, plain: Optional[dict] = None, image_height: Optional[float] = None) -> dict:
+def check_features(measured, regressed: dict, confidence, other_decoding: Optional[dict], mirrored: Optional[dict],
+                   landmarks=None, plain: Optional[dict] = None, image_height: Optional[float] = None,
+                   names=None) -> dict:
     """{angle: {feature: value} or None (not measured)} for the CHECK (``check.FEATURES``);
     ``measured``: the AASCE measurement of the reported corners (None when not measurable);
     ``other_decoding`` / ``mirrored``: the angles of the other decoding / the mirrored reading
     (``mirrored`` None: not read, flip_gap = nan); ``landmarks``: the reported corners (film pixels);
-    ``plain``: the angles of the plain decoding; ``image_height``: the film's, in pixels."""
+    ``plain``: the angles of the plain decoding; ``image_height``: the film's, in pixels;
+    ``names``: the features to compute (default all; the others are nan, and the readings they
+    need may be None)."""
     if measured is None:
         return {c: None for c in geometry.CURVE_NAMES}
     confidence = np.asarray(confidence, dtype=np.float64)
@@ -235,7 +248,8 @@ def check_features(measured, regressed: dict, confidence, other_decoding: dict, 
     # by JITTER_SHARE of the median endplate width (fixed pseudo-random moves)
     width = float(np.median(np.linalg.norm(geometry.endplate_vectors(v, "mid"), axis=-1)))
     moves = np.random.default_rng(JITTER_SEED).standard_normal((JITTER_READINGS,) + v.shape) * JITTER_SHARE * width
-    jittered = [aasce_angles(v + d, image_height) for d in moves]
+    wanted = set(CHECK_FEATURES if names is None else names)
+    jittered = [aasce_angles(v + d, image_height) for d in moves] if "jitter_spread" in wanted else []
     out = {}
     for curve in measured.curves:
         c, angle = curve.name, curve.angle_deg
@@ -246,14 +260,15 @@ def check_features(measured, regressed: dict, confidence, other_decoding: dict, 
                   "span_sharpness": float(confidence[lo:hi + 1].min()),
                   "tilt_jump": float(jumps[max(lo - 1, 0):hi + 1].max()),
                   "endplate_gap": float(endplates[lo:hi + 1].max()),
-                  "plain_gap": gap(angle, (plain or {}).get(c)),
+                  "plain_gap": float("nan") if plain is None else gap(angle, plain.get(c)),
                   "regressed": float(regressed.get(c) or 0.0),
-                  "jitter_spread": max(gap(angle, j.get(c)) for j in jittered),
+                  "jitter_spread": max((gap(angle, j.get(c)) for j in jittered), default=float("nan")),
                   "at_film_end": float(lo == 0 or hi == geometry.N_VERTEBRAE - 1),
-                  "decoding_gap": gap(angle, other_decoding.get(c)),
+                  "decoding_gap": float("nan") if other_decoding is None else gap(angle, other_decoding.get(c)),
                   "flip_gap": float("nan") if mirrored is None else gap(angle, mirrored.get(c)),
                   "angle": float(angle),
                   "min_sharpness": float(confidence.min())}
+        out[c] = {k: (v if k in wanted else float("nan")) for k, v in out[c].items()}
     return out
 
 

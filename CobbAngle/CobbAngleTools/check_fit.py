@@ -168,7 +168,8 @@ def read_features(data: Path, names: list[str], device: str, threads: int) -> li
     from .bench import read_pixels
     from .data import read_landmarks
 
-    predictor = CobbPredictor(device=device, threads=threads, read_mirrored=True, check_file=Path("/nonexistent"))
+    predictor = CobbPredictor(device=device, threads=threads, read_mirrored=True, check_file=Path("/nonexistent"),
+                              all_check_features=True)
     records = []
     t0 = time.perf_counter()
     for i, name in enumerate(names):
