@@ -429,6 +429,33 @@ def cobb_clinical(v: np.ndarray, check_order: bool = True) -> CobbMeasurement:
     )
 
 
+def curve_between(landmarks, name: str, upper: int, lower: int, spacing_mm=None, check_order: bool = True) -> Curve:
+    """The clinical Cobb angle of curve ``name`` between end vertebrae chosen by the reader (or
+    carried over from a prior film): superior endplate of ``upper`` to inferior endplate of ``lower``
+    (indices 0..16, T1..L5, ``upper < lower``), whatever the automatic choice would be. Both end
+    vertebrae must be on the film; ``spacing_mm`` as in ``cobb_angles``."""
+    v = as_vertebra_array(landmarks)
+    if spacing_mm is not None:
+        row_mm, col_mm = (float(s) for s in spacing_mm)
+        v = v * np.array([col_mm, row_mm])
+    if name not in CURVE_NAMES:
+        raise ValueError(f"unknown curve {name!r}; choose one of {', '.join(CURVE_NAMES)}")
+    upper, lower = int(upper), int(lower)
+    if not 0 <= upper < lower < N_VERTEBRAE:
+        raise LandmarkError(f"the upper end vertebra must lie above the lower one (got {_name(upper) if 0 <= upper < N_VERTEBRAE else upper}"
+                            f" and {_name(lower) if 0 <= lower < N_VERTEBRAE else lower})")
+    first, last = present_range(v, check_order)
+    if upper < first or lower > last:
+        raise LandmarkError(f"end vertebrae {_name(upper)}-{_name(lower)} are not both on the film "
+                            f"(it shows {_name(first)}-{_name(last)})")
+    sup = tilt_deg(endplate_vectors(v, "sup"))
+    inf = tilt_deg(endplate_vectors(v, "inf"))
+    angle = _line_angle_difference(sup[upper], inf[lower])
+    return Curve(name=name, angle_deg=float(abs(angle)), upper_end_vertebra=_name(upper),
+                 lower_end_vertebra=_name(lower), apex=_name(apex_between(v, upper, lower)),
+                 role="chosen", upper_line=(upper, "sup"), lower_line=(lower, "inf"))
+
+
 def cobb_angles(landmarks, convention: str = "clinical", image_height: Optional[float] = None,
                 spacing_mm=None, check_order: bool = True) -> CobbMeasurement:
     """Cobb angles from 68 corner landmarks (pixels). ``image_height`` (pixels) is needed by the
