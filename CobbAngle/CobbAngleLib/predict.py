@@ -63,17 +63,23 @@ class CobbPrediction:
     check: dict = field(default_factory=dict)
     check_features: dict = field(default_factory=dict)
     check_note: str = ""  # why the old rule is used, when it is
+    # the cascade: stage 1's corners (whole film) and stage 2's endplate scales (degrees, (17, 2)
+    # superior / inferior; None without the second stage)
+    stage1_landmarks: Optional[np.ndarray] = None
+    endplate_scale_deg: Optional[np.ndarray] = None
 
 
 class CobbPredictor:
     def __init__(self, weights=None, device: str = "auto", consistency_threshold_deg: float = 10.0,
                  test_time_flip: bool = False, decoding: str = "ordered", threads: Optional[int] = None,
                  backend: str = "onnx", check_file=None, read_mirrored: Optional[bool] = None,
-                 all_check_features: bool = False):
+                 all_check_features: bool = False, stage2: Optional[bool] = None, stage2_weights=None):
         """``check_file``: the fitted CHECK (default ``models/cobb_check.json``); ``read_mirrored``:
         also read the mirrored film for the CHECK's flip feature (None: when the CHECK uses it);
         ``all_check_features``: compute every feature of ``check.FEATURES`` (for fitting the CHECK),
-        not only those the CHECK in use reads (the others are then nan)."""
+        not only those the CHECK in use reads (the others are then nan); ``stage2``: read each
+        vertebra again from the film's own pixels (``vertebra_read``; None: when its weights are
+        shipped)."""
         from MSKCommonLib.runtime import check_backend
 
         self.backend = check_backend(backend)
@@ -93,6 +99,12 @@ class CobbPredictor:
         self.read_mirrored = self.check_model.needs_flip if read_mirrored is None else bool(read_mirrored)
         used = self.check_model.features if self.check_model.fitted else ("regression_gap",)
         self.check_feature_names = tuple(CHECK_FEATURES) if all_check_features else tuple(used)
+        from . import vertebra_read
+
+        if stage2 is None:
+            stage2 = vertebra_read.available(stage2_weights)
+        self.vertebra_reader = (vertebra_read.VertebraReader(stage2_weights, device, self.threads, self.backend)
+                                if stage2 else None)
 
     def predict(self, pixels: np.ndarray, progress: Optional[Callable[[float, str], None]] = None,
                 should_cancel: Optional[Callable[[], bool]] = None) -> CobbPrediction:
@@ -110,7 +122,8 @@ class CobbPredictor:
         h, w = a.shape
         step(0.05, "Normalising the radiograph")
         m = letterbox_matrix(h, w, self.input_hw)
-        net = to_network_frame(intensity_window(a), m, self.input_hw)
+        film01 = intensity_window(a)
+        net = to_network_frame(film01, m, self.input_hw)
         x = net[None, None]
         if self.test_time_flip or self.read_mirrored:
             x = np.concatenate([x, x[..., ::-1]])
@@ -135,6 +148,11 @@ class CobbPredictor:
             return points @ inv[:, :2].T + inv[:, 2]
 
         landmarks = to_film(lm_net)
+        stage1_landmarks = landmarks
+        endplate_scale = None
+        if self.vertebra_reader is not None:
+            step(0.5, "Reading each vertebra at the film's resolution")
+            landmarks, endplate_scale = self.vertebra_reader.read(film01, stage1_landmarks)
         labels_net = upsampled_labels(seg[0], self.input_hw)
         labelmap = cv2.warpAffine(labels_net, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -172,6 +190,8 @@ class CobbPredictor:
             check=check,
             check_features=features,
             check_note=self.check_model.note,
+            stage1_landmarks=stage1_landmarks.astype(np.float64),
+            endplate_scale_deg=endplate_scale,
         )
 
     def _consistency(self, regressed: dict, from_landmarks: dict) -> Optional[str]:
