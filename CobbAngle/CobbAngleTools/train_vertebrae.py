@@ -277,6 +277,7 @@ def run(args) -> int:
     from CobbAngleLib.vertebra_network import VertebraNet
 
     torch.set_num_threads(max(1, args.threads))
+    cv2.setNumThreads(max(1, args.threads))
     torch.manual_seed(args.seed)
     out_dir = Path(args.out).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -336,7 +337,7 @@ def run(args) -> int:
             state["step"] += 1
             steps += 1
             for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
             if progress >= 1.0:
                 break
         state["elapsed"] += time.time() - epoch_start
