@@ -100,7 +100,8 @@ def extract_patches(film01: np.ndarray, frames: np.ndarray, patch_hw=PATCH_HW) -
 
     h, w = patch_hw
     film = np.asarray(film01, dtype=np.float32)
-    return np.stack([warp_affine_area(film, f, (w, h), shrink_below=0.5, border_mode=cv2.BORDER_REPLICATE)
+    return np.stack([warp_affine_area(film, f, (w, h), shrink_below=0.5, border_mode=cv2.BORDER_REPLICATE,
+                                      pixel_centres=True)
                      for f in frames]).astype(np.float32)
 
 
