@@ -132,12 +132,38 @@ def accuracy(records: list, labels: str = "official") -> dict:
            "identity_errors_share_of_vertebrae": float(np.sum(identity) / (17 * len(records))),
            "films_with_identity_errors": int(np.count_nonzero(identity))}
     out.update(check_figures(records, truth, lm, reg))
+    out.update(stage_figures(records, truth))
     for j, c in enumerate(names):
         out[f"mae_{c}_landmarks"] = float(np.mean(np.abs(lm[:, j] - truth[:, j])))
         out[f"mae_{c}_regression"] = float(np.mean(np.abs(reg[:, j] - truth[:, j])))
     for j, c in enumerate(names):
         loa = limits_of_agreement(truth[:, j], lm[:, j])
         out[f"loa_{c}_lower"], out[f"loa_{c}_upper"] = loa["lower"], loa["upper"]
+    return out
+
+
+def stage_figures(records: list, truth: np.ndarray) -> dict:
+    """Per stage of the cascade (stage 1: the whole-film network's corners; stage 2: each vertebra
+    read again from the film's own pixels, when it ran): SMAPE and the endplate tilt error
+    (superior and inferior endplates against the labels: RMS, median, 90th percentile, degrees)."""
+    from CobbAngleLib import geometry
+    from CobbAngleLib.predict import aasce_angles
+
+    from .train_vertebrae import tilt_errors
+
+    stages = {"stage1": [r["pred"].stage1_landmarks if r["pred"].stage1_landmarks is not None else r["pred"].landmarks
+                         for r in records]}
+    if any(r["pred"].endplate_scale_deg is not None for r in records):
+        stages["stage2"] = [r["pred"].landmarks for r in records]
+    out = {}
+    for stage, landmarks in stages.items():
+        angles = np.array([[aasce_angles(lm, float(r["height"]))[c] for c in geometry.CURVE_NAMES]
+                           for lm, r in zip(landmarks, records)], dtype=np.float64)
+        out[f"{stage}_smape"] = geometry.smape(truth, np.nan_to_num(angles))
+        e = tilt_errors(np.array(landmarks), np.array([r["landmarks"] for r in records]))
+        out[f"{stage}_tilt_rms"] = float(np.sqrt(np.mean(e ** 2)))
+        out[f"{stage}_tilt_median"] = float(np.median(e))
+        out[f"{stage}_tilt_p90"] = float(np.percentile(e, 90))
     return out
 
 
@@ -194,7 +220,7 @@ def score_film(film: Path, pred, shape) -> Optional[dict]:
     if official is None:
         return None
     fixed = fixed_landmarks(film.name, official, "fixed")
-    record = {"pred": pred, "name": film.name}
+    record = {"pred": pred, "name": film.name, "height": shape[0]}
     for labels, lm in (("official", official), ("fixed", fixed)):
         record["landmarks_" + labels] = lm
         # the truth as the organisers compute it from the label files, vertebrae in any order (18
@@ -277,6 +303,12 @@ def run(args) -> int:
         for labels, acc in r["accuracy"].items():
             print(f"accuracy on {r['device']}, {labels} labels: " + ", ".join(
                 f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in acc.items()))
+        for labels, acc in r["accuracy"].items():
+            for stage, title in (("stage1", "stage 1 (whole film)"), ("stage2", "stage 2 (each vertebra, film resolution)")):
+                if f"{stage}_smape" in acc:
+                    print(f"{title}, {labels} labels: SMAPE {acc[f'{stage}_smape']:.2f}, endplate tilt error RMS "
+                          f"{acc[f'{stage}_tilt_rms']:.2f} deg, median {acc[f'{stage}_tilt_median']:.2f}, 90th percentile "
+                          f"{acc[f'{stage}_tilt_p90']:.2f}")
         for labels, acc in r["accuracy"].items():
             for rule, title in (("check", "CHECK"), ("old_rule", "old rule (regression vs landmarks > 10 deg)")):
                 print(f"{title} on {r['device']}, {labels} labels: {acc[rule + '_flagged_share']:.1%} of "
