@@ -149,11 +149,22 @@ def losses(out: dict, target) -> dict:
 
     pred = out["corners"]
     corner = (pred - target).norm(dim=-1).mean()
-    dt = endplate_tilts(pred) - endplate_tilts(target)
-    dt = (dt + 180) % 360 - 180
-    tilt = dt.abs().mean()
+    # the tilt error as the distance between unit endplate directions (radians for small angles,
+    # in degrees): finite gradients even while a predicted endplate is still a point (atan2 of a
+    # zero vector has none)
+    ends = (slice(1, 2), slice(0, 1)), (slice(3, 4), slice(2, 3))
+    tilt = 0.0
+    for right, left in ends:
+        a = (pred[:, right] - pred[:, left])[:, 0]
+        b = (target[:, right] - target[:, left])[:, 0]
+        ua = a / a.norm(dim=-1, keepdim=True).clamp_min(1.0)
+        ub = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        tilt = tilt + torch.rad2deg((ua - ub).norm(dim=-1)).mean() / 2
+    with torch.no_grad():
+        dt = endplate_tilts(pred) - endplate_tilts(target)
+        dt = (dt + 180) % 360 - 180
     scale = out["endplate_scale_deg"]
-    nll = (dt.detach().abs() / scale + torch.log(scale)).mean()
+    nll = (dt.abs() / scale + torch.log(scale)).mean()
     logits = out["heatmap_logits"]
     b, k, gh, gw = logits.shape
     ys = (torch.arange(gh, dtype=pred.dtype) * STRIDE + (STRIDE - 1) / 2)
@@ -333,6 +344,7 @@ def run(args) -> int:
             parts = losses(model(x), y)
             opt.zero_grad()
             parts["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             state["step"] += 1
             steps += 1
