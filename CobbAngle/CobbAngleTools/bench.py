@@ -43,6 +43,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                              "each on the official labels and on the fixed ones (CobbAngleTools/label_fixes.json); "
                              "Dice per vertebra of the segments against the true corner quadrilaterals and the share "
                              "in one piece; Bland-Altman 95 %% limits of agreement per angle")
+    parser.add_argument("--framings", action="store_true",
+                        help="also measure the labelled films framed four ways (as stored, cut 0.3 vertebra heights "
+                             "above T1, cut below L5, shrunk on a larger canvas; CobbAngleTools.framing): vertebrae "
+                             "misnamed, films shifted a level as a whole, names kept across framings")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--plots", default="cobb-accuracy-plots", metavar="DIR",
                         help="with --accuracy: Bland-Altman and predicted-vs-true PNGs per angle go here "
@@ -321,6 +325,8 @@ def run(args) -> int:
                 f"{c} {acc[f'loa_{c}_lower']:+.1f} .. {acc[f'loa_{c}_upper']:+.1f}" for c in geometry.CURVE_NAMES))
         print(f"segments on {r['device']} (Dice per vertebra against the true corner quadrilaterals, fixed labels): "
               + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["segmentation"].items()))
+    if args.framings:
+        print_framings(files, args)
     scored = next((r for r in rows if r["accuracy"]), None)
     if scored is not None and args.plots:
         from .agreement import draw_agreement
@@ -341,6 +347,25 @@ def run(args) -> int:
                                f"{c}, {labels} labels", Path(args.plots))
         print(f"plots: {Path(args.plots).resolve()}")
     return 0
+
+
+def print_framings(files: list, args) -> None:
+    """The framing figures (``framing.framing_figures``) of the labelled films among ``files``."""
+    from CobbAngleLib.predict import CobbPredictor
+
+    from .framing import framing_figures
+
+    predictor = CobbPredictor(args.weights, device="cpu", decoding=args.decoding, backend=args.backend)
+    films = [(f.name, read_pixels(f), aasce_labels(f)) for f in files]
+    films = [x for x in films if x[2] is not None]
+    if not films:
+        print("framings: no labelled films")
+        return
+    figures = framing_figures(films, lambda px: predictor.predict(px).landmarks)
+    for framing, row in figures["framings"].items():
+        print(f"framing {framing:13}: {row['misnamed_share']:.1%} of vertebrae misnamed, {row['films_shifted']} of "
+              f"{row['films']} films shifted a level as a whole")
+    print(f"names kept across the four framings: {figures['same_name_share']:.1%} of vertebrae")
 
 
 def main(argv=None) -> int:
