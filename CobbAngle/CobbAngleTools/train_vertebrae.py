@@ -171,8 +171,7 @@ def losses(out: dict, target) -> dict:
     xs = (torch.arange(gw, dtype=pred.dtype) * STRIDE + (STRIDE - 1) / 2)
     d2 = ((xs[None, None, None, :] - target[..., 0, None, None]) ** 2
           + (ys[None, None, :, None] - target[..., 1, None, None]) ** 2) / (1.5 * STRIDE) ** 2
-    gauss = torch.exp(-d2 / 2).flatten(2)
-    gauss = gauss / gauss.sum(-1, keepdim=True)
+    gauss = torch.softmax(-d2.flatten(2) / 2, -1)  # a normalised Gaussian (log-space: a far corner does not underflow)
     heat = -(gauss * F.log_softmax(logits.flatten(2), -1)).sum(-1).mean()
     total = corner + 0.5 * tilt + 0.2 * nll + 0.1 * heat
     return {"total": total, "corner_px": corner, "tilt_deg": tilt, "nll": nll, "heat": heat}
@@ -325,11 +324,17 @@ def run(args) -> int:
         print("validation before training:", json.dumps(validate(model.eval(), val, False)), flush=True)
     budget = args.max_minutes * 60
     rng = np.random.default_rng(args.seed + state["epoch"] * 7919)
-    n = len(cache["windows"])
+    # vertebrae whose labelled corners leave their own window are label errors (a corner stored on
+    # another vertebra): they teach nothing and are left out
+    inside = np.all((cache["corners"] >= 0) & (cache["corners"] <= np.array([CACHE_HW[1] - 1, CACHE_HW[0] - 1])),
+                    axis=(1, 2))
+    kept = np.flatnonzero(inside)
+    print(f"{len(kept)} of {len(inside)} training vertebrae have their corners in their window", flush=True)
+    n = len(kept)
     while state["elapsed"] < budget:
         model.train()
         epoch_start = time.time()
-        order = rng.permutation(n)
+        order = kept[rng.permutation(n)]
         sums: dict = {}
         steps = 0
         for b in range(0, n - args.batch_size + 1, args.batch_size):
