@@ -34,6 +34,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("current", type=Path, metavar="CURRENT", help="the later film, or its NAME_cobb.json")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
     add_compare_options(parser)
+    parser.add_argument("--patient-id", dest="sc_patient_id", metavar="ID",
+                        help="patient ID of the Secondary Capture made of a film that is not DICOM (default empty)")
+    parser.add_argument("--patient-name", dest="sc_patient_name", metavar="NAME",
+                        help="patient name of that Secondary Capture (default empty)")
 
 
 def add_compare_options(parser: argparse.ArgumentParser) -> None:
@@ -52,10 +56,6 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="network device")
     parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"), help="network runtime (default onnx)")
     parser.add_argument("--no-dicom", action="store_true", help="do not write the DICOM SR")
-    parser.add_argument("--patient-id", dest="sc_patient_id", metavar="ID",
-                        help="patient ID of the Secondary Capture made of a film that is not DICOM (default empty)")
-    parser.add_argument("--patient-name", dest="sc_patient_name", metavar="NAME",
-                        help="patient name of that Secondary Capture (default empty)")
 
 
 @dataclass
@@ -114,13 +114,17 @@ def load_side(label: str, path: Path, film: Optional[Path], landmarks: Optional[
     return Side(label, record, path, image, None, measured_here=True)
 
 
-def compare_paths(prior: Path, current: Path, out: Path, args) -> tuple[followup.FollowUp, dict]:
-    """Both sides loaded, compared and written into ``out``; returns the follow-up and {kind: path}."""
+def compare_paths(prior: Path, current: Path, out: Path, args,
+                  prior_sr: Optional[Path] = None) -> tuple[followup.FollowUp, dict]:
+    """Both sides loaded, compared and written into ``out``; returns the follow-up and {kind: path}.
+    ``prior_sr``: the prior film's SR (found in a PACS), referenced by the new SR."""
     from .pipeline import CobbPipeline
 
     pipeline = CobbPipeline()
     sides = [load_side("prior", prior, args.prior_film, args.prior_landmarks, args, pipeline),
              load_side("current", current, args.current_film, args.current_landmarks, args, pipeline)]
+    if prior_sr is not None:
+        sides[0].sr = prior_sr
     repeatability = None
     if args.repeatability is not None:
         repeatability = followup.load_repeatability(args.repeatability)

@@ -56,8 +56,6 @@ def _subject(parser) -> str:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     key = _subject(parser)
-    parser.add_argument("--url", help="the PACS's DICOMweb root, e.g. https://pacs.example.org/dicom-web "
-                                      "(default: MSKMORPH_PACS_URL or the config file's url)")
     query = parser.add_argument_group("which films (QIDO-RS)")
     query.add_argument("--study", action="append", metavar="UID", help="Study Instance UID (repeat for several)")
     query.add_argument("--series", metavar="UID", help="only this Series Instance UID")
@@ -65,14 +63,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     query.add_argument("--date", metavar="YYYYMMDD[-YYYYMMDD]", help="study date or range")
     query.add_argument("--modality", metavar="MOD", help="series modality (e.g. DX, CR)")
     query.add_argument("--limit", type=int, default=200, help="at most this many series (default 200)")
-    access = parser.add_argument_group("access")
-    access.add_argument("--config", type=Path, metavar="FILE",
-                        help=f"INI file with a [pacs] section: url, username, password, token, ca_bundle "
-                             f"(default {DEFAULT_CONFIG} when it exists)")
-    access.add_argument("--username", metavar="NAME", help="user name (the password only from the environment "
-                                                           "or the config file)")
-    access.add_argument("--ca-bundle", type=Path, metavar="PEM", help="CA certificates to verify the PACS's HTTPS")
-    access.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    add_access_options(parser)
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="keep the downloaded films and all the module's files here (default: a temporary "
                              "folder, removed at the end)")
@@ -86,6 +77,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         if action.option_strings and not set(action.option_strings) & _OWN and action.dest not in (
                 "editor", "url", "config"):
             group._add_action(action)
+
+
+def add_access_options(parser: argparse.ArgumentParser) -> None:
+    """--url, --config, --username, --ca-bundle, --timeout (every ``mskmorph pacs`` command)."""
+    parser.add_argument("--url", help="the PACS's DICOMweb root, e.g. https://pacs.example.org/dicom-web "
+                                      "(default: MSKMORPH_PACS_URL or the config file's url)")
+    access = parser.add_argument_group("access")
+    access.add_argument("--config", type=Path, metavar="FILE",
+                        help=f"INI file with a [pacs] section: url, username, password, token, ca_bundle "
+                             f"(default {DEFAULT_CONFIG} when it exists)")
+    access.add_argument("--username", metavar="NAME", help="user name (the password only from the environment "
+                                                           "or the config file)")
+    access.add_argument("--ca-bundle", type=Path, metavar="PEM", help="CA certificates to verify the PACS's HTTPS")
+    access.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
 
 
 # --------------------------------------------------------------------------------------------
