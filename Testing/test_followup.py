@@ -13,7 +13,6 @@ import pytest
 
 from CobbAngleLib import followup, geometry
 from CobbAngleLib.pipeline import result_from_landmarks
-from CobbAngleTools.phantom import render_follow_up, write_follow_up
 from MSKCommonLib.cli import main
 from MSKCommonLib.result import ImageInfo
 from conftest import DOUBLE_CURVE_TILTS, SAMPLE_DATA, synthetic_spine, write_dicom

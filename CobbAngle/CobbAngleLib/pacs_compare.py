@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -126,34 +125,14 @@ def choose(films: list[Film], prior: Optional[str], current: Optional[str]) -> t
 
 
 def run(args) -> int:
-    try:
-        settings = pacs.access(args)
-    except pacs.PacsError as e:
-        print(f"mskmorph pacs: {e}", file=sys.stderr)
-        return 2
-    client = pacs.connect(settings, args.timeout)
-    keep = args.out is not None
-    work = Path(args.out) if keep else Path(tempfile.mkdtemp(prefix="mskmorph-pacs-compare-"))
-    try:
-        return _run(args, client, settings, work)
-    except (followup.FollowUpError, ValueError) as e:
-        print(f"mskmorph pacs compare: {e}", file=sys.stderr)
-        return 1
-    except pacs.PacsError as e:
-        print(f"mskmorph pacs: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:
-        import requests
+    def body(client, settings, work):
+        try:
+            return _run(args, client, settings, work)
+        except (followup.FollowUpError, ValueError) as e:
+            print(f"mskmorph pacs compare: {e}", file=sys.stderr)
+            return 1
 
-        if isinstance(e, requests.exceptions.RequestException):
-            print(f"mskmorph pacs: {pacs.explain(e, settings['url'])}", file=sys.stderr)
-            return 2
-        raise
-    finally:
-        if not keep:
-            import shutil
-
-            shutil.rmtree(work, ignore_errors=True)
+    return pacs.run_session(args, body, prefix="mskmorph-pacs-compare-")
 
 
 def _run(args, client, settings: dict, work: Path) -> int:

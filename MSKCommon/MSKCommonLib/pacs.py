@@ -220,6 +220,13 @@ def find_series(client, args) -> list[tuple[str, str, str]]:
 
 def run(args) -> int:
     key = getattr(args, "subject", None) or "cobb"
+    return run_session(args, lambda client, settings, work: _run(args, key, client, settings, work))
+
+
+def run_session(args, body, prefix: str = "mskmorph-pacs-") -> int:
+    """The PACS's access and client, a work folder (``--out``, or a temporary one removed at the
+    end), then ``body(client, settings, work)``; a ``PacsError`` or a failed request is one line
+    and exit status 2."""
     try:
         settings = access(args)
     except PacsError as e:
@@ -227,9 +234,9 @@ def run(args) -> int:
         return 2
     client = connect(settings, args.timeout)
     keep = args.out is not None
-    work = Path(args.out) if keep else Path(tempfile.mkdtemp(prefix="mskmorph-pacs-"))
+    work = Path(args.out) if keep else Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        return _run(args, key, client, settings, work)
+        return body(client, settings, work)
     except PacsError as e:
         print(f"mskmorph pacs: {e}", file=sys.stderr)
         return 2
