@@ -250,3 +250,34 @@ def test_sr_references_both_films_and_the_prior_sr_and_passes_dciodvfy(phantom_p
     composite = [item for item in walk(sr.ContentSequence) if item.ValueType == "COMPOSITE"]
     assert len(composite) == len(groups) and all(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == prior_sr.SOPInstanceUID
                              for item in composite)
+
+
+def test_the_prior_reading_recorded_in_its_sr_stands_for_the_prior(tmp_path):
+    """A prior SR (CobbAngleLib.dicom) whose MT corners a reader moved: its angle and end vertebrae
+    are the prior reading, with the readers' interval; a move outside the curve leaves the network's."""
+    from CobbAngleLib import dicom
+    from CobbAngleLib.followup_dicom import recorded_curves
+
+    from MSKCommonLib.dicom_export import source_dataset
+
+    film = write_dicom(tmp_path / "film.dcm", np.zeros((2400, 1000), np.uint8), spacing_kw=None)
+    source, _ = source_dataset(film, None, tmp_path, "film")
+    moved = record(DOUBLE_CURVE_TILTS, edited=["T8 inf-R"])
+    recorded = recorded_curves(dicom.build(source, moved)[0])
+    assert recorded["MT"] == {"angle_deg": pytest.approx(35.0, abs=0.01), "end_vertebrae": ["T5", "T11"],
+                              "by_reader": True}
+    assert recorded["TL_L"]["by_reader"] is False  # T8 is not one of T11-L3
+    later = list(DOUBLE_CURVE_TILTS)
+    later[4] += 6
+    # the network re-reads the prior film differently (T5 tilted 3 deg more); the report's reading stands
+    reread = list(DOUBLE_CURVE_TILTS)
+    reread[4] += 3
+    result = followup.compare(*readings(record(reread), record(later)), repeatability=SDC, prior_recorded=recorded)
+    mt = result.curve("MT")
+    assert mt.prior_deg == pytest.approx(35.0, abs=0.01) and mt.change_deg == pytest.approx(6.0, abs=0.02)
+    assert mt.interval_deg == pytest.approx(math.sqrt((6.3 ** 2 + 4.1 ** 2) / 2))
+    assert result.curve("TL_L").interval_deg == pytest.approx(4.1)
+    # an AASCE-convention SR records no clinical curve
+    aasce = record(DOUBLE_CURVE_TILTS)
+    aasce.update(geometry.cobb_angles(synthetic_spine(DOUBLE_CURVE_TILTS), "aasce", image_height=2400).to_dict())
+    assert recorded_curves(dicom.build(source, aasce)[0]) == {}

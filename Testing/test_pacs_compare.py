@@ -43,9 +43,10 @@ def test_pacs_compare_finds_the_prior_and_stores_the_follow_up(tmp_path, monkeyp
         capsys.readouterr()
 
         out = tmp_path / "work"
+        # the prior reading is what its SR recorded (corners from a file: a reader's); the current
+        # film's corners are given too, so that the change is exact
         code = main(["pacs", "compare", "--url", server["dicomweb"], "--patient-id", "FOLLOW1", "--out", str(out),
-                     "--prior-landmarks", str(pair["prior"]["landmarks"]),
-                     "--current-landmarks", str(pair["current"]["landmarks"])])
+                     "--current-landmarks", str(pair["current"]["landmarks"]), "--device", "cpu"])
         printed = capsys.readouterr()
         assert code == 0, printed.err
         assert PASSWORD not in printed.out + printed.err
@@ -55,6 +56,9 @@ def test_pacs_compare_finds_the_prior_and_stores_the_follow_up(tmp_path, monkeyp
         assert (result["prior"], result["current"]) == (f"{prior.SOPInstanceUID}.dcm", f"{current.SOPInstanceUID}.dcm")
         mt = next(c for c in result["curves"] if c["name"] == "MT")
         assert mt["verdict"] == "progressed" and mt["change_deg"] == pytest.approx(8.0, abs=2.0)
+        recorded = {g["tracking"].split()[0]: g for g in read_sr(prior_sr)}["MT"]
+        assert mt["prior_deg"] == pytest.approx(recorded["measurements"]["Cobb angle"]["value"], abs=1e-6)
+        assert "as its report recorded it" in mt["levels_note"] and mt["interval_deg"] == pytest.approx(6.3)
 
         found = series_of(server, current.StudyInstanceUID)
         assert sorted(found.values()) == ["DX", "SR"]

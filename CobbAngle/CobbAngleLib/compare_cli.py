@@ -117,7 +117,9 @@ def load_side(label: str, path: Path, film: Optional[Path], landmarks: Optional[
 def compare_paths(prior: Path, current: Path, out: Path, args,
                   prior_sr: Optional[Path] = None) -> tuple[followup.FollowUp, dict]:
     """Both sides loaded, compared and written into ``out``; returns the follow-up and {kind: path}.
-    ``prior_sr``: the prior film's SR (found in a PACS), referenced by the new SR."""
+    ``prior_sr``: the prior film's SR (found in a PACS), referenced by the new SR; unless the prior
+    corners are given (``--prior-landmarks``), its clinical curves stand for the prior film's
+    reading (angle and end vertebrae as the report recorded them, a reader's corrections included)."""
     from .pipeline import CobbPipeline
 
     pipeline = CobbPipeline()
@@ -130,8 +132,15 @@ def compare_paths(prior: Path, current: Path, out: Path, args,
         repeatability = followup.load_repeatability(args.repeatability)
         if repeatability is None:
             raise followup.FollowUpError(f"repeatability file not found: {args.repeatability}")
+    recorded = None
+    if prior_sr is not None and args.prior_landmarks is None:
+        import pydicom
+
+        from .followup_dicom import recorded_curves
+
+        recorded = recorded_curves(pydicom.dcmread(str(prior_sr)))
     result = followup.compare(*(followup.reading_from_record(s.record) for s in sides), repeatability=repeatability,
-                              same_reader=args.same_reader)
+                              same_reader=args.same_reader, prior_recorded=recorded)
     return result, write_outputs(result, sides, out, args)
 
 

@@ -198,9 +198,9 @@ def _deg(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
-def _film_limit(reading: Reading, upper: int, lower: int, curve: str, sdc: Optional[dict], same_reader: bool):
+def _film_limit(by_reader: bool, curve: str, sdc: Optional[dict], same_reader: bool):
     """(95 % limit of one film's reading of the curve, where it comes from) or (None, reason)."""
-    if reading.by_reader(upper, lower):
+    if by_reader:
         key = "within_given_ends" if same_reader else "between_given_ends"
         return READER_LIMITS_DEG[key], f"reader ({'one reader' if same_reader else 'between readers'})"
     if not sdc or curve not in sdc:
@@ -217,15 +217,21 @@ def _measure(reading: Reading, name: str, upper: int, lower: int) -> tuple[Optio
 
 
 def compare(prior: Reading, current: Reading, repeatability: Optional[dict] = None, same_reader: bool = False,
-            use_shipped_repeatability: bool = True) -> FollowUp:
+            use_shipped_repeatability: bool = True, prior_recorded: Optional[dict] = None) -> FollowUp:
     """The follow-up of ``current`` against ``prior``. ``repeatability``: {curve: SDC deg} (default:
     the shipped ``models/cobb_repeatability.json``); ``same_reader``: the points moved by hand on
-    both films were moved by one reader."""
+    both films were moved by one reader; ``prior_recorded``: the prior film's curves as its report
+    recorded them ({curve: {"angle_deg", "end_vertebrae", "by_reader"}}, ``followup_dicom.
+    recorded_curves``): their angle and end vertebrae stand for the prior film's reading."""
     if repeatability is None and use_shipped_repeatability:
         repeatability = load_repeatability()
+    prior_recorded = prior_recorded or {}
     curves = []
     for name in geometry.CURVE_NAMES:
         p, c = prior.measurement.curve(name), current.measurement.curve(name)
+        recorded = prior_recorded.get(name)
+        if recorded is not None:  # the reading the prior film's report holds (a reader may have corrected it)
+            p = geometry.Curve(name, recorded["angle_deg"], *recorded["end_vertebrae"], apex=None, role="recorded")
         if p.angle_deg and p.upper_end_vertebra:  # a curve on the prior film (0 / None: none there)
             levels_from, source = "prior", p
         elif c.angle_deg and c.upper_end_vertebra:  # a new curve: the prior measured at its levels
@@ -256,7 +262,13 @@ def compare(prior: Reading, current: Reading, repeatability: Optional[dict] = No
             curves.append(change)
             continue
         change.change_deg = current_deg - prior_deg
-        limits = [_film_limit(r, upper, lower, name, repeatability, same_reader) for r in (prior, current)]
+        from_report = recorded is not None and levels_from == "prior"
+        if from_report:
+            change.levels_note = "; ".join(filter(None, ["the prior reading as its report recorded it", change.levels_note]))
+        by_reader = [recorded["by_reader"] if from_report else prior.by_reader(upper, lower),
+                     current.by_reader(upper, lower)]
+        checked = [False if from_report else prior.check.get(name, False), current.check.get(name, False)]
+        limits = [_film_limit(r, name, repeatability, same_reader) for r in by_reader]
         missing = [why for limit, why in limits if limit is None]
         if missing:
             change.reason = missing[0]
@@ -266,15 +278,16 @@ def compare(prior: Reading, current: Reading, repeatability: Optional[dict] = No
         change.interval_deg = half
         change.interval_low_deg, change.interval_high_deg = change.change_deg - half, change.change_deg + half
         change.interval_from = f"prior: {limits[0][1]} {limits[0][0]:.1f} deg, current: {limits[1][1]} {limits[1][0]:.1f} deg"
-        change.verdict, change.reason = _verdict(change, prior, current, upper, lower)
+        change.verdict, change.reason = _verdict(change, [check and not reader for check, reader in zip(checked, by_reader)])
         curves.append(change)
     return FollowUp(prior, current, curves, (repeatability or {}).get("_source", ""), same_reader)
 
 
-def _verdict(change: CurveChange, prior: Reading, current: Reading, upper: int, lower: int) -> tuple[str, str]:
+def _verdict(change: CurveChange, flagged: list) -> tuple[str, str]:
+    """``flagged``: the network's CHECK on the prior and the current film's angle (not moved by a reader)."""
     d, half = change.change_deg, change.interval_deg
-    for reading, which in ((prior, "prior"), (current, "current")):
-        if reading.check.get(change.name) and not reading.by_reader(upper, lower):
+    for check, which in zip(flagged, ("prior", "current")):
+        if check:
             return "cannot tell", (f"CHECK on the {which} film's {change.name} angle: the network may be off by more "
                                    "than 10 deg there; check its corners")
     if half > WIDEST_INTERVAL_DEG:

@@ -64,6 +64,36 @@ def reference_from_sr(sr) -> "object":
     raise ValueError("the SR references no film")
 
 
+def recorded_curves(sr) -> dict:
+    """The clinical-convention curves an SR of ours (``CobbAngleLib.dicom``) records, as
+    ``followup.compare`` takes them: {curve: {"angle_deg", "end_vertebrae", "by_reader"}};
+    ``by_reader``: its corners came from a landmark file, or points of the curve's vertebrae were
+    moved by hand (the SR's "Points edited by hand")."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    report = hd.sr.ComprehensiveSR.from_dataset(sr)
+    out = {}
+    for group in report.content.get_image_measurement_groups():
+        name = str(group.tracking_identifier).split()[0]
+        values = {q.name.value: q.value for q in group.get_qualitative_evaluations()}
+        convention = values.get("cobb-convention")
+        angles = [m.value for m in group.get_measurements() if m.name == codes.SCT.CobbAngle]
+        if name not in geometry.CURVE_NAMES or convention is None or convention.value != "convention-clinical" \
+                or not angles or "upper-end-vertebra" not in values or "lower-end-vertebra" not in values:
+            continue
+        ends = [values["upper-end-vertebra"].meaning.split()[0], values["lower-end-vertebra"].meaning.split()[0]]
+        texts = {item.ConceptNameCodeSequence[0].CodeValue: item.TextValue
+                 for item in group[0].ContentSequence if item.ValueType == "TEXT"}
+        span = set(geometry.VERTEBRA_NAMES[geometry.VERTEBRA_NAMES.index(ends[0]):
+                                           geometry.VERTEBRA_NAMES.index(ends[1]) + 1])
+        edited = [label.strip() for label in texts.get("points-edited", "").split(",") if label.strip()]
+        by_reader = texts.get("landmarks-from", "").startswith("file") or any(
+            label.split()[-2] in span for label in edited if len(label.split()) >= 2)
+        out[name] = {"angle_deg": float(angles[0]), "end_vertebrae": ends, "by_reader": by_reader}
+    return out
+
+
 def _lines(reading: Reading, lines, source):
     return [dx.polyline(np.asarray(geometry.line_endpoints(reading.landmarks, v, kind)), source) for v, kind in lines]
 
