@@ -34,6 +34,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("current", type=Path, metavar="CURRENT", help="the later film, or its NAME_cobb.json")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
     add_compare_options(parser)
+    review = parser.add_argument_group("in the browser")
+    review.add_argument("--review", action="store_true",
+                        help="show both films side by side in the browser (loopback), both readings editable, the "
+                             "change updated as points move; Accept writes the files (MSKCommonLib.webcompare)")
+    review.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    review.add_argument("--port", type=int, default=0, help="with --review: the port (0: a free one)")
     parser.add_argument("--patient-id", dest="sc_patient_id", metavar="ID",
                         help="patient ID of the Secondary Capture made of a film that is not DICOM (default empty)")
     parser.add_argument("--patient-name", dest="sc_patient_name", metavar="NAME",
@@ -208,8 +214,7 @@ def print_result(result: followup.FollowUp, written: dict) -> None:
     for c in result.curves:
         ends = "-".join(c.end_vertebrae or [])
         angles = f"{followup._deg(c.prior_deg)} -> {followup._deg(c.current_deg)} deg"
-        change = "" if c.change_deg is None else f", change {c.change_deg:+.1f}" + (
-            f" (95 % {c.interval_low_deg:+.1f} to {c.interval_high_deg:+.1f})" if c.interval_deg is not None else "")
+        change = "" if c.change_deg is None else f", change {c.change_text()}"
         print(f"{c.name} {ends}: {angles}{change}: {c.verdict} ({c.reason})" + (f"; {c.levels_note}" if c.levels_note else ""))
     print(result.report_line())
     if written.get("dicom_skipped"):
@@ -218,6 +223,14 @@ def print_result(result: followup.FollowUp, written: dict) -> None:
 
 
 def run(args) -> int:
+    if getattr(args, "review", False):
+        from MSKCommonLib.webcompare import serve
+
+        try:
+            return serve(args.prior, args.current, args.out, args)
+        except (followup.FollowUpError, ValueError) as e:
+            print(f"mskmorph compare: {e}", file=sys.stderr)
+            return 1
     try:
         result, written = compare_paths(args.prior, args.current, args.out, args)
     except (followup.FollowUpError, ValueError) as e:

@@ -153,6 +153,19 @@ class CurveChange:
     def title(self) -> str:
         return geometry.CURVE_TITLES[self.name]
 
+    def change_text(self) -> str:
+        """"+8.0 deg (95 % interval +1.7 to +14.3)" ("" when not measured)."""
+        if self.change_deg is None:
+            return ""
+        return f"{signed(self.change_deg)} deg" + (
+            f" (95 % interval {signed(self.interval_low_deg)} to {signed(self.interval_high_deg)})"
+            if self.interval_deg is not None else "")
+
+
+def signed(x: float) -> str:
+    """+1.2, -0.4, and 0.0 (never -0.0)."""
+    return f"{0.0 if round(x, 1) == 0 else x:+.1f}"
+
 
 @dataclass
 class FollowUp:
@@ -183,9 +196,7 @@ class FollowUp:
             if c.change_deg is None:
                 parts.append(f"{c.name} ({ends}): cannot tell ({c.reason})")
                 continue
-            text = (f"{c.name} ({ends}) {_deg(c.prior_deg)} -> {_deg(c.current_deg)} deg, change {c.change_deg:+.1f} deg"
-                    + (f" (95 % interval {c.interval_low_deg:+.1f} to {c.interval_high_deg:+.1f})"
-                       if c.interval_deg is not None else "")
+            text = (f"{c.name} ({ends}) {_deg(c.prior_deg)} -> {_deg(c.current_deg)} deg, change {c.change_text()}"
                     + f": {c.verdict}" + (f" ({c.reason})" if c.verdict == "cannot tell" else ""))
             if c.levels_note:
                 text += f"; {c.levels_note}"
@@ -299,7 +310,7 @@ def _verdict(change: CurveChange, flagged: list) -> tuple[str, str]:
         return "progressed", f"change >= {PROGRESSION_DEG:.0f} deg and beyond the 95 % interval (+-{half:.1f} deg)"
     if d < 0 and d + half < 0:
         return "decreased", f"smaller by {PROGRESSION_DEG:.0f} deg or more, beyond the 95 % interval (+-{half:.1f} deg)"
-    return "cannot tell", (f"the change of {d:+.1f} deg reaches {PROGRESSION_DEG:.0f} deg but lies within the "
+    return "cannot tell", (f"the change of {signed(d)} deg reaches {PROGRESSION_DEG:.0f} deg but lies within the "
                            f"measurement's 95 % interval (+-{half:.1f} deg)")
 
 

@@ -98,8 +98,7 @@ def draw_follow_up(follow_up: FollowUp, prior_gray: Optional[np.ndarray], curren
         if c.change_deg is None:
             rows.append((f"{c.name} {ends}: cannot tell", VERDICT_COLOURS["cannot tell"], c.name))
         else:
-            interval = f" (95 %: {c.interval_low_deg:+.1f} to {c.interval_high_deg:+.1f})" if c.interval_deg else ""
-            rows.append((f"{c.name} {ends}: {c.prior_deg:.1f} -> {c.current_deg:.1f} deg, {c.change_deg:+.1f}{interval}"
+            rows.append((f"{c.name} {ends}: {c.prior_deg:.1f} -> {c.current_deg:.1f} deg, {c.change_text()}"
                          f"  {c.verdict.upper()}", VERDICT_COLOURS[c.verdict], c.name))
         notes = ([c.reason] if c.verdict == "cannot tell" else []) + ([c.levels_note] if c.levels_note else [])
         for note in notes:
