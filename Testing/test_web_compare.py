@@ -6,37 +6,18 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
-from browser import CHROMIUM, drag, review_env
+from browser import CHROMIUM, drag, mskmorph_server
 from dicom_checks import require_tool
 
 URL = re.compile(r"mskmorph compare: (http://\S+)")
 
 
-@contextmanager
 def compare_server(*args):
-    proc = subprocess.Popen([sys.executable, "-m", "MSKCommonLib.cli", "compare", *map(str, args), "--review"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=review_env())
-    url, printed = None, []
-    for line in proc.stdout:
-        printed.append(line)
-        m = URL.search(line)
-        if m:
-            url = m.group(1)
-            break
-    assert url, "the command printed no URL:\n" + "".join(printed[-20:])
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        proc.stdout.close()
+    return mskmorph_server(["compare", *args, "--review"], URL)
 
 
 def rows(page) -> dict:
@@ -67,7 +48,7 @@ def test_the_pair_side_by_side_and_a_dragged_corner_changes_the_follow_up(tmp_pa
     out = tmp_path / "out"
     with compare_server(pair["prior"]["image"], pair["current"]["image"], "--out", out,
                         "--prior-landmarks", pair["prior"]["landmarks"],
-                        "--current-landmarks", pair["current"]["landmarks"]) as url, \
+                        "--current-landmarks", pair["current"]["landmarks"]) as (url, _), \
             playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1500, "height": 950})
