@@ -52,6 +52,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="with --accuracy: Bland-Altman and predicted-vs-true PNGs per angle go here "
                              "(default ./cobb-accuracy-plots; '' for none)")
     parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"), help="network runtime (default onnx)")
+    repeat = parser.add_argument_group("test-retest (CobbAngleTools.repeatability)")
+    repeat.add_argument("--repeatability", action="store_true",
+                        help="instead of timing: read each film as stored and re-acquired (turned, rescaled, another "
+                             "exposure and crop, MONOCHROME1 DICOM) and print the within-film SD and the smallest "
+                             "detectable change per curve, and the films whose readings span more than 10 deg")
+    repeat.add_argument("--repeats", type=int, default=5, help="readings per film, the stored one included (default 5)")
+    repeat.add_argument("--seed", type=int, default=0, help="seed of the re-acquisitions (default 0)")
+    repeat.add_argument("--repeatability-json", default=None, metavar="FILE",
+                        help="write the figures here (default: the package's models/cobb_repeatability.json, which "
+                             "mskmorph compare reads for the interval of a change; '' for none)")
     return parser
 
 
@@ -274,6 +284,8 @@ def bench_device(device: str, files: list[Path], weights, flip: bool = True, sco
 
 
 def run(args) -> int:
+    if getattr(args, "repeatability", False):
+        return run_repeatability(args)
     import torch
 
     if args.threads:
@@ -346,6 +358,28 @@ def run(args) -> int:
                 draw_agreement(truth[:, j], measured[:, j], f"{c}_{labels}",
                                f"{c}, {labels} labels", Path(args.plots))
         print(f"plots: {Path(args.plots).resolve()}")
+    return 0
+
+
+def run_repeatability(args) -> int:
+    from .repeatability import REPEATABILITY_FILE, print_summary, run_repeatability as measure
+
+    files = find_inputs(args.inputs, args.limit)
+    if not files:
+        print("no radiographs found", file=sys.stderr)
+        return 2
+    out = REPEATABILITY_FILE if args.repeatability_json is None else (Path(args.repeatability_json)
+                                                                     if args.repeatability_json else None)
+    command = "mskmorph bench cobb --repeatability" + "".join(
+        f" {flag} {value}" for flag, value in (("--limit", args.limit), ("--repeats", args.repeats),
+                                               ("--seed", args.seed)))
+    if args.inputs:
+        command += " " + " ".join(args.inputs)
+    device = (args.devices or "cpu").split(",")[0]
+    result = measure(files, args.repeats, args.seed, device, args.backend, args.weights, out, command)
+    print_summary(result)
+    if out is not None:
+        print(f"written: {out}")
     return 0
 
 

@@ -242,9 +242,10 @@ def _person_name(name: str) -> str:
 # the objects
 
 def measurement_report(source, groups, module: str, record: dict, editor: str = "",
-                       procedure=None, title: str = ""):
+                       procedure=None, title: str = "", evidence=None):
     """The Comprehensive SR (TID 1500) of ``groups`` (measurement groups on ``source``); the
-    person observer is ``editor`` only when the record has points edited by hand."""
+    person observer is ``editor`` only when the record has points edited by hand. ``evidence``:
+    every object the groups reference (default ``[source]``); the SR joins the first one's study."""
     import highdicom as hd
     from pydicom.uid import generate_uid
 
@@ -253,7 +254,7 @@ def measurement_report(source, groups, module: str, record: dict, editor: str = 
         procedure_reported=procedure or hd.sr.CodedConcept("363680008", "SCT", "Radiographic imaging procedure"),
         imaging_measurements=groups)
     sr = hd.sr.ComprehensiveSR(
-        evidence=[source], content=report[0], series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
+        evidence=evidence or [source], content=report[0], series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
         series_description=(title or f"MSKMorphometry {module}")[:64], is_complete=True)
     sr.SoftwareVersions = version()
