@@ -128,3 +128,24 @@ def test_a_patch_that_shrinks_the_film_keeps_its_pixels_in_place(scale):
     w = out[ys, xs]
     assert (xs * w).sum() / w.sum() == pytest.approx(404.5 * scale + 7.0, abs=0.1)
     assert (ys * w).sum() / w.sum() == pytest.approx(604.5 * scale - 3.0, abs=0.1)
+
+
+def test_stage2_keeps_stage1_where_it_would_turn_an_endplate_too_far():
+    from CobbAngleLib.vertebra_read import GATE_DEG, gate
+
+    _, stage1 = constructed_spine(0.0)
+    refined = stage1.copy()
+
+    def turned(q, deg):
+        c = q.mean(0)
+        r = np.radians(deg)
+        rot = np.array([[np.cos(r), -np.sin(r)], [np.sin(r), np.cos(r)]])
+        return (q - c) @ rot.T + c
+
+    refined[4] = turned(stage1[4], GATE_DEG - 5)  # a correction stage 2 may make
+    refined[9] = turned(stage1[9], GATE_DEG + 5)  # another vertebra read, or a misreading
+    refined[12] = stage1[12] + np.array([3.0, -2.0])
+    out = gate(stage1, refined)
+    np.testing.assert_array_equal(out[4], refined[4])
+    np.testing.assert_array_equal(out[9], stage1[9])
+    np.testing.assert_array_equal(out[12], refined[12])

@@ -25,6 +25,10 @@ from .vertebra_patch import PATCH_HW, extract_patches, patch_frames, standardise
 DEFAULT_WEIGHTS = packaged("CobbAngleLib", "models", "cobb_vertebra.pt")  # the .onnx lies beside it
 WEIGHTS_FORMAT = "mskmorph-cobb-vertebra-v1"
 OUTPUTS = ("corners", "endplate_scale_deg")
+# a vertebra whose endplate stage 2 turns by more than this from stage 1's is kept as stage 1 read
+# it: stage 2 reads a vertebra better, it does not find another one (on the validation films its
+# rare large departures were misreadings, up to 79 deg on a T1 under the clavicles)
+GATE_DEG = 20.0
 
 
 def read_patches(network: Callable[[np.ndarray], dict], patches01: np.ndarray, test_time_flip: bool):
@@ -65,7 +69,22 @@ class VertebraReader:
         the refined corners (17, 4, 2) in film pixels and the endplate scales (17, 2) in degrees."""
         frames = patch_frames(stage1)
         corners, scale = read_patches(self.network, extract_patches(film01, frames), self.test_time_flip)
-        return to_film(frames, corners), scale
+        return gate(stage1, to_film(frames, corners)), scale
+
+
+def gate(stage1: np.ndarray, refined: np.ndarray, max_deg: float = GATE_DEG) -> np.ndarray:
+    """``refined`` (17, 4, 2), except the vertebrae whose superior or inferior endplate it turns by
+    more than ``max_deg`` from ``stage1``'s: those keep stage 1's corners."""
+    from .geometry import endplate_vectors, tilt_deg
+
+    out = np.array(refined, dtype=np.float64, copy=True)
+    s1 = np.asarray(stage1, dtype=np.float64)
+    turned = np.zeros(len(out), dtype=bool)
+    for which in ("sup", "inf"):
+        d = tilt_deg(endplate_vectors(out, which)) - tilt_deg(endplate_vectors(s1, which))
+        turned |= np.abs((d + 180) % 360 - 180) > max_deg
+    out[turned] = s1[turned]
+    return out
 
 
 def available(weights=None) -> bool:
