@@ -65,6 +65,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     query.add_argument("--date", metavar="YYYYMMDD[-YYYYMMDD]", help="study date or range")
     query.add_argument("--modality", metavar="MOD", help="series modality (e.g. DX, CR)")
     query.add_argument("--limit", type=int, default=200, help="at most this many series (default 200)")
+    add_access_options(parser)
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="keep the downloaded films and all the module's files here (default: a temporary "
+                             "folder, removed at the end)")
+    parser.add_argument("--no-store", action="store_true", help="measure and write, but store nothing in the PACS")
+    parser.add_argument("--editor", metavar="NAME", help=argparse.SUPPRESS)
+    add_module_options(parser, key)
+
+
+def add_access_options(parser: argparse.ArgumentParser) -> None:
+    """--config, --username, --ca-bundle, --timeout (the password only from the environment or the
+    config file); ``access(args)`` reads them."""
     access = parser.add_argument_group("access")
     access.add_argument("--config", type=Path, metavar="FILE",
                         help=f"INI file with a [pacs] section: url, username, password, token, ca_bundle "
@@ -73,17 +85,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                                                            "or the config file)")
     access.add_argument("--ca-bundle", type=Path, metavar="PEM", help="CA certificates to verify the PACS's HTTPS")
     access.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="keep the downloaded films and all the module's files here (default: a temporary "
-                             "folder, removed at the end)")
-    parser.add_argument("--no-store", action="store_true", help="measure and write, but store nothing in the PACS")
-    parser.add_argument("--editor", metavar="NAME", help=argparse.SUPPRESS)
+
+
+def add_module_options(parser: argparse.ArgumentParser, key: str, leave_out=()) -> None:
+    """The options of ``mskmorph KEY`` that measure (``--convention``, ``--device``, ...), less
+    those about its inputs and files (``_OWN``) and the ``leave_out`` ones (option strings)."""
     module_cli = importlib.import_module(f"{MODULES[key].package}.cli")
     own = argparse.ArgumentParser(add_help=False)
     module_cli.configure_parser(own)
     group = parser.add_argument_group(f"{key} options (as in mskmorph {key})")
+    skip = _OWN | set(leave_out)
     for action in own._actions:
-        if action.option_strings and not set(action.option_strings) & _OWN and action.dest not in (
+        if action.option_strings and not set(action.option_strings) & skip and action.dest not in (
                 "editor", "url", "config"):
             group._add_action(action)
 
