@@ -22,7 +22,6 @@ each property needs a run that is mid-way when it is killed, which 28 films give
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -136,7 +135,6 @@ def _wait_for(condition, process, seconds: float, what: str) -> None:
 
 def test_archive_measures_every_film_once_through_lost_workers_and_restarts(tmp_path):
     pytest.importorskip("distributed")
-    import requests  # noqa: F401
 
     from MSKCommonLib.cli import main
 
@@ -235,3 +233,43 @@ def test_archive_measures_every_film_once_through_lost_workers_and_restarts(tmp_
         assert "this run: 0 films measured" in fourth.stdout, fourth.stdout + fourth.stderr
         assert _statistics(server) == before
         assert _count(state, "already") == measured
+
+
+def test_the_pacs_going_away_stops_the_run_in_one_line_and_keeps_the_state(tmp_path):
+    """Orthanc stopped mid-run: the run ends with exit 2 and one line naming the PACS and the state
+    file; the films stored before are recorded as done, the rest stay to go."""
+    pytest.importorskip("distributed")
+    films_dir = tmp_path / "films"
+    films_dir.mkdir()
+    films = []
+    for seed in range(8):
+        from CobbAngleTools.phantom import render_spine_phantom
+
+        phantom = render_spine_phantom(200 + seed, height=1200, width=450)
+        films.append(write_dicom(films_dir / f"p{seed}.dcm", phantom.pixels, spacing=phantom.spacing_mm))
+    state = tmp_path / "archive.sqlite"
+    with running_orthanc() as server:
+        for path in films:
+            store(server, path)
+        env = dict(os.environ, MSKMORPH_PACS_USERNAME=USER, MSKMORPH_PACS_PASSWORD=PASSWORD)
+        command = [sys.executable, "-m", "MSKCommonLib.cli", "archive", "cobb", "--url", server["dicomweb"],
+                   "--state", str(state), "--workers", "1", "--device", "cpu", "--attempts", "2", "--timeout", "5"]
+        run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+        try:
+            _wait_for(lambda: _count(state, "done") >= 1, run, 300, "a film was stored")
+            server["process"].terminate()  # the PACS goes away
+            server["process"].wait(timeout=30)
+            out, err = run.communicate(timeout=300)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait(timeout=60)
+    assert run.returncode == 2, out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("mskmorph archive: cannot reach the PACS at http://127.0.0.1:"), err
+    assert str(state) in last and "to go" in last
+    assert PASSWORD not in out + err
+    done, pending = _count(state, "done"), _count(state, "pending")
+    assert done >= 1 and pending >= 1 and done + pending + _count(state, "failed") == len(films)
+    assert _count(state, "failed") == 0, [v for v in _state(state).values() if v[0] == "failed"]  # the PACS's absence is no film's failure

@@ -385,6 +385,8 @@ class ArchiveWorker(_plugin_base()):
         self.local = threading.local()
         self.folder = tempfile.mkdtemp(prefix="mskmorph-archive-")
         self.address = getattr(worker, "address", f"pid {os.getpid()}")
+        import highdicom  # noqa: F401 (imported now, not inside the first film's time)
+
         if not self.values.get("landmarks"):  # load the network now, not inside the first film's time
             options = self.options(None, None)
             if hasattr(self.pipeline, "predictor") and hasattr(options, "device"):
@@ -457,8 +459,8 @@ class ArchiveWorker(_plugin_base()):
             if refused:
                 raise ValueError(f"the PACS refused {refused} of the {len(objects)} objects (STOW-RS)")
             outcome.update(status="done", stored=len(objects), values=self.files.csv_values(record))
-        except PacsUnavailable:
-            raise
+        except PacsUnavailable as e:  # said as an outcome: the run stops (an exception would cross Dask)
+            outcome.update(status="unavailable", reason=str(e))
         except (ValueError, OSError, RuntimeError) as e:  # the film's own failure, with its reason
             outcome.update(status="failed", reason=str(e) or type(e).__name__)
         except Exception as e:  # a bug: the film fails with what it was; the run goes on
@@ -548,11 +550,8 @@ def _run(args, key: str, settings: dict, values: dict, model: str, state: State)
     print(f"{listed} films listed in {_public(settings['url'])} ({' '.join(modalities)}); {todo} to measure, "
           f"{state.count('done') + state.count('already')} done before, {state.count('failed')} failed before",
           file=sys.stderr)
-    if todo:
-        outcomes = _measure(args, key, settings, values, model, state, todo)
-    else:
-        outcomes = []
-    return _report(args, key, state, outcomes)
+    outcomes, seconds = _measure(args, key, settings, values, model, state, todo) if todo else ([], 0.0)
+    return _report(args, key, state, outcomes, seconds)
 
 
 def _cluster(args):
@@ -569,7 +568,9 @@ def _cluster(args):
     return Client(cluster), cluster
 
 
-def _measure(args, key, settings, values, model, state: State, todo: int) -> list:
+def _measure(args, key, settings, values, model, state: State, todo: int) -> tuple[list, float]:
+    """Measure the pending films on the cluster; returns their outcomes and the seconds from the
+    first film sent to the last outcome (the cluster's start and the model loads left out)."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
     from tqdm import tqdm
@@ -596,6 +597,7 @@ def _measure(args, key, settings, values, model, state: State, todo: int) -> lis
             futures.add(future)
             return True
 
+        start = time.perf_counter()
         for _ in range(slots):
             if not submit_next():
                 break
@@ -606,31 +608,32 @@ def _measure(args, key, settings, values, model, state: State, todo: int) -> lis
                 film = flying.pop(future)
                 try:
                     outcome = future.result()
-                except PacsUnavailable:
-                    for other in flying:
-                        other.cancel()
-                    raise
                 except KilledWorker:
                     outcome = {"status": "failed", "reason": "the worker process died each time it measured this "
                                                              "film (out of memory?)"}
                 except Exception as e:
                     outcome = {"status": "failed", "reason": f"internal error ({type(e).__name__}: {e})"}
+                if outcome["status"] == "unavailable":  # the film stays to go
+                    for other in flying:
+                        other.cancel()
+                    raise PacsUnavailable(outcome["reason"])
                 state.record(film["sop"], outcome)
                 outcomes.append(outcome)
                 bar.update()
                 if outcome["status"] == "failed":
                     bar.write(f"FAILED {film['sop']}: {outcome.get('reason')}", file=sys.stderr)
                 submit_next()
+            seconds = time.perf_counter() - start
         finally:
             bar.close()
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    return outcomes
+    return outcomes, seconds
 
 
-def _report(args, key: str, state: State, outcomes: list) -> int:
+def _report(args, key: str, state: State, outcomes: list, seconds: float) -> int:
     spec = MODULES[key]
     columns = list(spec.files().COLUMNS)
     csv_path = args.csv or args.state.with_suffix(".csv")
@@ -638,7 +641,7 @@ def _report(args, key: str, state: State, outcomes: list) -> int:
     done = [o for o in outcomes if o["status"] == "done"]
     failed = [o for o in outcomes if o["status"] == "failed"]
     print(f"this run: {len(done)} films measured and stored ({sum(o.get('stored', 0) for o in done)} DICOM objects), "
-          f"{len(failed)} failed")
+          f"{len(failed)} failed" + (f", in {seconds:.1f} s ({len(outcomes) / seconds:.2f} films/s)" if seconds else ""))
     if done:
         stages = Counter()
         for o in done:
