@@ -416,17 +416,19 @@ class ArchiveWorker(_plugin_base()):
         from .image import read_image
 
         url = self.settings["url"]
-        stages = {}
+        stages, cpu = {}, {}  # seconds per stage: wall, and this process's CPU
         start = clock = time.perf_counter()
+        cpu_clock = time.process_time()
 
         def lap(name):
-            nonlocal clock
-            now = time.perf_counter()
+            nonlocal clock, cpu_clock
+            now, now_cpu = time.perf_counter(), time.process_time()
             stages[name] = stages.get(name, 0.0) + now - clock
-            clock = now
+            cpu[name] = cpu.get(name, 0.0) + now_cpu - cpu_clock
+            clock, cpu_clock = now, now_cpu
 
         client = self.client()
-        outcome = {"sop": film["sop"], "worker": self.address, "stages": stages, "stored": 0}
+        outcome = {"sop": film["sop"], "worker": self.address, "stages": stages, "cpu_stages": cpu, "stored": 0}
         try:
             try:
                 ds = with_retries(lambda: client.retrieve_instance(film["study"], film["series"], film["sop"]),

@@ -71,9 +71,10 @@ def bench(url: str, workers: int, folder: Path) -> dict:
     finally:
         state.close()
     done = [o for o in outcomes if o["status"] == "done"]
-    stages = Counter()
+    stages, cpu = Counter(), Counter()
     for o in done:
         stages.update(o["stages"])
+        cpu.update(o.get("cpu_stages") or {})
     memory = defaultdict(float)
     for o in outcomes:
         worker = o.get("worker") or "?"
@@ -81,6 +82,7 @@ def bench(url: str, workers: int, folder: Path) -> dict:
     return {"workers": workers, "films": len(outcomes), "done": len(done), "seconds": seconds,
             "films_per_s": len(outcomes) / seconds if seconds else 0.0, "start_s": total - seconds,
             "stages": {k: v / max(len(done), 1) for k, v in stages.items()},
+            "cpu": {k: v / max(len(done), 1) for k, v in cpu.items()},
             "film_s": sum(o["seconds"] for o in done) / max(len(done), 1), "peak_mb": dict(memory)}
 
 
@@ -105,11 +107,11 @@ def main(argv=None) -> int:
             results = [bench(pacs["dicomweb"], n, folder) for n in args.workers]
     stage_names = ("fetch", "read", "measure", "dicom", "store")
     print(f"\n| workers | films | films/s | s per film (one worker's time) | "
-          + " | ".join(stage_names) + " | peak MB per worker | cluster start + model load s |")
+          + " | ".join(f"{s} s (CPU s)" for s in stage_names) + " | peak MB per worker | cluster start + model load s |")
     print("|---" * (6 + len(stage_names)) + "|")
     for r in results:
         print(f"| {r['workers']} | {r['done']}/{r['films']} | {r['films_per_s']:.2f} | {r['film_s']:.3f} | "
-              + " | ".join(f"{r['stages'].get(s, 0.0):.3f}" for s in stage_names)
+              + " | ".join(f"{r['stages'].get(s, 0.0):.3f} ({r['cpu'].get(s, 0.0):.3f})" for s in stage_names)
               + f" | {', '.join(f'{v:.0f}' for v in r['peak_mb'].values())} | {r['start_s']:.1f} |")
     if len(results) > 1 and results[0]["films_per_s"]:
         print(f"\nscaling {results[0]['workers']} -> {results[-1]['workers']} workers: "
