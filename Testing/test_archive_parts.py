@@ -97,3 +97,39 @@ def test_a_state_file_of_another_module_or_model_is_refused(tmp_path):
     state.reopen_failed()
     assert state.count("pending") == 1
     state.close()
+
+
+class _FakeQido:
+    """QIDO-RS instance searches over a list of instances, paged by offset and limit, filtered
+    by Modality (what ``list_films`` asks a PACS)."""
+
+    def __init__(self, instances):
+        self.instances, self.calls = instances, []
+
+    def search_for_instances(self, search_filters, offset, limit, fields):
+        self.calls.append((dict(search_filters), offset, limit))
+        found = [i for i in self.instances if i["00080060"]["Value"][0] == search_filters["Modality"]]
+        return found[offset: offset + limit]
+
+
+def _instance(sop, modality="DX", series_number=1, description="AP spine"):
+    return {"00080018": {"Value": [sop]}, "0020000D": {"Value": ["1.1"]}, "0020000E": {"Value": [f"2.{modality}"]},
+            "00080060": {"Value": [modality]}, "00080020": {"Value": ["20240105"]},
+            "00200011": {"Value": [series_number]}, "0008103E": {"Value": [description]}}
+
+
+def test_listing_pages_through_every_film_and_marks_those_whose_sr_is_stored(tmp_path):
+    model = "0.1.0+test"
+    films = [_instance(f"1.2.{k}") for k in range(23)]
+    ours = _instance("9.9", "OT", 9700, "MSKMorphometry copy of film.png")  # our Secondary Capture
+    srs = [_instance(archive.result_uids("1.2.4", model)["sr"], "SR", 9701), _instance("7.7", "SR")]
+    client = _FakeQido([*films, ours, *srs, _instance("3.3", "CR")])
+    state = archive.State(tmp_path / "s.sqlite")
+    listed = archive.list_films(client, state, ["DX", "CR", "OT", "SR"], ["20240101-20240131"], 5, model)
+    assert listed == 24  # 23 DX + 1 CR; not our copy (OT), not the SRs (never films)
+    assert sorted(f["sop"] for f in state.pending()) == sorted({f"1.2.{k}" for k in range(23)} - {"1.2.4"} | {"3.3"})
+    assert state.count("already") == 1
+    dx_pages = [c for c in client.calls if c[0]["Modality"] == "DX"]
+    assert [c[1] for c in dx_pages] == [0, 5, 10, 15, 20] and all(c[0]["StudyDate"] == "20240101-20240131"
+                                                                  for c in client.calls)
+    state.close()

@@ -583,9 +583,16 @@ def _measure(args, key, settings, values, model, state: State, todo: int) -> tup
         threads = None
         if cluster is not None:  # the local workers share the cores
             threads = max(1, (os.cpu_count() or 1) // len(cluster.workers))
-        client.register_plugin(ArchiveWorker(key, settings, args.timeout, values, model, args.attempts, threads),
-                               name=PLUGIN_NAME)
-        slots = max(2, 2 * sum(client.nthreads().values()))
+        try:
+            client.register_plugin(ArchiveWorker(key, settings, args.timeout, values, model, args.attempts, threads),
+                                   name=PLUGIN_NAME)
+        except Exception as e:  # e.g. a remote worker without this package (or another version of it)
+            raise PacsError(f"the Dask workers could not load the measuring ({type(e).__name__}: {e}); is the same "
+                            "mskmorphometry installed where they run?") from None
+
+        def slots() -> int:  # a film in flight and one waiting per worker thread (workers may join later)
+            return max(2, 2 * sum(client.nthreads().values()))
+
         films = state.pending()
         futures = as_completed()
         flying = {}
@@ -600,7 +607,7 @@ def _measure(args, key, settings, values, model, state: State, todo: int) -> tup
             return True
 
         start = time.perf_counter()
-        for _ in range(slots):
+        for _ in range(slots()):
             if not submit_next():
                 break
         bar = tqdm(total=todo, desc=f"Measuring ({MODULES[key].name})", unit="film", file=sys.stderr,
@@ -624,7 +631,8 @@ def _measure(args, key, settings, values, model, state: State, todo: int) -> tup
                 bar.update()
                 if outcome["status"] == "failed":
                     bar.write(f"FAILED {film['sop']}: {outcome.get('reason')}", file=sys.stderr)
-                submit_next()
+                while len(flying) < slots() and submit_next():
+                    pass
             seconds = time.perf_counter() - start
         finally:
             bar.close()
