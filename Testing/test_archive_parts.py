@@ -33,6 +33,7 @@ def test_date_windows_cover_the_range_without_gaps():
     windows = archive.date_windows("20240125", "20240305", 14)
     assert windows == ["20240125-20240207", "20240208-20240221", "20240222-20240305"]
     assert archive.date_windows("20240101", "20240101", 31) == ["20240101-20240101"]
+    assert archive.date_windows(None, "20240101", 31) == ["-20240101"]  # no first date: one open range
     with pytest.raises(archive.PacsError, match="before"):
         archive.date_windows("20240102", "20240101", 31)
     with pytest.raises(archive.PacsError, match="YYYYMMDD"):

@@ -78,7 +78,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", required=True, type=Path, metavar="FILE",
                         help="SQLite file with each film's outcome (created; the same file resumes the run)")
     query = parser.add_argument_group("which films (QIDO-RS)")
-    query.add_argument("--since", metavar="YYYYMMDD", help="first study date (default: no lower bound)")
+    query.add_argument("--since", metavar="YYYYMMDD", help="first study date (default: no lower bound, and one "
+                                                           "query instead of date windows)")
     query.add_argument("--until", metavar="YYYYMMDD", help="last study date (default: today with --since, else none)")
     query.add_argument("--modality", nargs="+", metavar="MOD",
                        help=f"film modalities (default {' '.join(DEFAULT_MODALITIES[key])})")
@@ -246,13 +247,15 @@ def _now() -> str:
 # listing (QIDO-RS)
 
 def date_windows(since: Optional[str], until: Optional[str], days: int) -> list[Optional[str]]:
-    """QIDO-RS StudyDate ranges covering [since, until], ``days`` dates each; [None] (no date
-    filter) when neither bound is given."""
+    """QIDO-RS StudyDate ranges covering [since, until] (until: today when not given), ``days``
+    dates each; one open range "-until" without ``since``; [None] (no date filter) without both."""
     if not since and not until:
         return [ALL_DATES]
     parse = lambda s: datetime.datetime.strptime(s, "%Y%m%d").date()  # noqa: E731
     try:
-        first = parse(since) if since else datetime.date(1900, 1, 1)
+        if not since:  # no first date: one open range (DICOM range matching), paged
+            return [f"-{parse(until):%Y%m%d}"]
+        first = parse(since)
         last = parse(until) if until else datetime.date.today()
     except ValueError:
         raise PacsError(f"dates are YYYYMMDD (got {since or ''} {until or ''})".strip()) from None
