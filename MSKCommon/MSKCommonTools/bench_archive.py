@@ -83,7 +83,8 @@ def bench(url: str, workers: int, folder: Path) -> dict:
             "films_per_s": len(outcomes) / seconds if seconds else 0.0, "start_s": total - seconds,
             "stages": {k: v / max(len(done), 1) for k, v in stages.items()},
             "cpu": {k: v / max(len(done), 1) for k, v in cpu.items()},
-            "film_s": sum(o["seconds"] for o in done) / max(len(done), 1), "peak_mb": dict(memory)}
+            "film_s": sum(o["seconds"] for o in done) / max(len(done), 1), "peak_mb": dict(memory),
+            "failed": Counter(o.get("reason") for o in outcomes if o["status"] != "done")}
 
 
 def main(argv=None) -> int:
@@ -113,6 +114,9 @@ def main(argv=None) -> int:
         print(f"| {r['workers']} | {r['done']}/{r['films']} | {r['films_per_s']:.2f} | {r['film_s']:.3f} | "
               + " | ".join(f"{r['stages'].get(s, 0.0):.3f} ({r['cpu'].get(s, 0.0):.3f})" for s in stage_names)
               + f" | {', '.join(f'{v:.0f}' for v in r['peak_mb'].values())} | {r['start_s']:.1f} |")
+    for r in results:
+        for reason, n in r["failed"].items():
+            print(f"{r['workers']} workers: {n} failed: {reason}")
     if len(results) > 1 and results[0]["films_per_s"]:
         print(f"\nscaling {results[0]['workers']} -> {results[-1]['workers']} workers: "
               f"{results[-1]['films_per_s'] / results[0]['films_per_s']:.2f}x")
