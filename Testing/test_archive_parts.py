@@ -134,3 +134,19 @@ def test_listing_pages_through_every_film_and_marks_those_whose_sr_is_stored(tmp
     assert [c[1] for c in dx_pages] == [0, 5, 10, 15, 20] and all(c[0]["StudyDate"] == "20240101-20240131"
                                                                   for c in client.calls)
     state.close()
+
+
+def test_the_measuring_version_changes_with_the_options_that_change_a_result():
+    import argparse
+
+    def version(*extra):
+        parser = argparse.ArgumentParser(prog="mskmorph archive cobb")
+        archive.configure_parser(parser)
+        args = parser.parse_args(["--url", "http://pacs", "--state", "s.sqlite", *extra])
+        return archive.measuring_version("cobb", archive.module_values(args, "cobb"))
+
+    clinical = version()
+    assert clinical.startswith(archive.model_version("cobb")) and "convention=clinical" in clinical
+    assert version("--device", "cpu") == clinical  # where it runs does not change the result
+    assert version("--convention", "aasce") != clinical
+    assert version("--backend", "torch") != clinical

@@ -17,8 +17,9 @@
    no MRML scene), and stores them by STOW-RS into the film's study. A film is ``done`` only after
    the PACS accepted its SR.
 3. **UIDs**: the SR's (and SEG's) Series and SOP Instance UIDs are derived from the film's SOP
-   Instance UID and the model version (``model_version``: the package version and the sha256 of
-   the module's network files), with pydicom's ``generate_uid(entropy_srcs=...)``. The same film
+   Instance UID and the model version (``measuring_version``: the package version, the sha256 of
+   the module's network files and the options that change a result, such as the convention),
+   with pydicom's ``generate_uid(entropy_srcs=...)``. The same film
    measured again by the same model gives the same UIDs, so the PACS keeps one SR per film even
    when the state file is lost or a worker died after the PACS accepted the SR; the listing finds
    these UIDs in the PACS and skips those films.
@@ -127,6 +128,27 @@ def model_version(key: str, weights: Optional[str] = None) -> str:
         p for p in Path(packaged(MODULES[key].package, "models")).iterdir() if p.suffix in (".onnx", ".json"))
     digest = hashlib.sha256("".join(f"{p.name}:{sha256(p)};" for p in files).encode()).hexdigest()
     return f"{version()}+{digest[:12]}"
+
+
+def module_options(key: str, values: dict, path=None, image=None):
+    """The module's pipeline options from its command's arguments (``module_values``), as its
+    command makes them for a film."""
+    from .batch import Item
+
+    spec = MODULES[key]
+    runner = importlib.import_module(f"{spec.package}.cli")._Runner
+    owner = SimpleNamespace(args=SimpleNamespace(**values), spec=spec, single=False)
+    return runner.options_for(owner, Item(Path(path or "film.dcm")), image)
+
+
+def measuring_version(key: str, values: dict) -> str:
+    """``model_version`` and the options that change a result (the convention, the backend, a
+    knee film's spacing, a back photo's camera): what the SR UIDs and the state file are tied to."""
+    import dataclasses
+
+    options = dataclasses.asdict(module_options(key, values))
+    chosen = {k: v for k, v in sorted(options.items()) if k not in ("device", "weights") and not k.endswith("_file")}
+    return f"{model_version(key, values.get('weights'))} " + ",".join(f"{k}={v}" for k, v in chosen.items())
 
 
 def result_uids(film_sop_uid: str, model: str) -> dict:
@@ -382,8 +404,6 @@ class ArchiveWorker(_plugin_base()):
         self.pipeline = spec.pipeline()
         self.build = importlib.import_module(f"{spec.package}.dicom").build
         self.files = spec.files()
-        self.runner = importlib.import_module(f"{spec.package}.cli")._Runner
-        self.args = SimpleNamespace(**self.values)
         self.lock = threading.Lock()  # one film at a time through the pipeline (a worker may run threads)
         self.local = threading.local()
         self.folder = tempfile.mkdtemp(prefix="mskmorph-archive-")
@@ -406,10 +426,7 @@ class ArchiveWorker(_plugin_base()):
         return self.local.client
 
     def options(self, path, image):
-        from .batch import Item
-
-        owner = SimpleNamespace(args=self.args, spec=self.spec, single=False)
-        return self.runner.options_for(owner, Item(Path(path or "film.dcm")), image)
+        return module_options(self.key, self.values, path, image)
 
     def measure(self, film: dict) -> dict:
         """Fetch, measure, store one film; returns its outcome (status done or failed)."""
@@ -508,7 +525,7 @@ def run(args) -> int:
         print("mskmorph archive: --workers must be 1 or more", file=sys.stderr)
         return 2
     values = module_values(args, key)
-    model = model_version(key, values.get("weights"))
+    model = measuring_version(key, values)
     state = State(args.state)
     try:
         state.check_meta({"module": key, "model_version": model, "pacs": _public(settings["url"])})

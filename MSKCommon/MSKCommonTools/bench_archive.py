@@ -59,7 +59,7 @@ def bench(url: str, workers: int, folder: Path) -> dict:
     args = _args(url, folder / f"state-{workers}.sqlite", workers)
     settings = archive.access(args)
     values = archive.module_values(args, "cobb")
-    model = f"{archive.model_version('cobb')}+bench-{workers}-{time.time_ns()}"  # new SR UIDs per run
+    model = f"{archive.measuring_version('cobb', values)} bench-{workers}-{time.time_ns()}"  # new SR UIDs per run
     state = archive.State(args.state)
     try:
         client = archive.connect(settings, args.timeout)
