@@ -107,7 +107,7 @@ def main(argv=None) -> int:
             print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; films at {pacs['dicomweb']}", flush=True)
             results = [bench(pacs["dicomweb"], n, folder) for n in args.workers]
     stage_names = ("fetch", "read", "measure", "dicom", "store")
-    print(f"\n| workers | films | films/s | s per film (one worker's time) | "
+    print("\n| workers | films | films/s | s per film (one worker's time) | "
           + " | ".join(f"{s} s (CPU s)" for s in stage_names) + " | peak MB per worker | cluster start + model load s |")
     print("|---" * (6 + len(stage_names)) + "|")
     for r in results:
