@@ -28,15 +28,18 @@ def draw_overlay(
     """An RGB image (H', W', 3 uint8), downscaled to at most ``max_height`` rows. ``checks``:
     {curve: the CHECK label (``check.check_label``)}, written beside each angle (red when CHECK)."""
     scale = min(1.0, max_height / gray_uint8.shape[0])
-    img = cv2.cvtColor(gray_uint8, cv2.COLOR_GRAY2BGR)
+    # downscaled first, then tinted (the vertebra regions by nearest label): a third of the work
+    gray = gray_uint8 if scale == 1.0 else cv2.resize(gray_uint8, None, fx=scale, fy=scale,
+                                                     interpolation=cv2.INTER_AREA)
+    img = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     if labelmap is not None:
+        labels = np.asarray(labelmap, np.uint8)
+        if labels.shape != gray.shape:
+            labels = cv2.resize(labels, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_NEAREST)
         colours = np.zeros((geometry.N_VERTEBRAE + 1, 3), np.uint8)
         colours[1:] = (VERTEBRA_COLORS[:, ::-1] * 255).astype(np.uint8)
-        tint = colours[labelmap]
-        mask = labelmap > 0
-        img[mask] = (0.65 * img[mask] + 0.35 * tint[mask]).astype(np.uint8)
-    if scale < 1.0:
-        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        blend = cv2.addWeighted(img, 0.65, colours[labels], 0.35, 0.0)
+        np.copyto(img, blend, where=(labels > 0)[:, :, None])
     pts = geometry.as_vertebra_array(landmarks) * scale
     thick = max(1, int(round(img.shape[0] / 800)))
     font = 0.45 * img.shape[0] / 800 + 0.25
@@ -93,6 +96,9 @@ def draw_overlay(
 
 def write_overlay(path, rgb: np.ndarray) -> Path:
     path = Path(path)
-    if not cv2.imwrite(str(path), rgb[:, :, ::-1]):
+    # zlib level 1 and one row filter (SUB): a picture to look at, written in half the time of
+    # OpenCV's default (level 3, adaptive filters), about 10 % larger
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]), params):
         raise OSError(f"could not write {path}")
     return path

@@ -6,6 +6,7 @@
     mskmorph bench cobb [INPUT...]
     mskmorph compare PRIOR CURRENT --out DIR
     mskmorph pacs cobb --url URL --study UID   (knee, back: the same; see MSKCommonLib.pacs)
+    mskmorph archive cobb --url URL --state FILE [--workers N | --scheduler ADDR]   (MSKCommonLib.archive)
 
 Each command lives in its module's Lib package as ``configure_parser(parser)`` + ``run(args)``;
 they are imported only when used, so one module's missing dependency does not break the others.
@@ -40,6 +41,9 @@ COMMANDS = {
     ("pacs", "knee"): ("MSKCommonLib.pacs", "knee joint space width on films from a PACS (DICOMweb); SR stored back"),
     ("pacs", "back"): ("MSKCommonLib.pacs", "back surface measures on photos from a PACS (DICOMweb); SR stored back"),
     ("pacs", "compare"): ("CobbAngleLib.pacs_compare", "the patient's latest spine film against the one before (DICOMweb)"),
+    ("archive", "cobb"): ("MSKCommonLib.archive", "Cobb angles on every spine film of a PACS, once, on Dask; resumable"),
+    ("archive", "knee"): ("MSKCommonLib.archive", "knee joint space width on every knee film of a PACS, on Dask"),
+    ("archive", "back"): ("MSKCommonLib.archive", "back surface measures on every back photo of a PACS, on Dask"),
     ("export", "onnx"): ("MSKCommonTools.export_onnx", "export the shipped networks to ONNX (export environment)"),
     ("bench", "onnx"): ("MSKCommonTools.bench_backends", "ONNX Runtime vs torch: seconds per image, start-to-result, sizes"),
 }

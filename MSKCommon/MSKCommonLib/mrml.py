@@ -50,12 +50,17 @@ def volume_from_image(scene, image: Image, name: str, colour: bool = False):
         node.SetAndObserveImageData(_image_data(np.ascontiguousarray(image.pixels, dtype=np.float32), VTK_FLOAT, 1))
     row_mm, col_mm = image.spacing_mm or (1.0, 1.0)
     set_image_geometry(node, (row_mm, col_mm))
-    node.CreateDefaultDisplayNodes()
-    display = node.GetDisplayNode()
-    if not colour:
-        low, high = np.percentile(image.pixels[:: max(1, image.height // 512), :: max(1, image.width // 512)], [0.5, 99.5])
+    if colour:
+        node.CreateDefaultDisplayNodes()
+    else:
+        # the display node as CreateDefaultDisplayNodes makes it (gray colour table), with the window
+        # set before it observes the pixels: Slicer's automatic window would scan them all first
+        display = scene.AddNewNodeByClass("vtkMRMLScalarVolumeDisplayNode")
         display.AutoWindowLevelOff()
+        low, high = np.percentile(image.pixels[:: max(1, image.height // 512), :: max(1, image.width // 512)], [0.5, 99.5])
         display.SetWindowLevelMinMax(float(low), float(high if high > low else low + 1))
+        display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeGrey")
+        node.SetAndObserveDisplayNodeID(display.GetID())
     node.SetAttribute(ATTR_SOURCE, str(image.source))
     node.SetAttribute(ATTR_NORMALISATION, image.normalisation)
     node.SetAttribute(ATTR_SPACING_SOURCE, image.spacing_source if image.spacing_mm else "")
@@ -163,11 +168,14 @@ def _image_data(array: np.ndarray, vtk_type, components: int = 1):
     h, w = array.shape[:2]
     data = vtkImageData()
     data.SetDimensions(w, h, 1)
-    data.AllocateScalars(vtk_type, components)
     from vtkmodules.util import numpy_support
 
-    flat = numpy_support.vtk_to_numpy(data.GetPointData().GetScalars())
-    flat[:] = array.reshape(flat.shape)
+    # a deep copy made by numpy, whose buffer VTK then keeps: several times faster than filling
+    # freshly allocated VTK memory (AllocateScalars) for a large film
+    flat = array.reshape(h * w, components) if components > 1 else array.reshape(-1)
+    scalars = numpy_support.numpy_to_vtk(flat, deep=True, array_type=vtk_type)
+    scalars.SetName("ImageScalars")
+    data.GetPointData().SetScalars(scalars)
     return data
 
 

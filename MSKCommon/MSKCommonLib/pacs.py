@@ -69,12 +69,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "folder, removed at the end)")
     parser.add_argument("--no-store", action="store_true", help="measure and write, but store nothing in the PACS")
     parser.add_argument("--editor", metavar="NAME", help=argparse.SUPPRESS)
+    add_module_options(parser, key)
+
+
+def add_module_options(parser: argparse.ArgumentParser, key: str, leave_out=()) -> None:
+    """The options of ``mskmorph KEY`` that measure (``--convention``, ``--device``, ...), less
+    those about its inputs and files (``_OWN``) and the ``leave_out`` ones (option strings)."""
     module_cli = importlib.import_module(f"{MODULES[key].package}.cli")
     own = argparse.ArgumentParser(add_help=False)
     module_cli.configure_parser(own)
     group = parser.add_argument_group(f"{key} options (as in mskmorph {key})")
+    skip = _OWN | set(leave_out)
     for action in own._actions:
-        if action.option_strings and not set(action.option_strings) & _OWN and action.dest not in (
+        if action.option_strings and not set(action.option_strings) & skip and action.dest not in (
                 "editor", "url", "config"):
             group._add_action(action)
 
