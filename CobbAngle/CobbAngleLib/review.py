@@ -153,7 +153,8 @@ def _fill_table(live, measurement) -> None:
         ("Role", [c.role for c in curves]),
         ("Convention", [convention] * len(curves)),
     ]
-    if regressed:
+    if regressed and convention == "aasce":  # the regression head's angles are the organisers' columns:
+        # beside the AASCE curves of the same name only (beside clinical ones they read as disagreement)
         columns.append(("Network angle (deg)", [regressed.get(c.name) for c in curves]))
     if record.get("check") is not None:  # the CHECK per angle (the network's; "edited" once moved)
         from .check import check_label, edited_curves

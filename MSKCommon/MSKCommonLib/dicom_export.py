@@ -41,6 +41,7 @@ CODES = {
     "apex-vertebra": "Apical vertebra",
     "cobb-convention": "Cobb angle convention",
     "curve-role": "Curve role",
+    "curve-status": "Curve status",
     "points-edited": "Points edited by hand",
     "landmarks-from": "Landmarks from",
     "check-warning": "Check warning",
