@@ -37,7 +37,7 @@ def test_dragging_a_tibial_point_moves_it_and_the_jsw_follows(film, tmp_path):
     from KneeLandmarksLib.landmarks import LANDMARK_LABELS
 
     out = tmp_path / "accepted"
-    with review_server(film, "--module", "knee", "--out", out) as (url, _), browser_page(playwright, url) as page:
+    with review_server(film, "--module", "knee", "--out", out, "--reviewer", "Ann Lee") as (url, _), browser_page(playwright, url) as page:
         empty = view_image(page).astype(float)
         open_film(page, FILM)
         measure(page, key="m")  # the keyboard shortcuts M and A

@@ -99,7 +99,7 @@ def build(source, record: dict, live=None, options=None):
     if not groups:
         raise ValueError(f"no Cobb curve was measured on {record.get('image')}; there is nothing to report in DICOM")
     sr = dx.measurement_report(source, groups, "CobbAngle", record, options.editor,
-                               title="MSKMorphometry Cobb angles")
+                               title="MSKMorphometry Cobb angles", organization=options.organization)
     seg = None
     labelmap = None if live is None or live.result is None else live.result.vertebra_labelmap
     if labelmap is not None:

@@ -97,3 +97,20 @@ def csv_values(record: dict) -> dict:
     values["warning"] = record.get("warning")
     values["edited"] = ", ".join(sum(record.get("review", {}).get("edited_points", {}).values(), [])) or None
     return values
+
+
+def report_line(record: dict) -> str:
+    """One plain-text line a radiologist can paste into a report, e.g. "Cobb angles (clinical
+    convention): PT no curve; MT 45.1 deg T5-T11 (apex T8, major); TL/L 22.7 deg T11-L3 (apex L1)"."""
+    parts = []
+    for c in record.get("curves", []):
+        label = c["name"].replace("_", "/")
+        if c.get("angle_deg") is None:
+            parts.append(f"{label} {curve_status(c)}")
+            continue
+        role = (c.get("role") or "").split(",")[0]
+        detail = ", ".join(x for x in (f"apex {c['apex']}" if c.get("apex") else "",
+                                       role if role in ("major", "chosen") else "") if x)
+        parts.append(f"{label} {c['angle_deg']:.1f} deg {c.get('upper_end_vertebra')}-{c.get('lower_end_vertebra')}"
+                     + (f" ({detail})" if detail else ""))
+    return f"Cobb angles ({record.get('convention', 'clinical')} convention): " + "; ".join(parts)

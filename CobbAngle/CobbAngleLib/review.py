@@ -65,6 +65,20 @@ class CobbPresenter(Presenter):
         _draw_lines(live, measurement)
         _fill_table(live, measurement)
 
+    def open_checks(self, live) -> list[str]:
+        """The result's warning and each angle whose CHECK is on (the network's, while none of its
+        corners was moved: "MT: CHECK, confidence 0.41")."""
+        from .check import check_label
+
+        checks = super().open_checks(live)
+        if live.measurement is not None:
+            record = self.record(live, live.saved_record(), live.measurement)
+            for c in live.measurement.curves:
+                label = check_label(record, c.name) if c.angle_deg is not None else ""
+                if label.startswith("CHECK"):
+                    checks.append(f"{c.name}: {label}")
+        return checks
+
     def record(self, live, record: dict, measurement) -> dict:
         points = live.points_px("landmarks")
         if len(points) == 4 * geometry.N_VERTEBRAE:

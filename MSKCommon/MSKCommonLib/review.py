@@ -43,6 +43,7 @@ ATTR_ROLE = "MSKMorphometry.Role"
 ATTR_RECORD = "MSKMorphometry.Record"  # on the root: the result's record as the pipeline made it
 ATTR_COMPUTED = "MSKMorphometry.ComputedPoints"  # on a point node: pixels the computation produced
 ATTR_LABELS = "MSKMorphometry.PointLabels"
+ATTR_SIGN_OFF = "MSKMorphometry.SignOff"  # on the root: who accepted the result, when, which CHECKs they saw
 EDIT_TOLERANCE_PX = 1e-3
 EDITED_COLOR = (0.2, 1.0, 1.0)  # points a user moved: cyan
 
@@ -59,6 +60,21 @@ class EditedResultExists(RuntimeError):
 
 class MeasureError(ValueError):
     """Points that cannot be measured (the message says why, for the user)."""
+
+
+class ChecksOpen(ValueError):
+    """Accept on a result with CHECK warnings the reviewer has not confirmed (``checks``: them)."""
+
+    def __init__(self, checks):
+        self.checks = list(checks)
+        super().__init__("the result has CHECK warnings; confirm that you have looked at them: " + "; ".join(self.checks))
+
+
+def utc_now() -> str:
+    """The time now as ISO 8601 in UTC, to the second (``2026-12-06T14:05:09Z``)."""
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 class PointObservers:
@@ -152,6 +168,14 @@ class Presenter:
 
     def restore(self, live: "LiveResult") -> None:
         """Prepare a result found in a loaded scene (caches); called before it is measured."""
+
+    def open_checks(self, live: "LiveResult") -> list[str]:
+        """The CHECK warnings a reviewer must confirm before accepting (default: the notes of the
+        result's table, as the pages show them: the result's warnings and why its points cannot be
+        measured)."""
+        notes = [str(row.get("Note") or "") for row in common.table_rows(live.table)]
+        lines = [w.strip() for note in notes for w in note.split("\n")]
+        return [f"CHECK: {w}" for w in dict.fromkeys(lines) if w and w != "None"]
 
 
 class LiveResult:
@@ -301,7 +325,42 @@ class LiveResult:
         for role in self.point_roles:
             saved_labels = common.json_attribute(self.node(role), ATTR_LABELS)
             self.set_points(role, self.computed_px(role), saved_labels)
-        self.remeasure(None)
+        self.changed_by_user(None)
+
+    def changed_by_user(self, role: Optional[str]):
+        """A user changed the points (a drag, a reset, an undo): measure again; an acceptance given
+        before no longer holds."""
+        self.withdraw_acceptance()
+        return self.remeasure(role)
+
+    # --- sign-off
+
+    def open_checks(self) -> list[str]:
+        return self.review.presenter.open_checks(self)
+
+    def acceptance(self) -> dict:
+        """{"accepted_by", "accepted_at", "checks_acknowledged"} of the reviewer's Accept, or {}."""
+        return common.json_attribute(self.root, ATTR_SIGN_OFF) or {}
+
+    def accept(self, reviewer: str, checks_acknowledged=None, at: Optional[str] = None) -> dict:
+        """The reviewer signs the result as it is now: their name and the time (ISO 8601, UTC) go
+        into the record's review section. With CHECK warnings open (``open_checks``) every one of
+        them must be in ``checks_acknowledged`` (the reviewer confirmed them), else ``ChecksOpen``;
+        a missing name is a ``ValueError``. Nothing changes when it refuses."""
+        reviewer = " ".join(str(reviewer or "").split())
+        if not reviewer:
+            raise ValueError("Accept needs the reviewer's name")
+        checks = self.open_checks()
+        missing = [c for c in checks if c not in (checks_acknowledged or ())]
+        if missing:
+            raise ChecksOpen(missing)
+        signed = {"accepted_by": reviewer, "accepted_at": at or utc_now(), "checks_acknowledged": checks}
+        common.json_attribute(self.root, ATTR_SIGN_OFF, signed)
+        return signed
+
+    def withdraw_acceptance(self) -> None:
+        if self.root.GetAttribute(ATTR_SIGN_OFF) is not None:
+            self.root.RemoveAttribute(ATTR_SIGN_OFF)
 
     # --- the record
 
@@ -318,6 +377,9 @@ class LiveResult:
             "computed_points_px": {r: np.round(self.computed_px(r), 3).tolist() for r in self.point_roles},
             "point_nodes": {r: self.node(r).GetClassName() for r in self.point_roles},
         }
+        signed = self.acceptance()  # null until a reviewer accepts (and again after a later edit)
+        for key in ("accepted_by", "accepted_at", "checks_acknowledged"):
+            record["review"][key] = signed.get(key)
         if self.error:
             record["error"] = self.error
         return record
@@ -430,7 +492,7 @@ class Review:
     def _attach(self, live: LiveResult) -> None:
         self._lives[live.root.GetID()] = live
         for role in live.point_roles:
-            self.observers.observe(live.node(role), live, lambda current, role=role: current.remeasure(role))
+            self.observers.observe(live.node(role), live, lambda current, role=role: current.changed_by_user(role))
 
 
 def edited_files(scene, volume, record: dict, paths: dict) -> list:

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ANY_ADDRESS = ("0.0.0.0", "::", "")
+SIGN_OFF_COLUMNS = ("accepted_by", "accepted_at", "checks_acknowledged")  # the CSV's sign-off, after the module's
 NOTE_COLUMNS = ("Note",)  # the presenters' notes: shown as CHECK warnings, not as table columns
 HIDDEN_COLUMNS = NOTE_COLUMNS + ("Key",)
 KEYS = """
@@ -48,11 +50,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dicom", action="store_true",
                         help="Accept also writes NAME_sr.dcm (and Cobb NAME_seg.dcm) as mskmorph ... --dicom does, "
                              "with the points as the user left them")
-    parser.add_argument("--editor", metavar="NAME", help="who reviews: named in the SR when points were moved")
+    parser.add_argument("--reviewer", "--editor", dest="reviewer", metavar="NAME",
+                        help="who reviews and signs (--editor is the older name; the page has a field for it too): "
+                             "Accept writes the name and the time, and the SR is VERIFIED by them")
+    parser.add_argument("--organization", metavar="NAME", default="",
+                        help="the reviewer's organisation, named in a verified SR (default: the film's institution)")
 
 
 class ReviewApp:
-    def __init__(self, inputs, module, out: Path, server=None, dicom: bool = False, editor: str = ""):
+    def __init__(self, inputs, module, out: Path, server=None, dicom: bool = False, reviewer: str = "",
+                 organization: str = ""):
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
         from trame.app import get_server
         from trame_slicer import module as trame_slicer_module
@@ -72,7 +79,7 @@ class ReviewApp:
         from .image import read_image
 
         self.out = Path(out).resolve()
-        self.dicom, self.editor = dicom, editor or ""
+        self.dicom, self.organization = dicom, organization or ""
         self.items = batch.expand_inputs(inputs)
         taken: set = set()
         self.stems = [batch.output_stem(i.path, taken) for i in self.items]
@@ -96,11 +103,13 @@ class ReviewApp:
         self.lives: dict = {}  # film -> its latest result
         self.kept: dict = {}  # film -> older results kept beside it ("keep" on measuring again)
         self.job = None
+        self.reports: dict = {}  # film -> the report line of its last Accept
         self.current = -1
         self._watched: set = set()
         self.state.update(worklist=self._worklist(), current=-1, columns=[], rows=[], edited="", warnings=[],
                           busy=False, progress=0, message="", written="", question=False, view_geometry="",
-                          has_segmentation=False, show_segmentation=True, module=self.logic.spec.key)
+                          has_segmentation=False, show_segmentation=True, module=self.logic.spec.key,
+                          reviewer=reviewer or "", checks_question=False, open_checks=[], report="", signed="")
         self.state.change("show_segmentation")(self._show_segmentation)
         for name in ("select", "measure", "accept"):  # for the keyboard shortcuts
             self.server.trigger(name)(getattr(self, name))
@@ -109,6 +118,7 @@ class ReviewApp:
         self.ctrl.cancel = self.cancel
         self.ctrl.reset_points = self.reset_points
         self.ctrl.accept = self.accept
+        self.ctrl.accept_with_checks = self.accept_with_checks
         self.ctrl.answer = self.answer
         self._build_ui()
 
@@ -156,8 +166,11 @@ class ReviewApp:
         changed = bool(_)  # called by the table's observer: the points or the measurement changed
         if live is not None and (self.status[self.current] in ("measured", "edited") or changed):
             self.status[self.current] = "edited" if live.edited() else "measured"
+        signed = {} if live is None else live.acceptance()  # withdrawn by an edit after Accept
         self._push(columns=columns, rows=rows, warnings=warnings, edited=edited, view_geometry=self._geometry_json(),
-                   has_segmentation=live is not None and live.node("segmentation") is not None, **extra)
+                   has_segmentation=live is not None and live.node("segmentation") is not None,
+                   signed=f"Accepted by {signed['accepted_by']}, {signed['accepted_at']}" if signed else "",
+                   report=self.reports.get(self.current, "") if signed else "", **extra)
         self.state.flush()
 
     def _geometry_json(self):
@@ -250,6 +263,9 @@ class ReviewApp:
                 continue
             job, self.job = self.job, None
             if state.error or state.cancelled:
+                if state.error:  # refused by the module (no spine, no knee...): the worklist says so and why
+                    self.items[self._job_index].error = state.error
+                    self.status[self._job_index] = "refused"
                 self._push(busy=False, message=state.error or "Cancelled")
                 return
             index = self._job_index
@@ -282,8 +298,11 @@ class ReviewApp:
             self.status[self.current] = "measured"
             self._refresh_table()
 
-    def accept(self):
+    def accept(self, confirmed=False):
+        """Sign the current film's result as the reviewer (the name field) and write its files; with
+        CHECK warnings open, first ask for the confirmation that is then recorded."""
         from . import batch
+        from .review import ChecksOpen
 
         live = self._live()
         if live is None:
@@ -293,26 +312,48 @@ class ReviewApp:
         if Path(stem).name != stem or stem.startswith("."):  # a name that would leave --out
             self._push(message=f"Not accepted: {stem!r} is no file name")
             return
+        checks = live.open_checks()
+        try:
+            signed = live.accept(self.state.reviewer, checks if confirmed else None)
+        except ChecksOpen as e:
+            self._push(checks_question=True, open_checks=e.checks)
+            return
+        except ValueError as e:
+            self._push(message=f"Not accepted: {e}; type your name in the Reviewer field")
+            return
         options = {}
         if self.dicom:
             from .dicom_export import DicomOptions, DicomRequest
 
-            options["dicom"] = DicomRequest(item.path, self.images[self.current], DicomOptions(editor=self.editor))
+            options["dicom"] = DicomRequest(item.path, self.images[self.current],
+                                            DicomOptions(editor=signed["accepted_by"], organization=self.organization))
         try:
             item.outputs = self.files.write_outputs(live, self.out, stem, **options)
+            item.record = live.record()
+            report = f"{item.path.name}: {report_line(self.files, item.record, live)}. Accepted by " \
+                     f"{signed['accepted_by']}, {signed['accepted_at']}."
+            item.outputs["report"] = self.out / f"{stem}_report.txt"
+            item.outputs["report"].write_text(report + "\n", encoding="utf-8")
+            self.reports[self.current] = report
         except (ValueError, OSError) as e:
+            live.withdraw_acceptance()
             self._push(message=f"Not accepted: {e}")
             return
-        item.record = live.record()
-        item.values = self.files.csv_values(item.record)
+        item.values = dict(self.files.csv_values(item.record), **signed)
+        item.values["checks_acknowledged"] = "; ".join(signed["checks_acknowledged"]) or None
         self.status[self.current] = "accepted"
         accepted = [i for n, i in enumerate(self.items) if self.status[n] == "accepted"]
-        batch.write_summary(self.out, self.logic.spec.key, accepted, self.files.COLUMNS,
+        batch.write_summary(self.out, self.logic.spec.key, accepted, tuple(self.files.COLUMNS) + SIGN_OFF_COLUMNS,
                             {"command": "mskmorph review"})
-        import time
+        self._push(message=f"Accepted by {signed['accepted_by']} at {signed['accepted_at']}: "
+                           f"{len(item.outputs)} files in {self.out.name}/",
+                   written=", ".join(Path(p).name for p in item.outputs.values()), report=report,
+                   signed=f"Accepted by {signed['accepted_by']}, {signed['accepted_at']}", checks_question=False)
 
-        self._push(message=f"Accepted at {time.strftime('%H:%M:%S')}: {len(item.outputs)} files in {self.out.name}/",
-                   written=", ".join(Path(p).name for p in item.outputs.values()))
+    def accept_with_checks(self):
+        """The reviewer confirmed the open CHECK warnings: accept, recording them."""
+        self._push(checks_question=False)
+        self.accept(confirmed=True)
 
     # --- page
     def _build_ui(self):
@@ -332,8 +373,12 @@ class ReviewApp:
                 v.VBtn("Reset edited points", id="reset", click=self.reset_points)
                 v.VBtn("Accept", id="accept", click=self.accept)
                 v.VProgressLinear(v_if=("busy",), model_value=("progress",), style="width: 120px")
-                html.Span("{{ message }}", id="message", title=("written",), style="margin-left: 1em")
+                html.Span("{{ message }}", id="message", title=("written",),  # a long message wraps, in the bar
+                          style="margin-left: 1em; white-space: normal; overflow-wrap: anywhere; line-height: 1.15; "
+                                "font-size: 13px; max-height: 3.5em; overflow-y: auto; flex: 1 1 0; min-width: 0")
             with layout.drawer:
+                v.VTextField(v_model=("reviewer",), id="reviewer", label="Reviewer (signs on Accept)",
+                             density="compact", hide_details=True, style="margin: 4px")
                 with html.Div(id="worklist"):
                     with html.Div(v_for="w in worklist", key="w.index",
                                   classes=("w.index === current ? 'worklist-item current' : 'worklist-item'",),
@@ -351,10 +396,23 @@ class ReviewApp:
                         with html.Tr(v_for="(r, i) in rows", key="i"):
                             html.Td("{{ cell }}", v_for="(cell, j) in r", key="j", style="padding: 2px 4px")
                 html.Div("Edited: {{ edited }}", id="edited")
+                html.Div("{{ signed }}", id="signed", v_if=("signed",), style="color: #060")
+                html.Div("{{ report }}", id="report", v_if=("report",),
+                         style="font-family: monospace; font-size: 12px; white-space: pre-wrap; user-select: all; "
+                               "border: 1px solid #ccc; padding: 4px; margin: 4px 0")
                 with html.Div(id="warnings", style="color: #b00; font-weight: bold"):
                     html.Div("CHECK: {{ w }}", v_for="w in warnings", key="w", classes="warning")
                 v.VCheckbox(v_if=("has_segmentation",), v_model=("show_segmentation",), id="segmentation",
                             label="Vertebra segmentation", density="compact", hide_details=True)
+                with v.VDialog(v_model=("checks_question",), max_width=560):
+                    with v.VCard():
+                        v.VCardTitle("Accept with CHECK warnings?")
+                        v.VCardText("This result has CHECK warnings. Accepting records that you have looked at "
+                                    "each of them:")
+                        with html.Ul(style="margin: 0 2em"):
+                            html.Li("{{ c }}", v_for="c in open_checks", key="c", classes="open-check")
+                        v.VBtn("I have checked them: accept", id="confirm-checks", click=self.accept_with_checks)
+                        v.VBtn("Cancel", id="cancel-checks", click="checks_question = false")
                 with v.VDialog(v_model=("question",)):
                     with v.VCard():
                         v.VCardText("This film's result has points moved by hand. Measure again?")
@@ -416,6 +474,28 @@ def _cell(value) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def report_line(files, record: dict, live) -> str:
+    """The module's report line (``files.report_line``), else the table's rows in one line."""
+    if hasattr(files, "report_line"):
+        return files.report_line(record)
+    from .mrml import table_rows
+
+    rows = table_rows(live.table)
+    return "; ".join(", ".join(f"{k} {_cell(v)}" for k, v in row.items() if k not in HIDDEN_COLUMNS and _cell(v))
+                     for row in rows)
+
+
+def url_host(host: str) -> str:
+    """The host a browser elsewhere reaches: the machine's name (its full name when it has one) for
+    an any-address bind, else the address given."""
+    import socket
+
+    if host not in ANY_ADDRESS:
+        return host
+    full = socket.getfqdn()
+    return full if "." in full and not full.startswith("localhost") else socket.gethostname()
+
+
 def choose_module(images) -> str:
     """back when the readable inputs are colour photos, else cobb (knee films look like spine
     films to a reader: ``--module knee``)."""
@@ -426,14 +506,15 @@ def choose_module(images) -> str:
 def run(args) -> int:
     token = None if args.host in LOOPBACK else new_token()
     args.out.mkdir(parents=True, exist_ok=True)
-    app = ReviewApp(args.inputs, args.module, args.out, dicom=args.dicom, editor=args.editor or "")
+    app = ReviewApp(args.inputs, args.module, args.out, dicom=args.dicom, reviewer=args.reviewer or "",
+                    organization=args.organization)
     if token is not None:
         app.ctrl.on_server_bind.add(lambda wslink_server: protect(wslink_server, token))
 
     @app.ctrl.add("on_server_ready")
     def _ready(**_):
         query = "" if token is None else f"?token={token}"
-        print(f"mskmorph review: http://{args.host}:{app.server.port}/{query}", flush=True)
+        print(f"mskmorph review: http://{url_host(args.host)}:{app.server.port}/{query}", flush=True)
 
     app.server.start(host=args.host, port=args.port, open_browser=False, show_connection_info=False)
     return 0
