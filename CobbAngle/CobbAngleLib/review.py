@@ -58,8 +58,10 @@ class CobbPresenter(Presenter):
         if len(points) != 4 * geometry.N_VERTEBRAE:
             raise MeasureError(f"the landmarks node has {len(points)} points; 68 corners (T1-L5 x 4) are needed")
         spacing = record.get("pixel_spacing_mm")
-        return geometry.cobb_angles(points.reshape(geometry.N_VERTEBRAE, 4, 2), record.get("convention", "clinical"),
-                                    image_height=record["image_size_px"][1], spacing_mm=spacing)
+        v = points.reshape(geometry.N_VERTEBRAE, 4, 2)
+        measurement = geometry.cobb_angles(v, record.get("convention", "clinical"),
+                                           image_height=record["image_size_px"][1], spacing_mm=spacing)
+        return with_chosen_ends(measurement, v, chosen_ends(live), spacing)
 
     def draw(self, live, measurement) -> None:
         _draw_lines(live, measurement)
@@ -93,6 +95,88 @@ class CobbPresenter(Presenter):
         return record
 
 
+CHOSEN = ", ends chosen by the reader"
+
+
+def chosen_ends(live) -> dict:
+    """{curve: (upper index, lower index)} of the end vertebrae the reader chose (the record's
+    ``chosen_ends``, by vertebra name)."""
+    names = live.saved_record().get("chosen_ends") or {}
+    return {c: tuple(geometry.VERTEBRA_NAMES.index(n) for n in ends) for c, ends in names.items()}
+
+
+def with_chosen_ends(measurement, v, chosen: dict, spacing=None):
+    """The measurement with each curve whose ends the reader chose measured between them
+    (``geometry.curve_between``; a curve the automatic search missed is added so); the roles
+    major / minor follow the angles, a chosen curve's role says so."""
+    if not chosen or measurement.convention != "clinical":
+        return measurement
+    curves = []
+    for c in measurement.curves:
+        if c.name in chosen:
+            upper, lower = chosen[c.name]
+            c = geometry.curve_between(v, c.name, upper, lower, spacing_mm=spacing)
+        curves.append(c)
+    measured = [c for c in curves if c.angle_deg is not None]
+    major = max(measured, key=lambda c: c.angle_deg).name if measured else None
+    for c in measured:
+        edge = geometry._FILM_EDGE if geometry._FILM_EDGE in c.role else ""
+        c.role = ("major" if c.name == major else "minor") + edge + (CHOSEN if c.name in chosen else "")
+    measurement.curves = curves
+    return measurement
+
+
+def choose_ends(live, curve: str, upper: Optional[str], lower: Optional[str]) -> None:
+    """The reader chooses the end vertebrae of ``curve`` (names, e.g. "T5", "T11"): its angle is
+    measured between them from now on, whatever the corners do; ``None`` for both gives the curve
+    back to the automatic choice. Only in the clinical convention. Raises ``ValueError`` (and
+    changes nothing) for ends that cannot be measured."""
+    import json
+
+    from MSKCommonLib.review import ATTR_RECORD
+
+    record = live.saved_record()
+    if curve not in geometry.CURVE_NAMES:
+        raise ValueError(f"unknown curve {curve!r}")
+    ends = dict(record.get("chosen_ends") or {})
+    if upper is None and lower is None:
+        ends.pop(curve, None)
+    else:
+        if record.get("convention", "clinical") != "clinical":
+            raise ValueError("end vertebrae are chosen in the clinical convention (the AASCE computation chooses its own)")
+        if upper not in geometry.VERTEBRA_NAMES or lower not in geometry.VERTEBRA_NAMES:
+            raise ValueError(f"choose two vertebrae T1-L5 as the ends of {curve} (got {upper} and {lower})")
+        u, lo = geometry.VERTEBRA_NAMES.index(upper), geometry.VERTEBRA_NAMES.index(lower)
+        geometry.curve_between(landmarks_px(live), curve, u, lo)  # raises with the reason when not measurable
+        ends[curve] = [upper, lower]
+    record["chosen_ends"] = ends
+    live.root.SetAttribute(ATTR_RECORD, json.dumps(record))
+    live.changed_by_user(None)
+
+
+def automatic_changes(live, measurement) -> list[str]:
+    """Curves whose automatic end vertebrae or role are no longer those the result was shown with
+    (a corner moved): said in the table, never silently."""
+    if measurement is None:
+        return []
+    shown = {c.get("name"): c for c in live.saved_record().get("curves") or []}
+    chosen = chosen_ends(live)
+    notes = []
+    for c in measurement.curves:
+        before = shown.get(c.name)
+        if c.name in chosen or not before:
+            continue
+        was = (before.get("upper_end_vertebra"), before.get("lower_end_vertebra"), (before.get("role") or "").split(",")[0])
+        now = (c.upper_end_vertebra, c.lower_end_vertebra, (c.role or "").split(",")[0])
+        if was != now:
+            def say(ends):
+                return f"{ends[0]}-{ends[1]} {ends[2]}" if ends[0] else ends[2] or "no curve"
+            notes.append(f"{c.name}: the automatic choice changed it from {say(was)} to {say(now)}; "
+                         f"choose its end vertebrae to keep {was[0]}-{was[1]}" if was[0] else
+                         f"{c.name}: the automatic choice changed it from {say(was)} to {say(now)}")
+    return notes
+
+
 def landmarks_px(live) -> np.ndarray:
     """The corners as they are now (pixels): (17, 4, 2) when all 68 exist, else (N, 2)."""
     points = live.points_px("landmarks")
@@ -113,9 +197,11 @@ def set_convention(live, convention: str) -> None:
     live.remeasure(None)
 
 
-def warnings_of(live) -> str:
-    """The result's warnings and, when its points cannot be measured, why."""
-    return "\n".join(w for w in (live.saved_record().get("warning") or "", live.error) if w)
+def warnings_of(live, measurement=None) -> str:
+    """The result's warnings, a change the automatic end vertebra choice made (``measurement``:
+    the current one) and, when its points cannot be measured, why."""
+    return "\n".join(w for w in (live.saved_record().get("warning") or "", *automatic_changes(live, measurement),
+                                  live.error) if w)
 
 
 def _draw_lines(live, measurement) -> None:
@@ -150,7 +236,7 @@ def _fill_table(live, measurement) -> None:
     record = live.saved_record()
     convention = record.get("convention", "clinical")
     regressed = record.get("network_angles_deg")
-    warning = warnings_of(live)
+    warning = warnings_of(live, measurement)
     edited = ", ".join(live.edited_labels().get("landmarks", []))
     if measurement is None:
         common.fill_table(live.table, [("Curve", list(geometry.CURVE_NAMES)), ("Angle (deg)", [None] * 3),

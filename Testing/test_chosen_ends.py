@@ -1,0 +1,96 @@
+"""End vertebrae chosen by the reader (``CobbAngleLib.review.choose_ends``), headless on the review
+layer: the angle is measured between the chosen ends (``geometry.curve_between``) and stays so
+while corners move; a curve the automatic search missed is added by choosing its ends; the
+automatic choice changing a curve's ends or role is said in the table, never silent; the record
+keeps the choice."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from CobbAngleLib import geometry
+from conftest import synthetic_spine
+
+C_CURVE = [10] * 5 + [5, 0, -5] + [-10] * 9  # one main thoracic curve T1-T9: PT and TL/L are straight
+
+
+@pytest.fixture
+def live(slicer_app):
+    from CobbAngleLib.pipeline import result_from_landmarks
+    from CobbAngleLib.review import CobbPresenter
+    from MSKCommonLib import mrml as common
+    from MSKCommonLib.image import Image
+    from MSKCommonLib.review import Review
+
+    image = Image(pixels=np.full((2300, 900), 100, np.float32), spacing_mm=None, source="film.png", bits=8,
+                  normalisation="none")
+    result = result_from_landmarks(image, synthetic_spine(C_CURVE), source="constructed corners")
+    volume = common.volume_from_image(slicer_app.scene, image, "film")
+    review = Review(CobbPresenter())
+    shown = review.show(slicer_app.scene, volume, result, on_existing="replace")
+    yield shown
+    review.detach_all()
+
+
+def move(live, label, step):
+    from MSKCommonLib import mrml as common
+
+    node = live.node("landmarks")
+    index = live.labels("landmarks").index(label)
+    xy = common.ras_to_pixels(live.volume, common.control_points(node)[index:index + 1])[0]
+    node.SetNthControlPointPosition(index, *common.pixels_to_ras(live.volume, xy + np.asarray(step, float))[0])
+
+
+def curves(live) -> dict:
+    return {c.name: c for c in live.measurement.curves}
+
+
+def corners_now(live) -> np.ndarray:
+    return live.points_px("landmarks").reshape(17, 4, 2)
+
+
+def test_chosen_ends_hold_while_corners_move_and_the_angle_uses_them(live):
+    from CobbAngleLib.review import choose_ends
+
+    assert (curves(live)["MT"].upper_end_vertebra, curves(live)["MT"].lower_end_vertebra) == ("T1", "T9")
+    choose_ends(live, "MT", "T2", "T10")
+    mt = curves(live)["MT"]
+    assert (mt.upper_end_vertebra, mt.lower_end_vertebra) == ("T2", "T10") and mt.role.endswith("ends chosen by the reader")
+    assert mt.angle_deg == pytest.approx(geometry.curve_between(corners_now(live), "MT", 1, 9).angle_deg)
+    # T5's corner pulled so that T5 becomes the most tilted: the automatic choice would take it, the chosen ends stay
+    move(live, "T5 sup-L", (0, 40))
+    automatic = geometry.cobb_angles(corners_now(live)).curve("MT")
+    assert automatic.upper_end_vertebra != "T2"
+    mt = curves(live)["MT"]
+    assert (mt.upper_end_vertebra, mt.lower_end_vertebra) == ("T2", "T10")
+    assert mt.angle_deg == pytest.approx(geometry.curve_between(corners_now(live), "MT", 1, 9).angle_deg)
+    record = live.record()
+    assert record["chosen_ends"] == {"MT": ["T2", "T10"]}
+    assert {c["name"]: c["upper_end_vertebra"] for c in record["curves"]}["MT"] == "T2"
+    # back to the automatic choice
+    choose_ends(live, "MT", None, None)
+    assert curves(live)["MT"].upper_end_vertebra == automatic.upper_end_vertebra
+    assert live.record()["chosen_ends"] == {}
+
+
+def test_a_missed_curve_is_added_by_choosing_its_ends_and_bad_ends_change_nothing(live):
+    from CobbAngleLib.review import choose_ends
+
+    assert curves(live)["TL_L"].angle_deg is None and curves(live)["TL_L"].role == "no curve"
+    choose_ends(live, "TL_L", "T12", "L4")
+    tl = curves(live)["TL_L"]
+    assert tl.angle_deg == pytest.approx(0.0, abs=1e-6) and (tl.upper_end_vertebra, tl.lower_end_vertebra) == ("T12", "L4")
+    before = live.saved_record()
+    for upper, lower in (("L4", "T12"), ("T12", "X9"), ("T12", "T12")):
+        with pytest.raises(ValueError):
+            choose_ends(live, "TL_L", upper, lower)
+    assert live.saved_record() == before
+
+
+def test_the_automatic_choice_changing_a_curve_is_said_in_the_table(live):
+    from MSKCommonLib.mrml import table_rows
+
+    move(live, "T5 sup-L", (0, 40))
+    notes = {str(r["Note"]) for r in table_rows(live.table)}
+    assert any("MT: the automatic choice changed it from T1-T9 major" in n and "choose its end vertebrae" in n
+               for n in notes), notes
