@@ -94,3 +94,57 @@ def test_the_automatic_choice_changing_a_curve_is_said_in_the_table(live):
     notes = {str(r["Note"]) for r in table_rows(live.table)}
     assert any("MT: the automatic choice changed it from T1-T9 major" in n and "choose its end vertebrae" in n
                for n in notes), notes
+
+
+def test_undo_and_redo_step_through_each_edit_exactly_and_one_point_is_reset(live):
+    from MSKCommonLib import mrml as common
+
+    start, angle0 = live.snapshot()["landmarks"], curves(live)["MT"].angle_deg
+    assert not live.can_undo and not live.undo()
+    move(live, "T3 sup-L", (0, 8))
+    first, angle1 = live.snapshot()["landmarks"], curves(live)["MT"].angle_deg
+    move(live, "T9 inf-R", (5, -6))
+    second = live.snapshot()["landmarks"]
+    assert live.edited_labels() == {"landmarks": ["T3 sup-L", "T9 inf-R"]}
+    assert live.undo()  # the last edit only
+    np.testing.assert_array_equal(live.snapshot()["landmarks"], first)
+    assert curves(live)["MT"].angle_deg == angle1 and live.edited_labels() == {"landmarks": ["T3 sup-L"]}
+    assert live.undo()
+    np.testing.assert_array_equal(live.snapshot()["landmarks"], start)
+    assert curves(live)["MT"].angle_deg == angle0 and not live.edited() and not live.can_undo
+    assert live.redo() and live.redo() and not live.redo()
+    np.testing.assert_array_equal(live.snapshot()["landmarks"], second)
+    # a drag by a widget (start ... many moves ... end) is one edit
+    node = live.node("landmarks")
+    node.InvokeEvent(node.PointStartInteractionEvent)
+    for k in range(1, 6):
+        move(live, "T5 sup-R", (0, 2))
+    node.InvokeEvent(node.PointEndInteractionEvent)
+    assert live.undo()
+    np.testing.assert_array_equal(live.snapshot()["landmarks"], second)
+    # reset of one point: that point back where the computation put it, the other edit stays
+    live.reset_point("landmarks", live.labels("landmarks").index("T3 sup-L"))
+    assert live.edited_labels() == {"landmarks": ["T9 inf-R"]}
+    np.testing.assert_allclose(live.points_px("landmarks")[live.labels("landmarks").index("T3 sup-L")],
+                               start[live.labels("landmarks").index("T3 sup-L")], atol=1e-6)
+    assert live.undo() and live.edited_labels() == {"landmarks": ["T3 sup-L", "T9 inf-R"]}
+    assert common.control_points(node).shape == (68, 3)
+
+
+def test_the_film_shows_the_levels_and_each_curves_angle_and_ends(live):
+    labels = live.node("labels")
+    assert [labels.GetNthControlPointLabel(i) for i in range(labels.GetNumberOfControlPoints())] == list(
+        geometry.VERTEBRA_NAMES)
+    corners = corners_now(live)
+    levels = live.points_px("labels")
+    assert np.all(levels[:, 0] < corners[:, [0, 2], 0].min(axis=1))  # beside each vertebra, on the image left
+    assert np.all(np.abs(levels[:, 1] - corners.mean(axis=1)[:, 1]) < 40)
+    mt = live.node("angle.MT")
+    assert mt.GetNumberOfControlPoints() == 1 and mt.GetNthControlPointLabel(0) == "MT 20.0° T1-T9"
+    assert live.node("angle.PT").GetNumberOfControlPoints() == 0  # no curve: no text
+    from CobbAngleLib.colors import CURVE_COLORS
+
+    assert mt.GetDisplayNode().GetSelectedColor() == pytest.approx(CURVE_COLORS["MT"])
+    move(live, "T1 sup-L", (0, 10))  # the text follows the angle
+    assert mt.GetNthControlPointLabel(0) == f"MT {curves(live)['MT'].angle_deg:.1f}° T1-T9"
+    assert not live.node("labels").GetAttribute("MSKMorphometry.ComputedPoints")  # not an editable node

@@ -23,6 +23,8 @@ from .colors import CURVE_COLORS, LANDMARK_COLOR, VERTEBRA_COLORS
 from .pipeline import labelled_landmarks
 
 LINE_ROLES = tuple(f"line.{curve}.{end}" for curve in geometry.CURVE_NAMES for end in ("upper", "lower"))
+ANGLE_ROLES = tuple(f"angle.{curve}" for curve in geometry.CURVE_NAMES)  # each curve's angle and ends, at its lines
+LABEL_COLOR = (0.95, 0.95, 0.95)
 CORNER_LABELS = [geometry.corner_label(v, c) for v in range(geometry.N_VERTEBRAE) for c in range(4)]
 
 
@@ -44,6 +46,19 @@ class CobbPresenter(Presenter):
                                    color=CURVE_COLORS[curve], locked=True, editable=False)
             if line.GetDisplayNode() is not None:
                 line.GetDisplayNode().SetPropertiesLabelVisibility(False)
+        # on the film: the level beside each vertebra, and each curve's angle and ends at its lines
+        labels = live.add_points("labels", "vtkMRMLMarkupsFiducialNode", f"{base} levels", np.zeros((0, 2)),
+                                 color=LABEL_COLOR, locked=True, editable=False)
+        for role in ("labels",) + ANGLE_ROLES:
+            node = labels if role == "labels" else live.add_points(
+                role, "vtkMRMLMarkupsFiducialNode", f"{base} {role.split('.')[1]} angle", np.zeros((0, 2)),
+                color=CURVE_COLORS[role.split(".")[1]], locked=True, editable=False)
+            display = node.GetDisplayNode()
+            if display is not None:
+                display.SetGlyphScale(0.5)
+                display.SetTextScale(4.5 if role == "labels" else 5.5)
+                display.SetPointLabelsVisibility(True)
+                display.SetPropertiesLabelVisibility(False)
         if result.vertebra_labelmap is not None:
             live.add_node("segmentation", common.segmentation_from_labelmap(
                 live.scene, result.vertebra_labelmap, live.volume, geometry.VERTEBRA_NAMES, VERTEBRA_COLORS,
@@ -65,6 +80,7 @@ class CobbPresenter(Presenter):
 
     def draw(self, live, measurement) -> None:
         _draw_lines(live, measurement)
+        _draw_labels(live, measurement)
         _fill_table(live, measurement)
 
     def open_checks(self, live) -> list[str]:
@@ -230,6 +246,34 @@ def _draw_lines(live, measurement) -> None:
             + ("" if spacing else ", measured in pixels (no pixel spacing)"))
         if display is not None:
             display.SetVisibility(True)
+
+
+def _draw_labels(live, measurement) -> None:
+    """The level labels (T1..L5 beside each vertebra, image left) and each measured curve's text
+    ("MT 45.1° T5-T11") beside its lines on the image right, in the curve's colour."""
+    points = landmarks_px(live)
+    if live.node("labels") is not None:
+        if points.shape == (geometry.N_VERTEBRAE, 4, 2):
+            side = (points[:, 0] + points[:, 2]) / 2  # the image-left side of each vertebra
+            across = points[:, 1] - points[:, 0]
+            live.set_points("labels", side - 0.45 * across, list(geometry.VERTEBRA_NAMES))
+        else:
+            live.set_points("labels", np.zeros((0, 2)))
+    curves = {} if measurement is None else {c.name: c for c in measurement.curves}
+    for role in ANGLE_ROLES:
+        node = live.node(role)
+        if node is None:
+            continue
+        curve = curves.get(role.split(".")[1])
+        if curve is None or curve.angle_deg is None or curve.upper_line is None or points.ndim != 3:
+            live.set_points(role, np.zeros((0, 2)))
+            continue
+        ends = [geometry.line_endpoints(points, v, kind) for v, kind in (curve.upper_line, curve.lower_line)]
+        right = np.max([e[:, 0].max() for e in ends])
+        middle = np.mean([e[:, 1].mean() for e in ends])
+        width = np.linalg.norm(ends[0][1] - ends[0][0])
+        text = f"{curve.name} {curve.angle_deg:.1f}° {curve.upper_end_vertebra}-{curve.lower_end_vertebra}"
+        live.set_points(role, np.array([[right + 0.6 * width, middle]]), [text])
 
 
 def _fill_table(live, measurement) -> None:

@@ -85,6 +85,8 @@ class PointObservers:
     ``paused(node)`` silences a node while the layer itself writes its points."""
 
     EVENTS = ("PointModifiedEvent", "PointAddedEvent", "PointRemovedEvent")
+    # a drag by a markups widget: one edit from its start to its end (for undo)
+    INTERACTION = ("PointStartInteractionEvent", "PointEndInteractionEvent")
 
     def __init__(self):
         self._entries: dict = {}  # node -> (observer tags, kept object, callback)
@@ -100,8 +102,9 @@ class PointObservers:
         """The object kept for an observed node."""
         return self._entries[node][1]
 
-    def observe(self, node, result, callback):
-        """Call ``callback(result)`` whenever a control point of ``node`` changes."""
+    def observe(self, node, result, callback, interaction=None):
+        """Call ``callback(result)`` whenever a control point of ``node`` changes, and
+        ``interaction(result, started)`` when a widget starts (True) or ends (False) a drag."""
         if node is None:
             return result
         if node in self._entries:
@@ -112,7 +115,14 @@ class PointObservers:
             if entry is not None and not self._muted.get(caller):
                 entry[2](entry[1])
 
+        def dragged(caller, event, started):
+            entry = self._entries.get(caller)
+            if entry is not None and interaction is not None:
+                interaction(entry[1], started)
+
         tags = [node.AddObserver(getattr(node, event), changed) for event in self.EVENTS]
+        tags += [node.AddObserver(getattr(node, event), lambda c, e, started=(event == self.INTERACTION[0]):
+                                  dragged(c, e, started)) for event in self.INTERACTION]
         self._entries[node] = (tags, result, callback)
         return result
 
@@ -191,6 +201,11 @@ class LiveResult:
         self.result = None  # the pipeline's result when it was shown in this session
         self.cache: dict = {}  # the presenter's own (e.g. the back surface)
         self._reusable: dict = {}  # role -> node of the result this one replaces (updated in place)
+        # undo / redo: the points of every editable node before each edit (this session only)
+        self._undo: list = []
+        self._redo: list = []
+        self._settled: Optional[dict] = None  # the points after the last edit
+        self._dragging = False
 
     # --- nodes
 
@@ -321,7 +336,8 @@ class LiveResult:
                         node.SetNthControlPointSelected(i, selected)
 
     def reset_edited_points(self) -> None:
-        """Move every point back to where the computation put it; the measurement follows."""
+        """Move every point back to where the computation put it; the measurement follows (one edit
+        for undo)."""
         for role in self.point_roles:
             saved_labels = common.json_attribute(self.node(role), ATTR_LABELS)
             self.set_points(role, self.computed_px(role), saved_labels)
@@ -329,9 +345,74 @@ class LiveResult:
 
     def changed_by_user(self, role: Optional[str]):
         """A user changed the points (a drag, a reset, an undo): measure again; an acceptance given
-        before no longer holds."""
+        before no longer holds. A change outside a widget's drag is one edit for undo."""
+        if not self._dragging:
+            self._remember()
         self.withdraw_acceptance()
         return self.remeasure(role)
+
+    # --- undo / redo: one step per edit (a whole drag, a reset, a point set by a script)
+
+    def snapshot(self) -> dict:
+        return {role: self.points_px(role).copy() for role in self.point_roles}
+
+    def settle(self) -> None:
+        """The points as they are now are the state an undo returns to (called when shown)."""
+        self._settled = self.snapshot()
+
+    def _remember(self) -> None:
+        before, now = self._settled, self.snapshot()
+        if before is not None and not _same_points(before, now):
+            self._undo.append(before)
+            self._redo.clear()
+        self._settled = now
+
+    def dragging(self, started: bool) -> None:
+        """A markups widget starts or ends a drag: the drag is one edit."""
+        if started and not self._dragging:
+            self._dragging = True
+        elif not started and self._dragging:
+            self._dragging = False
+            self._remember()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> bool:
+        """Put the points back as they were before the last edit; False when there is none."""
+        return self._restore(self._undo, self._redo)
+
+    def redo(self) -> bool:
+        return self._restore(self._redo, self._undo)
+
+    def _restore(self, source: list, target: list) -> bool:
+        if not source:
+            return False
+        target.append(self.snapshot())
+        points = source.pop()
+        for role, px in points.items():
+            if self.node(role) is not None:
+                labels = common.json_attribute(self.node(role), ATTR_LABELS)
+                self.set_points(role, px, labels if labels is not None and len(labels) == len(px) else None)
+        self._settled = self.snapshot()
+        self.withdraw_acceptance()
+        self.remeasure(None)
+        return True
+
+    def reset_point(self, role: str, index: int) -> None:
+        """Put one point back where the computation put it (one edit for undo)."""
+        computed = self.computed_px(role)
+        current = self.points_px(role)
+        if computed.shape != current.shape or not 0 <= index < len(current):
+            raise ValueError(f"no computed position for point {index + 1} of {role}")
+        current[index] = computed[index]
+        self.set_points(role, current)
+        self.changed_by_user(role)
 
     # --- sign-off
 
@@ -492,7 +573,13 @@ class Review:
     def _attach(self, live: LiveResult) -> None:
         self._lives[live.root.GetID()] = live
         for role in live.point_roles:
-            self.observers.observe(live.node(role), live, lambda current, role=role: current.changed_by_user(role))
+            self.observers.observe(live.node(role), live, lambda current, role=role: current.changed_by_user(role),
+                                   interaction=lambda current, started: current.dragging(started))
+        live.settle()
+
+
+def _same_points(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and np.array_equal(a[k], b[k]) for k in a)
 
 
 def edited_files(scene, volume, record: dict, paths: dict) -> list:

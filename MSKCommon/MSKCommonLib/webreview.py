@@ -27,6 +27,10 @@ ANY_ADDRESS = ("0.0.0.0", "::", "")
 SIGN_OFF_COLUMNS = ("accepted_by", "accepted_at", "checks_acknowledged")  # the CSV's sign-off, after the module's
 NOTE_COLUMNS = ("Note",)  # the presenters' notes: shown as CHECK warnings, not as table columns
 HIDDEN_COLUMNS = NOTE_COLUMNS + ("Key",)
+# window/level presets: the film's grey values between these percentiles (a left-drag adjusts further)
+WINDOW_PRESETS = {"auto": (0.5, 99.5), "full range": (0.0, 100.0), "high contrast": (10.0, 90.0), "bright parts": (50.0, 99.9)}
+HINT = ("Left-drag on the film: window/level (on a point: move it) · wheel: zoom at the cursor · middle-drag: pan · "
+        "Fit: whole film · Ctrl+Z / Ctrl+Shift+Z: undo / redo · Up/Down: films · M: measure · A: accept")
 KEYS = """
 window.addEventListener('keydown', (e) => {
   const t = e.target && e.target.tagName;
@@ -74,7 +78,8 @@ class ReviewApp:
         self.server.enable_module(trame_slicer_module)
         self.state, self.ctrl = self.server.state, self.server.controller
         self.slicer = SlicerApp()
-        register_rca_factories(self.slicer.view_manager, self.server)
+        # no slice slider under the film: a radiograph has one slice (the 3D view keeps its own controls)
+        register_rca_factories(self.slicer.view_manager, self.server, slice_view_ui_f=lambda *_: None)
         self.layout_manager = LayoutManager(self.slicer.scene, self.slicer.view_manager, self.server)
         from .image import read_image
 
@@ -98,6 +103,7 @@ class ReviewApp:
             views.append(ViewLayoutDefinition.threed_view())
         self.layout_manager.register_layout("film", Layout(LayoutDirection.Horizontal, views))
         self.layout_manager.set_layout("film")
+        film_interaction(self._slice_view(), self.slicer.scene)
         self.status = ["refused" if i.error else "new" for i in self.items]
         self.volumes: dict = {}
         self.lives: dict = {}  # film -> its latest result
@@ -109,8 +115,10 @@ class ReviewApp:
         self.state.update(worklist=self._worklist(), current=-1, columns=[], rows=[], edited="", warnings=[],
                           busy=False, progress=0, message="", written="", question=False, view_geometry="",
                           has_segmentation=False, show_segmentation=True, module=self.logic.spec.key,
+                          window_preset="auto", invert=False, presets=list(WINDOW_PRESETS),
                           reviewer=reviewer or "", checks_question=False, open_checks=[], report="", signed="")
         self.state.change("show_segmentation")(self._show_segmentation)
+        self.state.change("window_preset", "invert")(self._window)
         for name in ("select", "measure", "accept"):  # for the keyboard shortcuts
             self.server.trigger(name)(getattr(self, name))
         self.ctrl.select = self.select
@@ -198,6 +206,25 @@ class ReviewApp:
                         display.AddViewNodeID(view_id)
         self._show_segmentation(self.state.show_segmentation)
 
+    def _window(self, window_preset="auto", invert=False, **_):
+        """The film's window/level preset and grey scale (inverted or not); a left-drag on the film
+        adjusts the window further, as in Slicer."""
+        volume = self.volumes.get(self.current)
+        display = None if volume is None else volume.GetDisplayNode()
+        if display is None or not display.IsA("vtkMRMLScalarVolumeDisplayNode"):
+            return
+        import numpy as np
+
+        from .mrml import volume_array
+
+        low, high = np.percentile(volume_array(volume), WINDOW_PRESETS.get(window_preset, WINDOW_PRESETS["auto"]))
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevelMinMax(float(low), float(max(high, low + 1e-3)))
+        display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeInvertedGrey" if invert else "vtkMRMLColorTableNodeGrey")
+
+    def fit(self):
+        self.slicer.display_manager.reset_views()
+
     def _show_segmentation(self, show_segmentation=True, **_):
         live = self._live()
         node = None if live is None else live.node("segmentation")
@@ -224,6 +251,7 @@ class ReviewApp:
         self.slicer.display_manager.show_volume_in_slice_background(volume)
         self._show_only_current()
         self.slicer.display_manager.reset_views()
+        self._window(self.state.window_preset, self.state.invert)
         self._watch_table()
         self._refresh_table(current=index, message=item.error or "")
 
@@ -472,6 +500,44 @@ def _cell(value) -> str:
     if value is None or (isinstance(value, float) and value != value):  # None, NaN: not measured
         return ""
     return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def film_interaction(view, scene) -> None:
+    """The mouse on a film as a radiologist expects it: a left-drag away from any point changes
+    window/level (Slicer's own "adjust window/level" mouse mode; a point under the mouse is still
+    grabbed and moved by its markups widget), the plain wheel zooms keeping the film point under the
+    cursor where it is (Slicer's wheel would step through slices, of which a film has one)."""
+    import vtk
+
+    interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    if interaction is not None:
+        interaction.SetCurrentInteractionMode(interaction.AdjustWindowLevel)
+    slice_node = scene.GetNodeByID(view.get_view_node_id())
+    interactor = view.interactor()
+    tags = {}
+
+    def ras_at(x, y):
+        m = slice_node.GetXYToRAS()
+        return [sum(m.GetElement(r, c) * v for c, v in enumerate((x, y, 0, 1))) for r in range(3)]
+
+    def zoom(caller, event):
+        x, y = caller.GetEventPosition()
+        before = ras_at(x, y)
+        factor = 0.8 if event == "MouseWheelForwardEvent" else 1.25
+        fov = slice_node.GetFieldOfView()
+        slice_node.SetFieldOfView(fov[0] * factor, fov[1] * factor, fov[2])
+        slice_node.UpdateMatrices()
+        now = ras_at(x, y)
+        slice_to_ras = vtk.vtkMatrix4x4()
+        slice_to_ras.DeepCopy(slice_node.GetSliceToRAS())
+        for r in range(3):
+            slice_to_ras.SetElement(r, 3, slice_to_ras.GetElement(r, 3) + before[r] - now[r])
+        slice_node.GetSliceToRAS().DeepCopy(slice_to_ras)
+        slice_node.UpdateMatrices()
+        caller.GetCommand(tags[event]).SetAbortFlag(1)  # not also a slice step
+
+    for event in ("MouseWheelForwardEvent", "MouseWheelBackwardEvent"):
+        tags[event] = interactor.AddObserver(event, zoom, 10.0)
 
 
 def report_line(files, record: dict, live) -> str:
