@@ -24,6 +24,10 @@ from pathlib import Path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ANY_ADDRESS = ("0.0.0.0", "::", "")
+# the page's table fits beside the film in a 1280 x 720 window: what the page shows elsewhere
+# (the convention in the note, the edited points below) or repeats is left out, long titles shortened
+PAGE_HIDDEN_COLUMNS = ("Region", "Convention", "Edited points")
+PAGE_COLUMN_TITLES = {"Upper end vertebra": "Upper", "Lower end vertebra": "Lower"}
 SIGN_OFF_COLUMNS = ("accepted_by", "accepted_at", "checks_acknowledged")  # the CSV's sign-off, after the module's
 NOTE_COLUMNS = ("Note",)  # the presenters' notes: shown as CHECK warnings, not as table columns
 HIDDEN_COLUMNS = NOTE_COLUMNS + ("Key",)
@@ -34,7 +38,11 @@ HINT = ("Left-drag on the film: window/level (on a point: move it) · wheel: zoo
 KEYS = """
 window.addEventListener('keydown', (e) => {
   const t = e.target && e.target.tagName;
-  if (t === 'INPUT' || t === 'TEXTAREA' || e.ctrlKey || e.altKey || e.metaKey || !window.trame) return;
+  if (t === 'INPUT' || t === 'TEXTAREA' || t === 'SELECT' || e.altKey || !window.trame) return;
+  if ((e.ctrlKey || e.metaKey) && (e.key === 'z' || e.key === 'Z')) {
+    window.trame.trigger(e.shiftKey ? 'redo' : 'undo', []); e.preventDefault(); return;
+  }
+  if (e.ctrlKey || e.metaKey) return;
   const current = window.trame.state.get('current');
   const go = {ArrowDown: 1, ArrowRight: 1, n: 1, ArrowUp: -1, ArrowLeft: -1, p: -1}[e.key];
   if (go) { window.trame.trigger('select', [current + go]); e.preventDefault(); }
@@ -57,13 +65,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reviewer", "--editor", dest="reviewer", metavar="NAME",
                         help="who reviews and signs (--editor is the older name; the page has a field for it too): "
                              "Accept writes the name and the time, and the SR is VERIFIED by them")
+    parser.add_argument("--landmarks", type=Path, metavar="PATH",
+                        help="Cobb: corners from an AASCE .mat file (one film) or a folder of <film name>.mat instead "
+                             "of the network, as mskmorph cobb --landmarks")
+    parser.add_argument("--spacing", type=float, metavar="MM",
+                        help="knee: pixel spacing in mm for films that state none (PNG/JPEG); the page has a field for it")
     parser.add_argument("--organization", metavar="NAME", default="",
                         help="the reviewer's organisation, named in a verified SR (default: the film's institution)")
 
 
 class ReviewApp:
     def __init__(self, inputs, module, out: Path, server=None, dicom: bool = False, reviewer: str = "",
-                 organization: str = ""):
+                 organization: str = "", landmarks=None, spacing=None):
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
         from trame.app import get_server
         from trame_slicer import module as trame_slicer_module
@@ -85,6 +98,7 @@ class ReviewApp:
 
         self.out = Path(out).resolve()
         self.dicom, self.organization = dicom, organization or ""
+        self.landmarks = None if landmarks is None else Path(landmarks)
         self.items = batch.expand_inputs(inputs)
         taken: set = set()
         self.stems = [batch.output_stem(i.path, taken) for i in self.items]
@@ -104,22 +118,28 @@ class ReviewApp:
         self.layout_manager.register_layout("film", Layout(LayoutDirection.Horizontal, views))
         self.layout_manager.set_layout("film")
         film_interaction(self._slice_view(), self.slicer.scene)
+        self.slicer.scene.GetNodeByID(self._slice_view().get_view_node_id()).AddObserver(
+            "ModifiedEvent", lambda *_: self._push(view_geometry=self._geometry_json()))
         self.status = ["refused" if i.error else "new" for i in self.items]
         self.volumes: dict = {}
         self.lives: dict = {}  # film -> its latest result
         self.kept: dict = {}  # film -> older results kept beside it ("keep" on measuring again)
         self.job = None
         self.reports: dict = {}  # film -> the report line of its last Accept
+        self._pending_ends: dict = {}  # curve -> the one end chosen so far (a missed curve needs both)
         self.current = -1
         self._watched: set = set()
         self.state.update(worklist=self._worklist(), current=-1, columns=[], rows=[], edited="", warnings=[],
                           busy=False, progress=0, message="", written="", question=False, view_geometry="",
                           has_segmentation=False, show_segmentation=True, module=self.logic.spec.key,
-                          window_preset="auto", invert=False, presets=list(WINDOW_PRESETS),
+                          window_preset="auto", invert=False, presets=list(WINDOW_PRESETS), hint=HINT,
+                          show_labels=True, show_angles=True, show_lines=True, has_labels=False, ends=[],
+                          spacing="" if spacing is None else str(spacing), needs_spacing=False,
+                          vertebrae=[], edited_points=[], can_undo=False, can_redo=False,
                           reviewer=reviewer or "", checks_question=False, open_checks=[], report="", signed="")
         self.state.change("show_segmentation")(self._show_segmentation)
         self.state.change("window_preset", "invert")(self._window)
-        for name in ("select", "measure", "accept"):  # for the keyboard shortcuts
+        for name in ("select", "measure", "accept", "undo", "redo"):  # for the keyboard shortcuts
             self.server.trigger(name)(getattr(self, name))
         self.ctrl.select = self.select
         self.ctrl.measure = self.measure
@@ -127,6 +147,7 @@ class ReviewApp:
         self.ctrl.reset_points = self.reset_points
         self.ctrl.accept = self.accept
         self.ctrl.accept_with_checks = self.accept_with_checks
+        self.state.change("show_labels", "show_angles", "show_lines")(self._show_roles)
         self.ctrl.answer = self.answer
         self._build_ui()
 
@@ -166,8 +187,9 @@ class ReviewApp:
         from .mrml import table_rows
 
         table = [] if live is None else table_rows(live.table)
-        columns = [c for c in (table[0] if table else {}) if c not in HIDDEN_COLUMNS]
+        columns = [c for c in (table[0] if table else {}) if c not in HIDDEN_COLUMNS + PAGE_HIDDEN_COLUMNS]
         rows = [[_cell(r[c]) for c in columns] for r in table]
+        columns = [PAGE_COLUMN_TITLES.get(c, c) for c in columns]
         warnings = list(dict.fromkeys(w for r in table for c in NOTE_COLUMNS for w in str(r.get(c) or "").split("\n")
                                       if w.strip() and w != "None"))
         edited = "" if live is None else ", ".join(sum((list(v) for v in live.edited_labels().values()), []))
@@ -176,6 +198,9 @@ class ReviewApp:
             self.status[self.current] = "edited" if live.edited() else "measured"
         signed = {} if live is None else live.acceptance()  # withdrawn by an edit after Accept
         self._push(columns=columns, rows=rows, warnings=warnings, edited=edited, view_geometry=self._geometry_json(),
+                   ends=self._ends(live), vertebrae=self._vertebrae(live), edited_points=self._edited_points(live),
+                   can_undo=live is not None and live.can_undo, can_redo=live is not None and live.can_redo,
+                   has_labels=live is not None and live.node("labels") is not None,
                    has_segmentation=live is not None and live.node("segmentation") is not None,
                    signed=f"Accepted by {signed['accepted_by']}, {signed['accepted_at']}" if signed else "",
                    report=self.reports.get(self.current, "") if signed else "", **extra)
@@ -205,6 +230,107 @@ class ReviewApp:
                     for view_id in views:  # "vtkMRMLViewNodeNone": no such view, shown nowhere
                         display.AddViewNodeID(view_id)
         self._show_segmentation(self.state.show_segmentation)
+        self._show_roles()
+
+    def _show_roles(self, **_):
+        """The toggles of what is drawn on the film: level labels, angle texts, the lines."""
+        live = self._live()
+        if live is None:
+            return
+        shown = {"labels": self.state.show_labels, "angle.": self.state.show_angles, "line.": self.state.show_lines}
+        for role, node in live.nodes.items():
+            for prefix, on in shown.items():
+                if role.startswith(prefix) and node.GetDisplayNode() is not None:
+                    node.GetDisplayNode().SetVisibility2D(bool(on))
+
+    # --- end vertebrae (Cobb) and edits
+    def _ends(self, live) -> list:
+        if live is None or self.logic.spec.key != "cobb" or live.measurement is None:
+            return []
+        from CobbAngleLib.review import chosen_ends
+
+        chosen = chosen_ends(live)
+        from CobbAngleLib.geometry import VERTEBRA_NAMES
+
+        return [{"curve": c.name, "upper": VERTEBRA_NAMES[chosen[c.name][0]] if c.name in chosen else "",
+                 "lower": VERTEBRA_NAMES[chosen[c.name][1]] if c.name in chosen else "",
+                 "auto": "" if c.name in chosen else (f"{c.upper_end_vertebra}-{c.lower_end_vertebra}"
+                                                      if c.upper_end_vertebra else "no curve")}
+                for c in live.measurement.curves]
+
+    def _vertebrae(self, live) -> list:
+        if live is None or self.logic.spec.key != "cobb":
+            return []
+        return list((live.saved_record().get("vertebrae_present")) or [])
+
+    def _edited_points(self, live) -> list:
+        if live is None:
+            return []
+        out = []
+        for role in live.point_roles:
+            labels = live.labels(role)
+            for i in live.edited_points(role):
+                out.append({"key": f"{role}:{i}", "role": role, "index": i,
+                            "label": labels[i] if i < len(labels) and labels[i] else f"{role} {i + 1}"})
+        return out
+
+    def choose_end(self, curve, which, value):
+        """A selector of the end vertebrae table: the reader's ``which`` ("upper"/"lower") end of
+        ``curve``, or "" for the automatic choice."""
+        live = self._live()
+        if live is None or live.measurement is None:
+            return
+        from CobbAngleLib.review import choose_ends
+
+        current = {c.name: c for c in live.measurement.curves}[curve]
+        shown = {e["curve"]: e for e in self._ends(live)}[curve]
+        pending = self._pending_ends.setdefault(curve, {})
+        try:
+            if not value:
+                self._pending_ends.pop(curve, None)
+                choose_ends(live, curve, None, None)
+            else:
+                pending[which] = value
+                upper = pending.get("upper") or shown["upper"] or current.upper_end_vertebra
+                lower = pending.get("lower") or shown["lower"] or current.lower_end_vertebra
+                if not upper or not lower:
+                    self._refresh_table(message=f"{curve}: choose the {'lower' if upper else 'upper'} end vertebra too")
+                    return
+                choose_ends(live, curve, upper, lower)
+                self._pending_ends.pop(curve, None)
+        except ValueError as e:
+            self._pending_ends.pop(curve, None)
+            self._refresh_table(message=f"{curve}: {e}")
+            return
+        self._refresh_table(message=f"{curve}: " + ("automatic end vertebrae" if not value else
+                                                    f"end vertebrae {upper}-{lower} chosen"))
+
+    def undo(self):
+        live = self._live()
+        if live is not None and live.undo():
+            self._refresh_table(message="Undone")
+
+    def redo(self):
+        live = self._live()
+        if live is not None and live.redo():
+            self._refresh_table(message="Redone")
+
+    def reset_point(self, role, index):
+        live = self._live()
+        if live is not None:
+            live.reset_point(role, int(index))
+            self._refresh_table(message="Point reset")
+
+    def jump_to(self, role, index):
+        """Centre the view on a point (the list of moved points)."""
+        live = self._live()
+        if live is None:
+            return
+        node = live.node(role)
+        ras = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPositionWorld(int(index), ras)
+        slice_node = self.slicer.scene.GetNodeByID(self._slice_view().get_view_node_id())
+        slice_node.JumpSliceByCentering(*ras)
 
     def _window(self, window_preset="auto", invert=False, **_):
         """The film's window/level preset and grey scale (inverted or not); a left-drag on the film
@@ -248,6 +374,8 @@ class ReviewApp:
                 item.error = str(e)
                 self.status[index] = "refused"
         volume = self.volumes.get(index)
+        image = self.images.get(index)
+        self.state.needs_spacing = self.logic.spec.key == "knee" and image is not None and image.spacing_mm is None
         self.slicer.display_manager.show_volume_in_slice_background(volume)
         self._show_only_current()
         self.slicer.display_manager.reset_views()
@@ -273,12 +401,36 @@ class ReviewApp:
             self._push(question=True)
             return
         self._on_existing = "replace" if on_existing == "ask" else on_existing
-        self.job = self.logic.start_job(self.logic.read(volume), self.logic.options(device="cpu"), python=sys.executable)
+        try:
+            options = self._options()
+        except ValueError as e:
+            self._push(message=f"Not measured: {e}")
+            return
+        self.job = self.logic.start_job(self.logic.read(volume), options, python=sys.executable)
         self._job_index = self.current
         self._push(busy=True, progress=0, message="Measuring")
         from trame.app import asynchronous
 
         asynchronous.create_task(self._poll())
+
+    def _options(self):
+        """The pipeline's options for the current film: the CPU, the corners of ``--landmarks``
+        (Cobb), the pixel spacing typed in the page or given by ``--spacing`` (knee)."""
+        values = {"device": "cpu"}
+        if self.landmarks is not None and self.logic.spec.key == "cobb":
+            from CobbAngleLib.landmarks_io import landmarks_for_image
+
+            values["landmarks_file"] = str(landmarks_for_image(self.landmarks, self.items[self.current].path,
+                                                               len(self.items) == 1))
+        if self.logic.spec.key == "knee" and str(self.state.spacing or "").strip():
+            try:
+                spacing = float(str(self.state.spacing).replace(",", "."))
+            except ValueError:
+                raise ValueError(f"the pixel spacing {self.state.spacing!r} is no number (mm per pixel, e.g. 0.15)") from None
+            if not 0.01 <= spacing <= 5:
+                raise ValueError(f"a pixel spacing of {spacing} mm is not that of a knee film (0.01-5 mm per pixel)")
+            values["spacing_mm"] = spacing
+        return self.logic.options(**values)
 
     async def _poll(self):
         import asyncio
@@ -391,22 +543,53 @@ class ReviewApp:
 
         with SinglePageWithDrawerLayout(self.server) as layout:
             layout.title.set_text(f"MSKMorphometry review: {self.logic.spec.title}")
-            layout.drawer.width = 440
+            layout.drawer.width = 470
             with layout.toolbar:
                 client.Script(KEYS)
-                v.VBtn("Previous", id="previous", click=(self.select, "[current - 1]"), title="previous film (Up, P)")
-                v.VBtn("Next", id="next", click=(self.select, "[current + 1]"), title="next film (Down, N)")
-                v.VBtn("Measure", id="measure", click=self.measure, disabled=("busy",))
-                v.VBtn("Cancel", id="cancel", click=self.cancel, disabled=("!busy",))
-                v.VBtn("Reset edited points", id="reset", click=self.reset_points)
-                v.VBtn("Accept", id="accept", click=self.accept)
+                client.Style("#ends select, #window-preset { border: 1px solid #999; border-radius: 3px; padding: 0 2px; }")
+                small = dict(size="small", density="compact", style="min-width: 0; padding: 0 8px")
+                v.VBtn("Previous", id="previous", click=(self.select, "[current - 1]"), title="previous film (Up, P)", **small)
+                v.VBtn("Next", id="next", click=(self.select, "[current + 1]"), title="next film (Down, N)", **small)
+                v.VBtn("Measure", id="measure", click=self.measure, disabled=("busy",), title="M", **small)
+                v.VBtn("Cancel", id="cancel", click=self.cancel, disabled=("!busy",), **small)
+                v.VBtn("Undo", id="undo", click=self.undo, disabled=("!can_undo",), title="Ctrl+Z", **small)
+                v.VBtn("Redo", id="redo", click=self.redo, disabled=("!can_redo",), title="Ctrl+Shift+Z", **small)
+                v.VBtn("Reset all", id="reset", click=self.reset_points, title="every moved point back", **small)
+                v.VBtn("Fit", id="fit", click=self.fit, title="the whole film in the view", **small)
+                v.VBtn("Accept", id="accept", click=self.accept, title="sign and write the files (A)", color="primary",
+                       **small)
                 v.VProgressLinear(v_if=("busy",), model_value=("progress",), style="width: 120px")
                 html.Span("{{ message }}", id="message", title=("written",),  # a long message wraps, in the bar
                           style="margin-left: 1em; white-space: normal; overflow-wrap: anywhere; line-height: 1.15; "
                                 "font-size: 13px; max-height: 3.5em; overflow-y: auto; flex: 1 1 0; min-width: 0")
             with layout.drawer:
+                html.Div("{{ hint }}", id="hint", style="font-size: 11px; color: #555; margin: 2px 4px")
                 v.VTextField(v_model=("reviewer",), id="reviewer", label="Reviewer (signs on Accept)",
                              density="compact", hide_details=True, style="margin: 4px")
+                v.VTextField(v_if=("needs_spacing",), v_model=("spacing",), id="spacing",
+                             label="Pixel spacing (mm): this film states none", density="compact", hide_details=True,
+                             style="margin: 4px")
+                with html.Div(style="display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 2px 4px; "
+                                    "font-size: 12px"):
+                    html.Span("Window")
+                    with html.Select(id="window-preset", v_model=("window_preset",)):
+                        html.Option("{{ p }}", v_for="p in presets", key="p", value=("p",))
+                    with html.Label():
+                        html.Input(type="checkbox", id="invert", checked=("invert",),
+                                   change="invert = $event.target.checked")
+                        html.Span(" invert")
+                    with html.Label(v_if=("has_labels",)):
+                        html.Input(type="checkbox", id="show-labels", checked=("show_labels",),
+                                   change="show_labels = $event.target.checked")
+                        html.Span(" levels")
+                    with html.Label(v_if=("has_labels",)):
+                        html.Input(type="checkbox", id="show-angles", checked=("show_angles",),
+                                   change="show_angles = $event.target.checked")
+                        html.Span(" angles")
+                    with html.Label(v_if=("has_labels",)):
+                        html.Input(type="checkbox", id="show-lines", checked=("show_lines",),
+                                   change="show_lines = $event.target.checked")
+                        html.Span(" lines")
                 with html.Div(id="worklist"):
                     with html.Div(v_for="w in worklist", key="w.index",
                                   classes=("w.index === current ? 'worklist-item current' : 'worklist-item'",),
@@ -423,7 +606,27 @@ class ReviewApp:
                     with html.Tbody():
                         with html.Tr(v_for="(r, i) in rows", key="i"):
                             html.Td("{{ cell }}", v_for="(cell, j) in r", key="j", style="padding: 2px 4px")
+                with html.Table(id="ends", v_if=("ends.length",), style="font-size: 12px; margin: 4px 0"):
+                    with html.Tr():
+                        html.Th("End vertebrae", colspan=4, style="text-align: left")
+                    with html.Tr(v_for="e in ends", key="e.curve"):
+                        html.Td("{{ e.curve }}")
+                        for which in ("upper", "lower"):
+                            with html.Td():
+                                with html.Select(id=(f"'{which}-' + e.curve",), value=(f"e.{which}",),
+                                                 change=(self.choose_end, f"[e.curve, '{which}', $event.target.value]")):
+                                    html.Option("auto", value="")
+                                    html.Option("{{ n }}", v_for="n in vertebrae", key="n", value=("n",))
+                        html.Td("{{ e.auto ? 'auto: ' + e.auto : 'chosen' }}", style="color: #555")
                 html.Div("Edited: {{ edited }}", id="edited")
+                with html.Div(id="edited-points", style="font-size: 12px"):
+                    with html.Div(v_for="p in edited_points", key="p.key", classes="edited-point"):
+                        html.Span("{{ p.label }} ", style="color: #088")
+                        link = "cursor: pointer; text-decoration: underline; color: #06c"
+                        html.Span("jump", click=(self.jump_to, "[p.role, p.index]"), classes="jump", style=link)
+                        html.Span(" · ")
+                        html.Span("reset", click=(self.reset_point, "[p.role, p.index]"), classes="reset-point",
+                                  style=link)
                 html.Div("{{ signed }}", id="signed", v_if=("signed",), style="color: #060")
                 html.Div("{{ report }}", id="report", v_if=("report",),
                          style="font-family: monospace; font-size: 12px; white-space: pre-wrap; user-select: all; "
@@ -573,7 +776,7 @@ def run(args) -> int:
     token = None if args.host in LOOPBACK else new_token()
     args.out.mkdir(parents=True, exist_ok=True)
     app = ReviewApp(args.inputs, args.module, args.out, dicom=args.dicom, reviewer=args.reviewer or "",
-                    organization=args.organization)
+                    organization=args.organization, landmarks=args.landmarks, spacing=args.spacing)
     if token is not None:
         app.ctrl.on_server_bind.add(lambda wslink_server: protect(wslink_server, token))
 
