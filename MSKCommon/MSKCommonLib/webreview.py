@@ -454,6 +454,7 @@ class ReviewApp:
             live = self.logic.present(self.volumes[index], job.result(), self._on_existing)
             self.lives[index] = live
             self.status[index] = "measured"
+            self.items[index].error = None  # a film refused before (no spacing typed yet) measures now
             self._show_only_current()
             if index == self.current:
                 self._watch_table()
