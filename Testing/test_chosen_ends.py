@@ -148,3 +148,46 @@ def test_the_film_shows_the_levels_and_each_curves_angle_and_ends(live):
     move(live, "T1 sup-L", (0, 10))  # the text follows the angle
     assert mt.GetNthControlPointLabel(0) == f"MT {curves(live)['MT'].angle_deg:.1f}° T1-T9"
     assert not live.node("labels").GetAttribute("MSKMorphometry.ComputedPoints")  # not an editable node
+
+
+def test_the_vertebra_segments_follow_their_corners_once_an_edit_is_done(slicer_app, tmp_path):
+    """A drag is one edit: the segments stay during it (too slow for every mouse move) and are
+    drawn from the moved corners when it ends, as the pipeline draws them; undo draws them back."""
+    import slicerio
+
+    from CobbAngleLib.pipeline import result_from_landmarks
+    from CobbAngleLib.review import CobbPresenter
+    from CobbAngleLib.segments import vertebra_labelmap
+    from MSKCommonLib import mrml as common
+    from MSKCommonLib.image import Image
+    from MSKCommonLib.review import Review
+
+    corners = synthetic_spine(C_CURVE)
+    image = Image(pixels=np.full((2300, 900), 100, np.float32), spacing_mm=None, source="film.png", bits=8,
+                  normalisation="none")
+    result = result_from_landmarks(image, corners, source="constructed corners",
+                                   vertebra_labelmap=vertebra_labelmap(corners, (2300, 900)))
+    review = Review(CobbPresenter())
+    live = review.show(slicer_app.scene, common.volume_from_image(slicer_app.scene, image, "film"), result,
+                       on_existing="replace")
+
+    def t7_pixels():
+        seg = slicerio.read_segmentation(str(common.save_node(live.node("segmentation"), tmp_path / "v.seg.nrrd")))
+        t7 = next(s for s in seg["segments"] if s["name"] == "T7")
+        voxels = seg["voxels"] if seg["voxels"].ndim == 3 else seg["voxels"][..., t7.get("layer", 0)]
+        return int(np.count_nonzero(voxels == t7["labelValue"]))
+
+    try:
+        before = t7_pixels()
+        assert before == int(np.count_nonzero(vertebra_labelmap(corners, (2300, 900)) == 7))
+        node = live.node("landmarks")
+        node.InvokeEvent(node.PointStartInteractionEvent)
+        move(live, "T7 inf-L", (30, 25))  # the corner pulled away: T7 grows
+        assert t7_pixels() == before  # during the drag: as they were
+        node.InvokeEvent(node.PointEndInteractionEvent)
+        grown = t7_pixels()
+        assert grown == int(np.count_nonzero(vertebra_labelmap(corners_now(live), (2300, 900)) == 7)) > before
+        live.undo()
+        assert t7_pixels() == before
+    finally:
+        review.detach_all()

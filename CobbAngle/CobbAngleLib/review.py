@@ -83,6 +83,19 @@ class CobbPresenter(Presenter):
         _draw_labels(live, measurement)
         _fill_table(live, measurement)
 
+    def edited(self, live) -> None:
+        """The vertebra segments follow their corners once an edit is complete (drawn as the
+        pipeline draws them, ``segments.vertebra_labelmap``)."""
+        node = live.node("segmentation")
+        points = landmarks_px(live)
+        if node is None or points.shape != (geometry.N_VERTEBRAE, 4, 2):
+            return
+        from .segments import vertebra_labelmap
+
+        width, height = live.saved_record()["image_size_px"]
+        common.segmentation_from_labelmap(live.scene, vertebra_labelmap(points, (height, width)), live.volume,
+                                          geometry.VERTEBRA_NAMES, VERTEBRA_COLORS, node.GetName(), node=node)
+
     def open_checks(self, live) -> list[str]:
         """The result's warning and each angle whose CHECK is on (the network's, while none of its
         corners was moved: "MT: CHECK, confidence 0.41")."""
@@ -272,7 +285,7 @@ def _draw_labels(live, measurement) -> None:
         right = np.max([e[:, 0].max() for e in ends])
         middle = np.mean([e[:, 1].mean() for e in ends])
         width = np.linalg.norm(ends[0][1] - ends[0][0])
-        text = f"{curve.name} {curve.angle_deg:.1f}° {curve.upper_end_vertebra}-{curve.lower_end_vertebra}"
+        text = f"{curve.name.replace('_', '/')} {curve.angle_deg:.1f}° {curve.upper_end_vertebra}-{curve.lower_end_vertebra}"
         live.set_points(role, np.array([[right + 0.6 * width, middle]]), [text])
 
 

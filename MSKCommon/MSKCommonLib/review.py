@@ -179,6 +179,10 @@ class Presenter:
     def restore(self, live: "LiveResult") -> None:
         """Prepare a result found in a loaded scene (caches); called before it is measured."""
 
+    def edited(self, live: "LiveResult") -> None:
+        """An edit is complete (the end of a drag, a reset, an undo): update what is too slow to
+        follow every mouse move (e.g. the vertebra segments)."""
+
     def open_checks(self, live: "LiveResult") -> list[str]:
         """The CHECK warnings a reviewer must confirm before accepting (default: the notes of the
         result's table, as the pages show them: the result's warnings and why its points cannot be
@@ -365,6 +369,7 @@ class LiveResult:
         if before is not None and not _same_points(before, now):
             self._undo.append(before)
             self._redo.clear()
+            self.review.presenter.edited(self)
         self._settled = now
 
     def dragging(self, started: bool) -> None:
@@ -402,6 +407,7 @@ class LiveResult:
         self._settled = self.snapshot()
         self.withdraw_acceptance()
         self.remeasure(None)
+        self.review.presenter.edited(self)
         return True
 
     def reset_point(self, role: str, index: int) -> None:
