@@ -46,6 +46,7 @@ ATTR_LABELS = "MSKMorphometry.PointLabels"
 ATTR_SIGN_OFF = "MSKMorphometry.SignOff"  # on the root: who accepted the result, when, which CHECKs they saw
 EDIT_TOLERANCE_PX = 1e-3
 EDITED_COLOR = (0.2, 1.0, 1.0)  # points a user moved: cyan
+EDITED_MARKERS = "edited.markers"  # a ring around each moved point (on the image), so that it stands out
 
 
 def result_reference(module: str) -> str:
@@ -330,6 +331,10 @@ class LiveResult:
         return measurement
 
     def _mark_edited(self) -> None:
+        markers = self.node(EDITED_MARKERS)
+        if markers is not None:  # rings around the moved points of the nodes on the image (not on a 3D surface)
+            moved = [self.points_px(r)[self.edited_points(r)] for r in self.point_roles if not r.endswith("3d")]
+            self.set_points(EDITED_MARKERS, np.concatenate(moved) if moved else np.zeros((0, 2)))
         for role in self.point_roles:
             node = self.node(role)
             edited = set(self.edited_points(role))
@@ -549,6 +554,14 @@ class Review:
         live.result = result
         live._reusable = dict(old)
         presenter.build(live, result)
+        markers = live.add_points(EDITED_MARKERS, "vtkMRMLMarkupsFiducialNode", f"{volume.GetName()} moved points",
+                                  np.zeros((0, 2)), color=EDITED_COLOR, locked=True, editable=False)
+        if markers.GetDisplayNode() is not None:
+            markers.GetDisplayNode().SetGlyphTypeFromString("Circle2D")  # a translucent halo: the point shows through
+            markers.GetDisplayNode().SetGlyphScale(4.0)
+            markers.GetDisplayNode().SetOpacity(0.45)
+            markers.GetDisplayNode().SetPointLabelsVisibility(False)
+            markers.GetDisplayNode().SetPropertiesLabelVisibility(False)
         for node in live._reusable.values():  # nodes of roles the new result does not have
             if node is not None and node.GetScene() is not None:
                 scene.RemoveNode(node)
