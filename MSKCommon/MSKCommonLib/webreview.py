@@ -575,22 +575,14 @@ class ReviewApp:
                     html.Span("Window")
                     with html.Select(id="window-preset", v_model=("window_preset",)):
                         html.Option("{{ p }}", v_for="p in presets", key="p", value=("p",))
-                    with html.Label():
-                        html.Input(type="checkbox", id="invert", checked=("invert",),
-                                   change="invert = $event.target.checked")
-                        html.Span(" invert")
-                    with html.Label(v_if=("has_labels",)):
-                        html.Input(type="checkbox", id="show-labels", checked=("show_labels",),
-                                   change="show_labels = $event.target.checked")
-                        html.Span(" levels")
-                    with html.Label(v_if=("has_labels",)):
-                        html.Input(type="checkbox", id="show-angles", checked=("show_angles",),
-                                   change="show_angles = $event.target.checked")
-                        html.Span(" angles")
-                    with html.Label(v_if=("has_labels",)):
-                        html.Input(type="checkbox", id="show-lines", checked=("show_lines",),
-                                   change="show_lines = $event.target.checked")
-                        html.Span(" lines")
+                    for key, element, text, shown in (("invert", "invert", " invert", None),
+                                                       ("show_labels", "show-labels", " levels", "has_labels"),
+                                                       ("show_angles", "show-angles", " angles", "has_labels"),
+                                                       ("show_lines", "show-lines", " lines", "has_labels")):
+                        with html.Label(**({"v_if": (shown,)} if shown else {})):
+                            html.Input(type="checkbox", id=element, checked=(key,),
+                                       change=f"{key} = $event.target.checked")
+                            html.Span(text)
                 with html.Div(id="worklist"):
                     with html.Div(v_for="w in worklist", key="w.index",
                                   classes=("w.index === current ? 'worklist-item current' : 'worklist-item'",),
