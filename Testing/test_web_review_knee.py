@@ -88,7 +88,8 @@ def test_dragging_a_tibial_point_moves_it_and_the_jsw_follows(film, tmp_path):
 
 def test_a_knee_png_without_spacing_is_measured_after_typing_its_spacing(film, tmp_path):
     """A PNG states no pixel spacing: Measure says so (refused, with the reason), the page has a
-    field for it; typed in, the film measures as ``mskmorph knee --spacing`` does."""
+    field for it and a calibration line (two clicks over an object of known length); typed in, the
+    film measures as ``mskmorph knee --spacing`` does."""
     import cv2
     import pydicom
 
@@ -107,7 +108,22 @@ def test_a_knee_png_without_spacing_is_measured_after_typing_its_spacing(film, t
         assert status(page, png.name) == "refused"
         reason = page.locator("#worklist .worklist-item", has_text=png.name).locator(".reason").inner_text()
         assert "spacing" in reason
-        page.fill("#spacing", "0.3")
+        # the calibration tool: a line over an object of known length (here 400 film pixels = 120 mm)
+        view = ViewGeometry(page)
+        page.click("#calibrate")
+        page.wait_for_timeout(500)
+        for px in ((150, 300), (550, 300)):
+            page.mouse.move(*view.screen(px))
+            page.wait_for_timeout(300)
+            page.mouse.click(*view.screen(px))
+            page.wait_for_timeout(700)
+        page.wait_for_function("document.querySelector('#message').innerText.includes('pixels long')", timeout=20_000)
+        page.fill("#calibration-mm", "120")
+        page.click("#use-calibration")
+        page.wait_for_function("document.querySelector('#message').innerText.startsWith('Pixel spacing')", timeout=20_000)
+        calibrated = float(page.input_value("#spacing"))
+        assert calibrated == pytest.approx(0.3, rel=0.01 + view.film_px_per_screen_px / 400)
+        page.fill("#spacing", "0.3")  # typed: the same spacing as the command line's
         measure(page)
         assert status(page, png.name) == "measured"
         assert page.locator("#worklist .worklist-item", has_text=png.name).locator(".reason").count() == 0

@@ -135,6 +135,7 @@ class ReviewApp:
                           window_preset="auto", invert=False, presets=list(WINDOW_PRESETS), hint=HINT,
                           show_labels=True, show_angles=True, show_lines=True, has_labels=False, ends=[],
                           spacing="" if spacing is None else str(spacing), needs_spacing=False,
+                          calibrating=False, calibration_px=0.0, calibration_mm="",
                           vertebrae=[], edited_points=[], can_undo=False, can_redo=False,
                           reviewer=reviewer or "", checks_question=False, open_checks=[], report="", signed="")
         self.state.change("show_segmentation")(self._show_segmentation)
@@ -348,6 +349,59 @@ class ReviewApp:
         display.SetWindowLevelMinMax(float(low), float(max(high, low + 1e-3)))
         display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeInvertedGrey" if invert else "vtkMRMLColorTableNodeGrey")
 
+    # --- calibration: the pixel spacing of a film that states none, from a line over an object of known length
+    def calibrate(self):
+        """Draw a line (two clicks on the film) over an object whose length is known."""
+        volume = self.volumes.get(self.current)
+        if volume is None:
+            return
+        node = self._calibration_line(create=True)
+        node.RemoveAllControlPoints()
+        self.slicer.markups_logic.place_node(node, persistent=False)
+        self._push(calibrating=True, calibration_px=0.0,
+                   message="Click the two ends of an object of known length on the film")
+
+    def _calibration_line(self, create=False):
+        node = self.slicer.scene.GetFirstNodeByName("calibration line")
+        if node is None and create:
+            from .mrml import new_markups
+
+            node = new_markups(self.slicer.scene, "vtkMRMLMarkupsLineNode", "calibration line", (1.0, 0.4, 1.0))
+            node.SetName("calibration line")
+            node.AddObserver(node.PointPositionDefinedEvent, self._calibration_placed)
+            node.AddObserver(node.PointModifiedEvent, self._calibration_placed)
+        return node
+
+    def _calibration_placed(self, node, *_):
+        from .mrml import control_points, ras_to_pixels
+
+        volume = self.volumes.get(self.current)
+        if volume is None or node.GetNumberOfDefinedControlPoints() < 2:
+            return
+        a, b = ras_to_pixels(volume, control_points(node)[:2])
+        length = float(((a - b) ** 2).sum() ** 0.5)
+        self._push(calibration_px=round(length, 2),
+                   message=f"The line is {length:.1f} pixels long: type its length in mm and press Use")
+        self.state.flush()
+
+    def use_calibration(self):
+        """The spacing from the calibration line: the known length (mm) over its length in pixels."""
+        try:
+            length_mm = float(str(self.state.calibration_mm).replace(",", "."))
+        except ValueError:
+            self._push(message=f"The known length {self.state.calibration_mm!r} is no number (mm)")
+            return
+        if not self.state.calibration_px or length_mm <= 0:
+            self._push(message="Draw the calibration line first (Calibrate), then type its length in mm")
+            return
+        spacing = length_mm / float(self.state.calibration_px)
+        node = self._calibration_line()
+        if node is not None:
+            self.slicer.scene.RemoveNode(node)
+        self._push(spacing=f"{spacing:.4f}", calibrating=False,
+                   message=f"Pixel spacing {spacing:.4f} mm from a line of {self.state.calibration_px:.1f} px = "
+                           f"{length_mm:g} mm; Measure uses it")
+
     def fit(self):
         self.slicer.display_manager.reset_views()
 
@@ -373,6 +427,9 @@ class ReviewApp:
             except (ValueError, OSError) as e:
                 item.error = str(e)
                 self.status[index] = "refused"
+        calibration = self._calibration_line()
+        if calibration is not None:  # a line drawn on another film measures nothing here
+            self.slicer.scene.RemoveNode(calibration)
         volume = self.volumes.get(index)
         image = self.images.get(index)
         self.state.needs_spacing = self.logic.spec.key == "knee" and image is not None and image.spacing_mm is None
@@ -381,7 +438,7 @@ class ReviewApp:
         self.slicer.display_manager.reset_views()
         self._window(self.state.window_preset, self.state.invert)
         self._watch_table()
-        self._refresh_table(current=index, message=item.error or "")
+        self._refresh_table(current=index, message=item.error or "", calibrating=False, calibration_px=0.0)
 
     def _watch_table(self):
         live = self._live()
@@ -567,9 +624,17 @@ class ReviewApp:
                 html.Div("{{ hint }}", id="hint", style="font-size: 11px; color: #555; margin: 2px 4px")
                 v.VTextField(v_model=("reviewer",), id="reviewer", label="Reviewer (signs on Accept)",
                              density="compact", hide_details=True, style="margin: 4px")
-                v.VTextField(v_if=("needs_spacing",), v_model=("spacing",), id="spacing",
-                             label="Pixel spacing (mm): this film states none", density="compact", hide_details=True,
-                             style="margin: 4px")
+                with html.Div(v_if=("needs_spacing",), style="display: flex; gap: 4px; align-items: center; margin: 4px"):
+                    v.VTextField(v_model=("spacing",), id="spacing", label="Pixel spacing (mm): this film states none",
+                                 density="compact", hide_details=True)
+                    v.VBtn("Calibrate", id="calibrate", click=self.calibrate, size="small",
+                           title="draw a line over an object of known length")
+                with html.Div(v_if=("needs_spacing && calibrating",),
+                              style="display: flex; gap: 4px; align-items: center; margin: 4px; font-size: 12px"):
+                    html.Span("Line: {{ calibration_px }} px =")
+                    v.VTextField(v_model=("calibration_mm",), id="calibration-mm", label="known length (mm)",
+                                 density="compact", hide_details=True)
+                    v.VBtn("Use", id="use-calibration", click=self.use_calibration, size="small")
                 with html.Div(style="display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 2px 4px; "
                                     "font-size: 12px"):
                     html.Span("Window")
@@ -708,6 +773,12 @@ def film_interaction(view, scene) -> None:
     interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
     if interaction is not None:
         interaction.SetCurrentInteractionMode(interaction.AdjustWindowLevel)
+
+        def rest(node, _event):  # after placing a line (calibration), back to window/level, not to nothing
+            if node.GetCurrentInteractionMode() == node.ViewTransform:
+                node.SetCurrentInteractionMode(node.AdjustWindowLevel)
+
+        interaction.AddObserver(interaction.InteractionModeChangedEvent, rest)
     slice_node = scene.GetNodeByID(view.get_view_node_id())
     interactor = view.interactor()
     tags = {}
