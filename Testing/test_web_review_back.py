@@ -95,3 +95,4 @@ def test_dragging_a_midline_point_moves_it_and_the_measures_follow(photo, tmp_pa
     after = json.loads((out / "patient_back.json").read_text())
     edited = after["review"]["edited_points"]
     assert list(edited) == ["midline"] and len(edited["midline"]) == 1 and edited["midline"][0].endswith(f"-{index + 1}")
+    assert after["review"]["accepted_by"] == "Ann Lee" and after["review"]["accepted_at"].endswith("Z")  # signed

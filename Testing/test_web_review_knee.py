@@ -83,6 +83,8 @@ def test_dragging_a_tibial_point_moves_it_and_the_jsw_follows(film, tmp_path):
     right = next(k for k in after["knees"] if k["side"] == "right")
     assert right["jsw_medial_mm"] == pytest.approx(m.medial_mm, abs=1e-3)
     assert after["review"]["edited_points"] == {"right.landmarks": [LANDMARK_LABELS[index]]}
+    assert after["review"]["accepted_by"] == "Ann Lee" and after["review"]["accepted_at"].endswith("Z")  # signed
+    assert "Ann Lee" in (out / "knee.csv").read_text().splitlines()[1]
     assert "knee_002_0000.dcm" in (out / "knee.csv").read_text()
 
 
@@ -106,6 +108,11 @@ def test_a_knee_png_without_spacing_is_measured_after_typing_its_spacing(film, t
         page.click("#measure")
         page.wait_for_function("document.querySelector('#message').innerText.includes('spacing')", timeout=300_000)
         assert status(page, png.name) == "refused"
+        # the long reason wraps inside the bar: the header keeps its height, nothing leaves the window
+        bar = page.evaluate("(() => { const m = document.querySelector('#message').getBoundingClientRect(); "
+                            "const h = document.querySelector('header').getBoundingClientRect(); "
+                            "return [m.right, window.innerWidth, h.height]; })()")
+        assert bar[0] <= bar[1] and bar[2] <= 80, bar
         reason = page.locator("#worklist .worklist-item", has_text=png.name).locator(".reason").inner_text()
         assert "spacing" in reason
         # the calibration tool: a line over an object of known length (here 400 film pixels = 120 mm)
