@@ -130,3 +130,24 @@ def test_the_report_line_says_each_curve_its_ends_and_no_curve():
     m = geometry.cobb_angles(synthetic_spine([10] * 5 + [5, 0, -5] + [-10] * 9))
     line = report_line(m.to_dict())
     assert line == "Cobb angles (clinical convention): PT no curve; MT 20.0 deg T1-T9 (apex T6, major); TL/L no curve"
+
+
+def test_the_sr_of_a_curve_with_chosen_ends_is_valid_and_says_so(shown, tmp_path):
+    from CobbAngleLib import files
+    from CobbAngleLib.review import choose_ends
+    from dicom_checks import read_sr, vertebra_name
+    from MSKCommonLib.dicom_export import DicomOptions, DicomRequest
+
+    require_tool("dciodvfy")
+    live, film, image = shown
+    choose_ends(live, "MT", "T3", "T12")
+    live.accept("Jane Doe")
+    written = files.write_outputs(live, tmp_path / "out", "film", overlay=False,
+                                  dicom=DicomRequest(film, image, DicomOptions(editor="Jane Doe")))
+    assert dciodvfy_errors(written["dicom_sr"]) == []
+    record = json.loads(written["angles"].read_text())
+    assert record["chosen_ends"] == {"MT": ["T3", "T12"]}
+    mt = {g["tracking"].split()[0]: g for g in read_sr(written["dicom_sr"])}["MT"]
+    assert vertebra_name(mt["evaluations"]["Upper end vertebra"]) == "T3"
+    assert mt["evaluations"]["Curve role"].endswith("ends chosen by the reader curve")
+    assert pydicom.dcmread(written["dicom_sr"]).VerifyingObserverSequence[0].VerifyingOrganization == "not stated"
