@@ -118,6 +118,24 @@ def test_reading_a_film_labels_no_curve_window_level_zoom_and_a_table_that_fits(
         page.click("#fit")
         page.wait_for_timeout(1000)
         assert ViewGeometry(page).film_px_per_screen_px == pytest.approx(before.film_px_per_screen_px, rel=0.02)
+        # a curve the automatic search missed, added by clicking its end vertebrae on the film
+        from CobbAngleLib import geometry
+
+        page.click("#pick-TL_L")
+        fitted = ViewGeometry(page)
+        for vertebra in (15, 11):  # L4, then T12: either order
+            page.mouse.click(*fitted.screen(server["corners"][vertebra].mean(axis=0)))
+            page.wait_for_timeout(800)
+        page.wait_for_function("document.querySelector('#message').innerText.includes('T12-L4 chosen')", timeout=20_000)
+        added = geometry.curve_between(server["corners"], "TL_L", 11, 15).angle_deg
+        table_shows(page, {"TL_L": f"{added:.2f}"}, "Curve", "Angle (deg)")
+        tl = rows(page)["TL_L"]
+        assert (tl["Angle (deg)"], tl["Upper"], tl["Lower"]) == (f"{added:.2f}", "T12", "L4")
+        assert tl["Role"].endswith("ends chosen by the reader")
+        assert status(page, "single.png") == "measured"  # the clicks picked, they moved no point
+        page.select_option("#upper-TL_L", "")  # back to the automatic choice: no curve
+        page.wait_for_function("document.querySelector('#message').innerText.includes('automatic')", timeout=20_000)
+        assert rows(page)["TL_L"]["Role"] == "no curve"
 
 
 def test_chosen_end_vertebrae_hold_during_a_drag_undo_restores_and_accept_signs(server):

@@ -118,6 +118,8 @@ class ReviewApp:
         self.layout_manager.register_layout("film", Layout(LayoutDirection.Horizontal, views))
         self.layout_manager.set_layout("film")
         film_interaction(self._slice_view(), self.slicer.scene)
+        self._picking = None  # (curve, [vertebra index picked so far]) while the reader clicks end vertebrae
+        self._pick_tag = self._slice_view().interactor().AddObserver("LeftButtonPressEvent", self._pick, 20.0)
         self.slicer.scene.GetNodeByID(self._slice_view().get_view_node_id()).AddObserver(
             "ModifiedEvent", lambda *_: self._push(view_geometry=self._geometry_json()))
         self.status = ["refused" if i.error else "new" for i in self.items]
@@ -135,7 +137,7 @@ class ReviewApp:
                           window_preset="auto", invert=False, presets=list(WINDOW_PRESETS), hint=HINT,
                           show_labels=True, show_angles=True, show_lines=True, has_labels=False, ends=[],
                           spacing="" if spacing is None else str(spacing), needs_spacing=False,
-                          calibrating=False, calibration_px=0.0, calibration_mm="",
+                          calibrating=False, calibration_px=0.0, calibration_mm="", picking="",
                           vertebrae=[], edited_points=[], can_undo=False, can_redo=False,
                           reviewer=reviewer or "", checks_question=False, open_checks=[], report="", signed="")
         self.state.change("show_segmentation")(self._show_segmentation)
@@ -305,6 +307,52 @@ class ReviewApp:
             return
         self._refresh_table(message=f"{curve}: " + ("automatic end vertebrae" if not value else
                                                     f"end vertebrae {upper}-{lower} chosen"))
+
+    def pick_ends(self, curve):
+        """The next two clicks on the film pick the end vertebrae of ``curve`` (the vertebra under
+        the mouse, or the nearest one), upper or lower whichever order."""
+        if self._live() is None or self._live().measurement is None:
+            return
+        self._picking = (curve, [])
+        self._push(picking=curve, message=f"{curve}: click the upper and the lower end vertebra on the film")
+
+    def _pick(self, interactor, _event):
+        if self._picking is None:
+            return
+        live = self._live()
+        from CobbAngleLib.geometry import N_VERTEBRAE, VERTEBRA_NAMES
+        from CobbAngleLib.review import landmarks_px
+
+        from .mrml import ras_to_pixels
+
+        corners = landmarks_px(live) if live is not None else None
+        if corners is None or corners.shape != (N_VERTEBRAE, 4, 2):
+            self._picking = None
+            return
+        slice_node = self.slicer.scene.GetNodeByID(self._slice_view().get_view_node_id())
+        m = slice_node.GetXYToRAS()
+        x, y = interactor.GetEventPosition()
+        ras = [sum(m.GetElement(r, c) * v for c, v in enumerate((x, y, 0, 1))) for r in range(3)]
+        film_px = ras_to_pixels(live.volume, [ras])[0]
+        vertebra = int(((corners.mean(axis=1) - film_px) ** 2).sum(axis=1).argmin())
+        interactor.GetCommand(self._pick_tag).SetAbortFlag(1)  # a pick, not a window/level drag
+        curve, picked = self._picking
+        picked.append(vertebra)
+        if len(picked) < 2:
+            self._push(message=f"{curve}: {VERTEBRA_NAMES[vertebra]} picked; now the other end vertebra")
+            return
+        self._picking = None
+        self._push(picking="")
+        upper, lower = sorted(picked)
+        self._pending_ends.pop(curve, None)
+        from CobbAngleLib.review import choose_ends
+
+        try:
+            choose_ends(live, curve, VERTEBRA_NAMES[upper], VERTEBRA_NAMES[lower])
+        except ValueError as e:
+            self._refresh_table(message=f"{curve}: {e}")
+            return
+        self._refresh_table(message=f"{curve}: end vertebrae {VERTEBRA_NAMES[upper]}-{VERTEBRA_NAMES[lower]} chosen")
 
     def undo(self):
         live = self._live()
@@ -676,6 +724,11 @@ class ReviewApp:
                                     html.Option("auto", value="")
                                     html.Option("{{ n }}", v_for="n in vertebrae", key="n", value=("n",))
                         html.Td("{{ e.auto ? 'auto: ' + e.auto : 'chosen' }}", style="color: #555")
+                        with html.Td():
+                            html.Span("{{ picking === e.curve ? 'click 2 vertebrae' : 'pick' }}",
+                                      id=("'pick-' + e.curve",), click=(self.pick_ends, "[e.curve]"),
+                                      style="cursor: pointer; text-decoration: underline; color: #06c",
+                                      title="click the upper and the lower end vertebra on the film")
                 html.Div("Edited: {{ edited }}", id="edited")
                 with html.Div(id="edited-points", style="font-size: 12px"):
                     with html.Div(v_for="p in edited_points", key="p.key", classes="edited-point"):
