@@ -171,6 +171,7 @@ def test_chosen_end_vertebrae_hold_during_a_drag_undo_restores_and_accept_signs(
         dragged_shown = rows(page)["MT"]
         assert (dragged_shown["Upper"], dragged_shown["Lower"]) == ("T2", "T10")
         # undo (Ctrl+Z): the corner back exactly, the angle as before the drag; redo brings it again
+        page.focus("#lower-MT")  # the last control used: the keys still undo there
         page.keyboard.press("Control+z")
         page.wait_for_function("document.querySelector('#edited').innerText.trim() === 'Edited:'", timeout=20_000)
         table_shows(page, {"MT": f"{chosen:.2f}"}, "Curve", "Angle (deg)")

@@ -38,11 +38,12 @@ HINT = ("Left-drag on the film: window/level (on a point: move it) · wheel: zoo
 KEYS = """
 window.addEventListener('keydown', (e) => {
   const t = e.target && e.target.tagName;
-  if (t === 'INPUT' || t === 'TEXTAREA' || t === 'SELECT' || e.altKey || !window.trame) return;
-  if ((e.ctrlKey || e.metaKey) && (e.key === 'z' || e.key === 'Z')) {
+  const typing = t === 'TEXTAREA' || (t === 'INPUT' && !['checkbox', 'radio', 'button'].includes(e.target.type));
+  if (typing || e.altKey || !window.trame) return;
+  if ((e.ctrlKey || e.metaKey) && (e.key === 'z' || e.key === 'Z')) {  // undo / redo, also after a selector or toggle
     window.trame.trigger(e.shiftKey ? 'redo' : 'undo', []); e.preventDefault(); return;
   }
-  if (e.ctrlKey || e.metaKey) return;
+  if (t === 'SELECT' || e.ctrlKey || e.metaKey) return;  // the arrows choose in a selector
   const current = window.trame.state.get('current');
   const go = {ArrowDown: 1, ArrowRight: 1, n: 1, ArrowUp: -1, ArrowLeft: -1, p: -1}[e.key];
   if (go) { window.trame.trigger('select', [current + go]); e.preventDefault(); }
