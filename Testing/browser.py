@@ -30,12 +30,20 @@ def review_env() -> dict:
 def review_server(*args):
     """``mskmorph review ARGS...`` in a process of its own; yields the URL it printed (and the
     process), stops it afterwards."""
-    proc = subprocess.Popen([sys.executable, "-m", "MSKCommonLib.cli", "review", *map(str, args)],
+    with mskmorph_server(["review", *args], URL) as started:
+        yield started
+
+
+@contextmanager
+def mskmorph_server(argv, url_pattern):
+    """``mskmorph ARGV...`` serving a page, in a process of its own; yields the URL it printed
+    (``url_pattern``'s group 1) and the process, stops it afterwards."""
+    proc = subprocess.Popen([sys.executable, "-m", "MSKCommonLib.cli", *map(str, argv)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=review_env())
     url, printed = None, []
     for line in proc.stdout:
         printed.append(line)
-        m = URL.search(line)
+        m = url_pattern.search(line)
         if m:
             url = m.group(1)
             break

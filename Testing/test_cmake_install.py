@@ -84,9 +84,9 @@ def test_only_the_runtime_goes_into_slicer_and_all_of_it():
         paths = installed_paths(module)
         assert f"{module}.py" in paths
         lib = REPO / module / f"{module}Lib"
-        runtime = {f"{module}Lib/{p.name}" for p in lib.glob("*.py")} - {f"{module}Lib/{n}.py" for n in ("cli", "batch", "headless", "webreview", "pacs")}
+        runtime = {f"{module}Lib/{p.name}" for p in lib.glob("*.py")} - {f"{module}Lib/{n}.py" for n in ("cli", "batch", "headless", "webreview", "pacs", "compare_cli", "pacs_compare", "webcompare")}
         assert runtime <= set(paths), f"{module} does not install {sorted(runtime - set(paths))}"
-        assert not [p for p in paths if "Tools/" in p or p.endswith(("/cli.py", "/batch.py", "/headless.py", "/webreview.py", "/pacs.py"))]
+        assert not [p for p in paths if "Tools/" in p or p.endswith(("/cli.py", "/batch.py", "/headless.py", "/webreview.py", "/pacs.py", "/compare_cli.py", "/pacs_compare.py", "/webcompare.py"))]
         for data in (lib / "models").glob("*") if (lib / "models").is_dir() else []:
             if data.suffix in (".onnx", ".pt", ".md"):
                 assert f"{module}Lib/models/{data.name}" in paths, f"{module} does not install {data.name}"

@@ -64,19 +64,34 @@ def test_the_folds_keep_a_patients_films_together():
 # ------------------------------------------------------------------------------------------
 # the shipped model and the fallback
 
-def test_the_shipped_check_was_fitted_for_the_shipped_weights_on_training_films():
-    from CobbAngleLib.predict import DEFAULT_WEIGHTS
-    from MSKCommonLib.runtime import onnx_file, sha256
+def test_the_shipped_check_was_fitted_out_of_sample_for_the_shipped_networks():
+    """Fitted on predictions of films no network was trained on (the validation films), for the
+    networks that run by default (stage 1, and stage 2 when shipped): it fails when the CHECK is
+    fitted on a training film, or left behind by new weights."""
+    from CobbAngleLib.predict import CobbPredictor
+    from CobbAngleTools.data import read_split
 
     data = json.loads(CHECK_FILE.read_text())
     assert data["format"] == FORMAT
-    assert data["weights_sha256"] == sha256(onnx_file(DEFAULT_WEIGHTS))
-    assert data["source_sha256"] == sha256(DEFAULT_WEIGHTS)
+    assert data["weights_sha256"] == CobbPredictor(device="cpu", threads=1).networks_fingerprint()
     assert set(data["features"]) <= set(FEATURES) and set(data["models"]) == set(geometry.CURVE_NAMES)
+    split = read_split()
+    assert data["fitted_on"] == "validation" and data["films"]
+    assert set(data["films"]) <= set(split["validation"]) and not set(data["films"]) & set(split["train"])
     cv = data["cross_validation"]
-    assert cv["films"] == 400  # the training films of cobb_split.json; the 81 validation films are never read
+    assert cv["films"] == len(data["films"])
     chosen = cv[cv["chosen"]]
     assert chosen["flagged_share"] <= 0.25 and chosen["threshold"] == data["threshold"]
+
+
+def test_the_check_fit_refuses_films_a_network_was_trained_on():
+    from CobbAngleTools.check_fit import out_of_sample
+    from CobbAngleTools.data import read_split
+
+    split = read_split()
+    assert out_of_sample(split["validation"][:3], split) == split["validation"][:3]
+    with pytest.raises(ValueError, match="out-of-sample predictions only; 1 of these films trained the networks"):
+        out_of_sample(split["validation"][:2] + split["train"][:1], split)
 
 
 def test_a_check_fitted_for_other_weights_falls_back_to_the_old_rule_with_a_note(tmp_path):

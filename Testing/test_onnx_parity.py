@@ -24,6 +24,7 @@ RAW_RTOL = 1e-4
 
 CARDS = {
     "cobb_seg4reg": REPO / "CobbAngle" / "CobbAngleLib" / "models",
+    "cobb_vertebra": REPO / "CobbAngle" / "CobbAngleLib" / "models",
     "knee_detector": REPO / "KneeLandmarks" / "KneeLandmarksLib" / "models",
     "knee_landmarks": REPO / "KneeLandmarks" / "KneeLandmarksLib" / "models",
     "gamanet_back": REPO / "SpineMorphology" / "SpineMorphologyLib" / "models",
@@ -86,6 +87,19 @@ def test_cobb_raw_outputs_agree_on_the_sample_and_its_mirror(cobb_pair, sample):
     m = letterbox_matrix(*sample.pixels.shape, onnx_p.input_hw)
     x = to_network_frame(intensity_window(sample.pixels), m, onnx_p.input_hw)[None, None]
     _raw_parity(onnx_p.network, torch_p.network, np.concatenate([x, x[..., ::-1]]))  # batch of 2 (test-time flip)
+
+
+def test_cobb_stage2_raw_outputs_agree_on_the_sample_s_vertebrae_and_their_mirrors(cobb_pair, sample):
+    """The second stage's one batched call per film: 17 patches, and 34 with the mirrored ones."""
+    from CobbAngleLib.frame import intensity_window
+    from CobbAngleLib.vertebra_patch import extract_patches, patch_frames, standardise
+
+    onnx_p, torch_p = cobb_pair
+    assert onnx_p.vertebra_reader is not None and torch_p.vertebra_reader is not None
+    stage1 = onnx_p.predict(sample.pixels).stage1_landmarks
+    x = standardise(extract_patches(intensity_window(sample.pixels), patch_frames(stage1)))[:, None]
+    _raw_parity(onnx_p.vertebra_reader.network, torch_p.vertebra_reader.network, x)
+    _raw_parity(onnx_p.vertebra_reader.network, torch_p.vertebra_reader.network, np.concatenate([x, x[..., ::-1]]))
 
 
 def test_cobb_angles_and_corners_agree_on_the_sample(cobb_pair, sample):

@@ -12,6 +12,9 @@ trouble from the network outputs it already has (``FEATURES``):
                       same batch; only when the fitted model uses it)
 * ``angle``           the landmark angle itself (deg)
 * ``min_sharpness``   the smallest sharpness of the 17 vertebrae
+* ``endplate_scale``  stage 2's uncertainty of the two end vertebrae's endplates (deg): the mean
+                      of each vertebra's superior and inferior Laplace scales, in quadrature
+* ``stage_gap``       |angle from stage 2's corners - angle from stage 1's| (deg)
 
 A logistic regression per angle (numpy only; coefficients, feature scaling and the threshold in
 ``models/cobb_check.json``, written by ``CobbAngleTools.check_fit``, fitted on training films
@@ -37,8 +40,9 @@ from MSKCommonLib.resources import packaged
 CHECK_FILE = packaged("CobbAngleLib", "models", "cobb_check.json")
 FEATURES = ("regression_gap", "end_sharpness", "decoding_gap", "flip_gap", "angle", "min_sharpness",
             "span_sharpness", "tilt_jump", "endplate_gap", "plain_gap", "regressed",
-            "jitter_spread", "at_film_end")
-GAP_FEATURES = ("regression_gap", "decoding_gap", "flip_gap", "plain_gap", "tilt_jump", "endplate_gap", "jitter_spread")  # log(1 + x)
+            "jitter_spread", "at_film_end", "endplate_scale", "stage_gap")
+GAP_FEATURES = ("regression_gap", "decoding_gap", "flip_gap", "plain_gap", "tilt_jump", "endplate_gap", "jitter_spread",
+                "endplate_scale", "stage_gap")  # log(1 + x)
 ERROR_DEG = 10.0  # an angle is "off" when its error is larger than this
 OLD_RULE_DEG = 10.0
 FORMAT = "mskmorph-cobb-check-v1"

@@ -87,14 +87,31 @@ def labelled_landmarks(landmarks_px) -> dict:
 
 
 def result_from_landmarks(image, landmarks, convention: str = "clinical", source: str = "given landmarks",
-                          **extra) -> CobbResult:
+                          check_order: bool = True, **extra) -> CobbResult:
     """A result from corners measured here (a landmark file, or corners a script gives); ``image``
     is an ``Image`` (or anything with its ``name``, ``width``, ``height`` and ``spacing_mm``);
-    ``extra``: the network's fields (``vertebra_labelmap``, ``regressed_angles``, ...)."""
+    ``check_order=False``: vertebrae out of order are measured as stored (the organisers' files in
+    their own convention only); ``extra``: the network's fields (``vertebra_labelmap``, ...)."""
     landmarks = geometry.as_vertebra_array(landmarks)
     info = image if isinstance(image, ImageInfo) else ImageInfo.of(image)
-    measurement = geometry.cobb_angles(landmarks, convention, image_height=info.height, spacing_mm=info.spacing_mm)
+    measurement = geometry.cobb_angles(landmarks, convention, image_height=info.height, spacing_mm=info.spacing_mm,
+                                       check_order=check_order)
     return CobbResult(info, landmarks, source, measurement, **extra)
+
+
+def order_of_file(landmarks, convention: str, file_name: str) -> tuple[bool, list]:
+    """(check_order, warnings) for corners read from an AASCE landmark file: in the ``aasce``
+    convention a file whose vertebrae are out of order is measured as the organisers measured it
+    (their angles were computed from the files as stored), with a warning naming the vertebrae; in
+    the clinical convention it is refused by the geometry, with the same names."""
+    v = geometry.as_vertebra_array(landmarks)
+    complete = bool(np.all(np.isfinite(v)))
+    wrong = geometry.vertebrae_out_of_order(v) if complete else []
+    if convention != "aasce" or not wrong:
+        return True, []
+    names = ", ".join(f"{geometry.VERTEBRA_NAMES[i + 1]} is not below {geometry.VERTEBRA_NAMES[i]}" for i in wrong)
+    return False, [f"the vertebrae in {file_name} are out of order ({names}): measured as stored, as the AASCE "
+                   "organisers computed their angles; the clinical convention refuses this file"]
 
 
 class CobbPipeline:
@@ -121,6 +138,7 @@ class CobbPipeline:
                              "not a radiograph; Cobb angles need a spine AP radiograph")
         labelmap = regressed = confidence = prediction = None
         warnings = []
+        check_order = True
         if options.landmarks_file:
             from pathlib import Path
 
@@ -128,6 +146,7 @@ class CobbPipeline:
             landmarks = read_aasce_mat(path)
             check_landmarks_fit_image(landmarks, image.pixels.shape, image.name)
             source = f"file {path.name}"
+            check_order, warnings = order_of_file(landmarks, options.convention, path.name)
         else:
             prediction = self.predictor(options.device, options.weights, options.backend).predict(
                 image.pixels, progress=progress, should_cancel=should_cancel)
@@ -143,7 +162,8 @@ class CobbPipeline:
             if prediction.check_note and prediction.consistency_warning:  # the old rule
                 warnings.append(prediction.consistency_warning)
             source = f"network ({prediction.device})"
-        result = result_from_landmarks(image, landmarks, options.convention, source, vertebra_labelmap=labelmap,
+        result = result_from_landmarks(image, landmarks, options.convention, source, check_order,
+                                       vertebra_labelmap=labelmap,
                                        regressed_angles=regressed, warnings=warnings, vertebra_confidence=confidence)
         if prediction is not None:
             from .check import for_curves

@@ -63,17 +63,23 @@ class CobbPrediction:
     check: dict = field(default_factory=dict)
     check_features: dict = field(default_factory=dict)
     check_note: str = ""  # why the old rule is used, when it is
+    # the cascade: stage 1's corners (whole film) and stage 2's endplate scales (degrees, (17, 2)
+    # superior / inferior; None without the second stage)
+    stage1_landmarks: Optional[np.ndarray] = None
+    endplate_scale_deg: Optional[np.ndarray] = None
 
 
 class CobbPredictor:
     def __init__(self, weights=None, device: str = "auto", consistency_threshold_deg: float = 10.0,
                  test_time_flip: bool = False, decoding: str = "ordered", threads: Optional[int] = None,
                  backend: str = "onnx", check_file=None, read_mirrored: Optional[bool] = None,
-                 all_check_features: bool = False):
+                 all_check_features: bool = False, stage2: Optional[bool] = None, stage2_weights=None):
         """``check_file``: the fitted CHECK (default ``models/cobb_check.json``); ``read_mirrored``:
         also read the mirrored film for the CHECK's flip feature (None: when the CHECK uses it);
         ``all_check_features``: compute every feature of ``check.FEATURES`` (for fitting the CHECK),
-        not only those the CHECK in use reads (the others are then nan)."""
+        not only those the CHECK in use reads (the others are then nan); ``stage2``: read each
+        vertebra again from the film's own pixels (``vertebra_read``; None: when its weights are
+        shipped)."""
         from MSKCommonLib.runtime import check_backend
 
         self.backend = check_backend(backend)
@@ -86,13 +92,29 @@ class CobbPredictor:
         self.network = (_torch_network if self.backend == "torch" else _onnx_network)(self.weights_path, device, threads)
         self.device, self.threads, self.config = self.network.device, self.network.threads, self.network.config
         self.input_hw = (int(self.config.get("input_height", INPUT_HW[0])), int(self.config.get("input_width", INPUT_HW[1])))
-        from MSKCommonLib.runtime import sha256
+        from . import vertebra_read
 
-        in_use = self.network.path if self.backend == "onnx" else self.weights_path
-        self.check_model = CheckModel.from_json(CHECK_FILE if check_file is None else check_file, sha256(in_use))
+        if stage2 is None:
+            stage2 = vertebra_read.available(stage2_weights)
+        self.vertebra_reader = (vertebra_read.VertebraReader(stage2_weights, device, self.threads, self.backend)
+                                if stage2 else None)
+        self.check_model = CheckModel.from_json(CHECK_FILE if check_file is None else check_file,
+                                                self.networks_fingerprint())
         self.read_mirrored = self.check_model.needs_flip if read_mirrored is None else bool(read_mirrored)
         used = self.check_model.features if self.check_model.fitted else ("regression_gap",)
         self.check_feature_names = tuple(CHECK_FEATURES) if all_check_features else tuple(used)
+
+    def networks_fingerprint(self) -> str:
+        """sha256 of the network files in use (stage 1, and '+' stage 2 when it runs): the CHECK was
+        fitted for exactly these."""
+        from MSKCommonLib.runtime import sha256
+
+        in_use = self.network.path if self.backend == "onnx" else self.weights_path
+        out = sha256(in_use)
+        if self.vertebra_reader is not None:
+            stage2 = self.vertebra_reader.path if self.backend == "onnx" else self.vertebra_reader.weights_path
+            out += "+" + sha256(stage2)
+        return out
 
     def predict(self, pixels: np.ndarray, progress: Optional[Callable[[float, str], None]] = None,
                 should_cancel: Optional[Callable[[], bool]] = None) -> CobbPrediction:
@@ -110,7 +132,8 @@ class CobbPredictor:
         h, w = a.shape
         step(0.05, "Normalising the radiograph")
         m = letterbox_matrix(h, w, self.input_hw)
-        net = to_network_frame(intensity_window(a), m, self.input_hw)
+        film01 = intensity_window(a)
+        net = to_network_frame(film01, m, self.input_hw)
         x = net[None, None]
         if self.test_time_flip or self.read_mirrored:
             x = np.concatenate([x, x[..., ::-1]])
@@ -135,6 +158,11 @@ class CobbPredictor:
             return points @ inv[:, :2].T + inv[:, 2]
 
         landmarks = to_film(lm_net)
+        stage1_landmarks = landmarks
+        endplate_scale = None
+        if self.vertebra_reader is not None:
+            step(0.5, "Reading each vertebra at the film's resolution")
+            landmarks, endplate_scale = self.vertebra_reader.read(film01, stage1_landmarks)
         labels_net = upsampled_labels(seg[0], self.input_hw)
         labelmap = cv2.warpAffine(labels_net, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -156,7 +184,9 @@ class CobbPredictor:
         features = check_features(measured, regressed_angles, confidence,
                                   angles_decoded("chain" if self.decoding != "chain" else "ordered", "decoding_gap"),
                                   None if mirrored is None else aasce_angles(to_film(mirrored), h), landmarks,
-                                  angles_decoded("plain", "plain_gap"), h, wanted)
+                                  angles_decoded("plain", "plain_gap"), h, wanted,
+                                  endplate_scale=endplate_scale,
+                                  stage1=None if endplate_scale is None else aasce_angles(stage1_landmarks, h))
         angle_confidence, check = self.check_model.assess(features)
         step(1.0, "Done")
         return CobbPrediction(
@@ -172,6 +202,8 @@ class CobbPredictor:
             check=check,
             check_features=features,
             check_note=self.check_model.note,
+            stage1_landmarks=stage1_landmarks.astype(np.float64),
+            endplate_scale_deg=endplate_scale,
         )
 
     def _consistency(self, regressed: dict, from_landmarks: dict) -> Optional[str]:
@@ -223,14 +255,15 @@ UNREADABLE_GAP_DEG = 90.0
 
 def check_features(measured, regressed: dict, confidence, other_decoding: Optional[dict], mirrored: Optional[dict],
                    landmarks=None, plain: Optional[dict] = None, image_height: Optional[float] = None,
-                   names=None) -> dict:
+                   names=None, endplate_scale=None, stage1: Optional[dict] = None) -> dict:
     """{angle: {feature: value} or None (not measured)} for the CHECK (``check.FEATURES``);
     ``measured``: the AASCE measurement of the reported corners (None when not measurable);
     ``other_decoding`` / ``mirrored``: the angles of the other decoding / the mirrored reading
     (``mirrored`` None: not read, flip_gap = nan); ``landmarks``: the reported corners (film pixels);
     ``plain``: the angles of the plain decoding; ``image_height``: the film's, in pixels;
     ``names``: the features to compute (default all; the others are nan, and the readings they
-    need may be None)."""
+    need may be None); ``endplate_scale``: stage 2's (17, 2) endplate scales (degrees) and
+    ``stage1``: the angles of stage 1's corners (both None without the second stage: nan)."""
     if measured is None:
         return {c: None for c in geometry.CURVE_NAMES}
     confidence = np.asarray(confidence, dtype=np.float64)
@@ -267,7 +300,13 @@ def check_features(measured, regressed: dict, confidence, other_decoding: Option
                   "decoding_gap": float("nan") if other_decoding is None else gap(angle, other_decoding.get(c)),
                   "flip_gap": float("nan") if mirrored is None else gap(angle, mirrored.get(c)),
                   "angle": float(angle),
-                  "min_sharpness": float(confidence.min())}
+                  "min_sharpness": float(confidence.min()),
+                  # stage 2: how sure it is of the two end vertebrae's endplates (their scales, the
+                  # mean of superior and inferior per vertebra, added in quadrature as the angle's
+                  # two tilts are subtracted), and how far it moved the angle from stage 1's
+                  "endplate_scale": float("nan") if endplate_scale is None else float(
+                      np.hypot(*np.asarray(endplate_scale, dtype=np.float64)[ends].mean(axis=1))),
+                  "stage_gap": float("nan") if stage1 is None else gap(angle, stage1.get(c))}
         out[c] = {k: (v if k in wanted else float("nan")) for k, v in out[c].items()}
     return out
 

@@ -43,11 +43,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                              "each on the official labels and on the fixed ones (CobbAngleTools/label_fixes.json); "
                              "Dice per vertebra of the segments against the true corner quadrilaterals and the share "
                              "in one piece; Bland-Altman 95 %% limits of agreement per angle")
+    parser.add_argument("--framings", action="store_true",
+                        help="also measure the labelled films framed four ways (as stored, cut 0.3 vertebra heights "
+                             "above T1, cut below L5, shrunk on a larger canvas; CobbAngleTools.framing): vertebrae "
+                             "misnamed, films shifted a level as a whole, names kept across framings")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--plots", default="cobb-accuracy-plots", metavar="DIR",
                         help="with --accuracy: Bland-Altman and predicted-vs-true PNGs per angle go here "
                              "(default ./cobb-accuracy-plots; '' for none)")
     parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"), help="network runtime (default onnx)")
+    repeat = parser.add_argument_group("test-retest (CobbAngleTools.repeatability)")
+    repeat.add_argument("--repeatability", action="store_true",
+                        help="instead of timing: read each film as stored and re-acquired (turned, rescaled, another "
+                             "exposure and crop, MONOCHROME1 DICOM) and print the within-film SD and the smallest "
+                             "detectable change per curve, and the films whose readings span more than 10 deg")
+    repeat.add_argument("--repeats", type=int, default=5, help="readings per film, the stored one included (default 5)")
+    repeat.add_argument("--seed", type=int, default=0, help="seed of the re-acquisitions (default 0)")
+    repeat.add_argument("--repeatability-json", default=None, metavar="FILE",
+                        help="write the figures here (default: the package's models/cobb_repeatability.json, which "
+                             "mskmorph compare reads for the interval of a change; '' for none)")
     return parser
 
 
@@ -132,12 +146,38 @@ def accuracy(records: list, labels: str = "official") -> dict:
            "identity_errors_share_of_vertebrae": float(np.sum(identity) / (17 * len(records))),
            "films_with_identity_errors": int(np.count_nonzero(identity))}
     out.update(check_figures(records, truth, lm, reg))
+    out.update(stage_figures(records, truth))
     for j, c in enumerate(names):
         out[f"mae_{c}_landmarks"] = float(np.mean(np.abs(lm[:, j] - truth[:, j])))
         out[f"mae_{c}_regression"] = float(np.mean(np.abs(reg[:, j] - truth[:, j])))
     for j, c in enumerate(names):
         loa = limits_of_agreement(truth[:, j], lm[:, j])
         out[f"loa_{c}_lower"], out[f"loa_{c}_upper"] = loa["lower"], loa["upper"]
+    return out
+
+
+def stage_figures(records: list, truth: np.ndarray) -> dict:
+    """Per stage of the cascade (stage 1: the whole-film network's corners; stage 2: each vertebra
+    read again from the film's own pixels, when it ran): SMAPE and the endplate tilt error
+    (superior and inferior endplates against the labels: RMS, median, 90th percentile, degrees)."""
+    from CobbAngleLib import geometry
+    from CobbAngleLib.predict import aasce_angles
+
+    from .train_vertebrae import tilt_errors
+
+    stages = {"stage1": [r["pred"].stage1_landmarks if r["pred"].stage1_landmarks is not None else r["pred"].landmarks
+                         for r in records]}
+    if any(r["pred"].endplate_scale_deg is not None for r in records):
+        stages["stage2"] = [r["pred"].landmarks for r in records]
+    out = {}
+    for stage, landmarks in stages.items():
+        angles = np.array([[aasce_angles(lm, float(r["height"]))[c] for c in geometry.CURVE_NAMES]
+                           for lm, r in zip(landmarks, records)], dtype=np.float64)
+        out[f"{stage}_smape"] = geometry.smape(truth, np.nan_to_num(angles))
+        e = tilt_errors(np.array(landmarks), np.array([r["landmarks"] for r in records]))
+        out[f"{stage}_tilt_rms"] = float(np.sqrt(np.mean(e ** 2)))
+        out[f"{stage}_tilt_median"] = float(np.median(e))
+        out[f"{stage}_tilt_p90"] = float(np.percentile(e, 90))
     return out
 
 
@@ -194,7 +234,7 @@ def score_film(film: Path, pred, shape) -> Optional[dict]:
     if official is None:
         return None
     fixed = fixed_landmarks(film.name, official, "fixed")
-    record = {"pred": pred, "name": film.name}
+    record = {"pred": pred, "name": film.name, "height": shape[0]}
     for labels, lm in (("official", official), ("fixed", fixed)):
         record["landmarks_" + labels] = lm
         # the truth as the organisers compute it from the label files, vertebrae in any order (18
@@ -244,6 +284,8 @@ def bench_device(device: str, files: list[Path], weights, flip: bool = True, sco
 
 
 def run(args) -> int:
+    if getattr(args, "repeatability", False):
+        return run_repeatability(args)
     import torch
 
     if args.threads:
@@ -278,6 +320,12 @@ def run(args) -> int:
             print(f"accuracy on {r['device']}, {labels} labels: " + ", ".join(
                 f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in acc.items()))
         for labels, acc in r["accuracy"].items():
+            for stage, title in (("stage1", "stage 1 (whole film)"), ("stage2", "stage 2 (each vertebra, film resolution)")):
+                if f"{stage}_smape" in acc:
+                    print(f"{title}, {labels} labels: SMAPE {acc[f'{stage}_smape']:.2f}, endplate tilt error RMS "
+                          f"{acc[f'{stage}_tilt_rms']:.2f} deg, median {acc[f'{stage}_tilt_median']:.2f}, 90th percentile "
+                          f"{acc[f'{stage}_tilt_p90']:.2f}")
+        for labels, acc in r["accuracy"].items():
             for rule, title in (("check", "CHECK"), ("old_rule", "old rule (regression vs landmarks > 10 deg)")):
                 print(f"{title} on {r['device']}, {labels} labels: {acc[rule + '_flagged_share']:.1%} of "
                       f"{acc['films']} films flagged, {acc[rule + '_catch_share']:.1%} of the {acc[rule + '_films_off']} "
@@ -289,6 +337,8 @@ def run(args) -> int:
                 f"{c} {acc[f'loa_{c}_lower']:+.1f} .. {acc[f'loa_{c}_upper']:+.1f}" for c in geometry.CURVE_NAMES))
         print(f"segments on {r['device']} (Dice per vertebra against the true corner quadrilaterals, fixed labels): "
               + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["segmentation"].items()))
+    if args.framings:
+        print_framings(files, args)
     scored = next((r for r in rows if r["accuracy"]), None)
     if scored is not None and args.plots:
         from .agreement import draw_agreement
@@ -309,6 +359,47 @@ def run(args) -> int:
                                f"{c}, {labels} labels", Path(args.plots))
         print(f"plots: {Path(args.plots).resolve()}")
     return 0
+
+
+def run_repeatability(args) -> int:
+    from .repeatability import REPEATABILITY_FILE, print_summary, run_repeatability as measure
+
+    files = find_inputs(args.inputs, args.limit)
+    if not files:
+        print("no radiographs found", file=sys.stderr)
+        return 2
+    out = REPEATABILITY_FILE if args.repeatability_json is None else (Path(args.repeatability_json)
+                                                                     if args.repeatability_json else None)
+    command = "mskmorph bench cobb --repeatability" + "".join(
+        f" {flag} {value}" for flag, value in (("--limit", args.limit), ("--repeats", args.repeats),
+                                               ("--seed", args.seed)))
+    if args.inputs:
+        command += " " + " ".join(args.inputs)
+    device = (args.devices or "cpu").split(",")[0]
+    result = measure(files, args.repeats, args.seed, device, args.backend, args.weights, out, command)
+    print_summary(result)
+    if out is not None:
+        print(f"written: {out}")
+    return 0
+
+
+def print_framings(files: list, args) -> None:
+    """The framing figures (``framing.framing_figures``) of the labelled films among ``files``."""
+    from CobbAngleLib.predict import CobbPredictor
+
+    from .framing import framing_figures
+
+    predictor = CobbPredictor(args.weights, device="cpu", decoding=args.decoding, backend=args.backend)
+    films = [(f.name, read_pixels(f), aasce_labels(f)) for f in files]
+    films = [x for x in films if x[2] is not None]
+    if not films:
+        print("framings: no labelled films")
+        return
+    figures = framing_figures(films, lambda px: predictor.predict(px).landmarks)
+    for framing, row in figures["framings"].items():
+        print(f"framing {framing:13}: {row['misnamed_share']:.1%} of vertebrae misnamed, {row['films_shifted']} of "
+              f"{row['films']} films shifted a level as a whole")
+    print(f"names kept across the four framings: {figures['same_name_share']:.1%} of vertebrae")
 
 
 def main(argv=None) -> int:

@@ -1,23 +1,27 @@
-"""Fit the CHECK (``CobbAngleLib.check``) on the TRAINING films and write ``models/cobb_check.json``.
+"""Fit the CHECK (``CobbAngleLib.check``) on out-of-sample predictions and write ``models/cobb_check.json``.
 
     mskmorph check cobb-fit [--data ../shared/data/aasce2019-train] [--folds 5] [--features FILE]
     python -m CobbAngleTools.check_fit ...
 
-1. The shipped predictor (ONNX Runtime, the default decoding, the mirrored film read too) runs on
-   the training films of ``cobb_split.json`` (never the validation films); per film and angle it
-   keeps the CHECK features, the landmark angle and the truth (fixed labels, AASCE convention).
-   They are cached in ``--features`` (re-used when they were read with the same weights).
+1. The shipped cascade (ONNX Runtime: stage 1, stage 2 when shipped, the default decoding, the
+   mirrored film read too) runs on the VALIDATION films of ``cobb_split.json``: no network was
+   trained on them, so their errors are the errors a new film gets. The training films are
+   refused (``out_of_sample``): on them the networks rarely err, and a CHECK fitted there learns
+   nothing about the films it has to flag (the first CHECK, fitted there, caught 40 % of the
+   validation films off by > 10 deg). Per film and angle it keeps the CHECK features, the landmark
+   angle and the truth (official labels, AASCE convention), cached in ``--features`` (re-used when
+   read with the same weights).
 2. A logistic regression per angle (L2, features standardised) predicts "within 10 deg of the
-   truth". Out-of-fold confidences come from k-fold cross-validation grouped by patient.
+   truth". Out-of-fold confidences come from k-fold cross-validation across those films, grouped by
+   patient: the figures reported are these out-of-fold ones.
 3. The threshold (one for the three angles; a film is flagged when any angle's confidence is
    below it) is chosen on the out-of-fold confidences by ``choose_threshold``: the largest share
    of the films with an angle off by > 10 deg that are flagged, with at most ``MAX_FLAGGED`` of the
    films flagged (ties: the fewest flagged).
-4. Done for each feature set of ``CANDIDATES`` (the mirrored-film feature ``flip_gap`` costs one
-   more network call per film); the set that catches the most films in cross-validation is kept
-   (ties: the fewest flagged, then the simpler set).
-5. The final models are fitted on all the training films; the JSON holds the coefficients, the
-   scaling, the threshold, the sha256 of the .onnx (and its .pt) and the CV figures.
+4. Done for each feature set of ``CANDIDATES``; the set that catches the most films in
+   cross-validation is kept (ties: the fewest flagged, then the simpler set).
+5. The final models are fitted on all those films; the JSON holds the coefficients, the scaling,
+   the threshold, the networks' sha256, the films it was fitted on and the CV figures.
 
 Re-run it whenever the network weights change (the runtime falls back to the old rule otherwise).
 """
@@ -39,6 +43,11 @@ MAX_FLAGGED = 0.25
 # mirrored film (flip_gap) costs one more network call per film and is kept only where it wins
 CANDIDATES = {
     "regression gap": ("regression_gap",),
+    "stage 2's endplate scale": ("endplate_scale",),
+    "endplate scale, stage gap": ("endplate_scale", "stage_gap"),
+    "endplate scale, stage gap, regression gap": ("endplate_scale", "stage_gap", "regression_gap"),
+    "endplate scale, stage gap, regression gap, end sharpness": ("endplate_scale", "stage_gap", "regression_gap",
+                                                                 "end_sharpness"),
     "regression gap, end sharpness, decoding gap": ("regression_gap", "end_sharpness", "decoding_gap"),
     "the same and the mirrored film": ("regression_gap", "end_sharpness", "decoding_gap", "flip_gap"),
     "all but the mirrored film": tuple(f for f in FEATURES if f != "flip_gap"),
@@ -161,21 +170,32 @@ def cross_validate(records: list, features, folds: np.ndarray, angles) -> tuple[
 # --------------------------------------------------------------------------------------------
 # the films
 
-def read_features(data: Path, names: list[str], device: str, threads: int) -> list:
+def out_of_sample(names: list[str], split: dict) -> list[str]:
+    """``names`` when none of them is a film the networks were trained on (the split's training
+    films); else a ValueError naming them."""
+    inside = sorted(set(names) & set(split["train"]))
+    if inside:
+        raise ValueError(f"the CHECK is fitted on out-of-sample predictions only; {len(inside)} of these films trained "
+                         f"the networks: {', '.join(inside[:5])}{' ...' if len(inside) > 5 else ''}")
+    return list(names)
+
+
+def read_features(data: Path, names: list[str], device: str, threads: int, predictor=None) -> list:
     from CobbAngleLib import geometry
     from CobbAngleLib.predict import CobbPredictor
 
     from .bench import read_pixels
     from .data import read_landmarks
 
-    predictor = CobbPredictor(device=device, threads=threads, read_mirrored=True, check_file=Path("/nonexistent"),
-                              all_check_features=True)
+    predictor = predictor or CobbPredictor(device=device, threads=threads, read_mirrored=True,
+                                           check_file=Path("/nonexistent"), all_check_features=True)
     records = []
     t0 = time.perf_counter()
     for i, name in enumerate(names):
         pixels = read_pixels(data / "images" / name)
         pred = predictor.predict(pixels)
-        truth = geometry.cobb_angles(read_landmarks(data, name, "fixed"), "aasce", pixels.shape[0]).angles
+        truth = geometry.cobb_angles(read_landmarks(data, name, "official"), "aasce", pixels.shape[0],
+                                     check_order=False).angles
         error = {a: None if pred.landmark_angles[a] is None else abs(pred.landmark_angles[a] - truth[a])
                  for a in geometry.CURVE_NAMES}
         records.append({"name": name, "features": pred.check_features, "angles": pred.landmark_angles,
@@ -188,12 +208,15 @@ def read_features(data: Path, names: list[str], device: str, threads: int) -> li
     return records
 
 
-def weights_hashes() -> dict:
-    from CobbAngleLib.predict import DEFAULT_WEIGHTS
-    from MSKCommonLib.runtime import onnx_file, sha256
+def weights_hashes(predictor) -> dict:
+    """The networks the CHECK is fitted for: the ONNX files' sha256 (stage 1 '+' stage 2), as the
+    predictor reports them (``CobbPredictor.networks_fingerprint``)."""
+    from MSKCommonLib.runtime import sha256
 
-    return {"weights_sha256": sha256(onnx_file(DEFAULT_WEIGHTS)), "source_sha256": sha256(DEFAULT_WEIGHTS),
-            "weights": onnx_file(DEFAULT_WEIGHTS).name}
+    names = [predictor.network.path.name] + ([predictor.vertebra_reader.path.name] if predictor.vertebra_reader else [])
+    sources = [predictor.weights_path] + ([predictor.vertebra_reader.weights_path] if predictor.vertebra_reader else [])
+    return {"weights_sha256": predictor.networks_fingerprint(), "weights": " + ".join(names),
+            "source_sha256": "+".join(sha256(p) for p in sources)}  # the .pt files (the torch backend)
 
 
 def run(args) -> int:
@@ -202,12 +225,15 @@ def run(args) -> int:
 
     from .data import read_split
 
+    from CobbAngleLib.predict import CobbPredictor
+
     data = Path(args.data)
-    names = read_split()["train"]
-    validation = set(read_split()["validation"])
-    assert not validation & set(names), "the training and validation films overlap"
+    split = read_split()
+    names = out_of_sample(split["validation"], split)
     names = names[:args.limit] if args.limit else names
-    hashes = weights_hashes()
+    predictor = CobbPredictor(device=args.device, threads=args.threads, read_mirrored=True,
+                              check_file=Path("/nonexistent"), all_check_features=True)
+    hashes = weights_hashes(predictor)
     cache = Path(args.features)
     records = None
     if cache.is_file():
@@ -217,9 +243,9 @@ def run(args) -> int:
             records = saved["records"]
             print(f"features of {len(records)} films read from {cache}")
     if records is None:
-        print(f"reading {len(names)} training films (the predictor, with the mirrored film) ...", flush=True)
+        print(f"reading {len(names)} validation films (the predictor, with the mirrored film) ...", flush=True)
         t = time.perf_counter()
-        records = read_features(data, names, args.device, args.threads)
+        records = read_features(data, names, args.device, args.threads, predictor)
         cache.write_text(json.dumps({**hashes, "names": names, "features": list(FEATURES), "records": records,
                                      "seconds": time.perf_counter() - t}))
         print(f"features cached in {cache}")
@@ -228,7 +254,7 @@ def run(args) -> int:
     off_any = np.array([[r["error"][a] is None or r["error"][a] > 10.0 for a in angles] for r in records])
     old = np.array([[r["old_rule"][a] for a in angles] for r in records])
     old_fig = film_figures(np.where(old, 0.0, 1.0), off_any, 0.5)
-    print(f"{len(records)} training films, {old_fig['films_off']} with an angle off by > 10 deg; "
+    print(f"{len(records)} validation films, {old_fig['films_off']} with an angle off by > 10 deg; "
           f"old rule: {old_fig['flagged']} flagged ({old_fig['flagged_share']:.0%}), "
           f"{old_fig['films_off_flagged']} of {old_fig['films_off']} off caught ({old_fig['catch_rate']:.0%})")
     candidates = {name: tuple(f) for name, f in CANDIDATES.items()}
@@ -256,10 +282,11 @@ def run(args) -> int:
     doc = {"format": FORMAT,
            "description": "The CHECK of CobbAngleLib.check: per angle (AASCE order), a logistic regression giving the "
                           "probability that the landmark angle is within 10 deg of the truth; CHECK when below "
-                          "'threshold'. Fitted on the training films of cobb_split.json only (fixed labels), the "
-                          "threshold chosen by cross-validation grouped by patient (most films with an angle off "
-                          f"by > 10 deg flagged, at most {MAX_FLAGGED:.0%} of the films flagged).",
-           **hashes, "features": list(features), "threshold": cv[chosen]["threshold"], "models": models,
+                          "'threshold'. Fitted on out-of-sample predictions only: the validation films of "
+                          "cobb_split.json (no network was trained on them; official labels), the threshold chosen "
+                          "by cross-validation across them grouped by patient (most films with an angle off by > 10 "
+                          f"deg flagged, at most {MAX_FLAGGED:.0%} of the films flagged).",
+           **hashes, "fitted_on": "validation", "films": [r["name"] for r in records], "features": list(features), "threshold": cv[chosen]["threshold"], "models": models,
            "cross_validation": {"folds": args.folds, "films": len(records), "chosen": chosen, **cv,
                                 "old_rule": old_fig},
            "date": datetime.date.today().isoformat(),

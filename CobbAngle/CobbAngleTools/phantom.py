@@ -116,9 +116,11 @@ def _smooth_noise(rng, shape, sigma) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # the curve
 
-def _curve_plan(rng):
+def _curve_plan(rng, mt_change_deg: float = 0.0):
     """End vertebrae (as vertebra levels, 0 = T1 .. 16 = L5) and the tangent-angle change of
-    each curve between consecutive ends, in degrees, plus a description of the intent."""
+    each curve between consecutive ends, in degrees, plus a description of the intent.
+    ``mt_change_deg``: the thoracic curve's change grown by this much (the same spine later),
+    every random draw as without it."""
     kind = rng.choice(["double", "thoracic", "lumbar", "triple", "mild"], p=[0.42, 0.25, 0.15, 0.1, 0.08])
     thoracic_right = rng.random() < 0.8
     s = 1.0 if thoracic_right else -1.0  # + : tangent angle increases: convex to the image left
@@ -159,6 +161,10 @@ def _curve_plan(rng):
         ends = [0, u, n, 16]
         mags = [-s * rng.uniform(0, 4), s * mt, -s * rng.uniform(0, 5)]
         desc = f"nearly straight spine: thoracic {words(s)} {mt:.0f} deg"
+    # the thoracic curve (mags[1]; in a single lumbar curve the thoracic one above it, mags[0])
+    # grows, bending the same way; the curves above and below keep their own change
+    k = 0 if kind == "lumbar" else 1
+    mags[k] += np.sign(mags[k]) * mt_change_deg
     # the end vertebrae are where the tangent peaks: centre of the vertebra a touch inside
     levels = np.array(ends, dtype=np.float64)
     theta = np.concatenate([[0.0], np.cumsum(mags)])
@@ -173,8 +179,12 @@ def _curve_plan(rng):
 # --------------------------------------------------------------------------------------------
 # the generator
 
-def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900) -> SpinePhantom:
-    """One synthetic spine AP radiograph and its 68 exact corner landmarks."""
+def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900, mt_change_deg: float = 0.0,
+                         landmarks_only: bool = False) -> SpinePhantom:
+    """One synthetic spine AP radiograph and its 68 exact corner landmarks. ``mt_change_deg``:
+    the same spine (same anatomy, same film) with the thoracic curve's bend grown by this much
+    (``render_follow_up`` makes it an exact change of the Cobb angle); ``landmarks_only``: the
+    corners without the picture (``pixels`` empty)."""
     if height < 256 or width < 128:
         raise ValueError("a spine phantom needs at least 256 x 128 pixels")
     rng = np.random.default_rng(int(seed))
@@ -197,7 +207,7 @@ def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900)
     centres = (tops + bots) / 2
     ext_level = np.arange(n_ext) - 2.0  # T1 = 0
 
-    levels, theta_knots, desc, kind = _curve_plan(rng)
+    levels, theta_knots, desc, kind = _curve_plan(rng, mt_change_deg)
     theta_of_level = PchipInterpolator(levels, np.radians(theta_knots), extrapolate=True)
     s_grid = np.arange(tops[0] - 10.0, bots[-1] + 40.0, 0.25)
     lev_grid = np.interp(s_grid, centres, ext_level, left=None, right=None)
@@ -268,6 +278,9 @@ def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900)
     corners = to_px(corners[..., 0], corners[..., 1])
     line_px = to_px(xs, ys)  # the spine's centre line (for the trunk, lungs, ribs)
     landmarks = corners[2:2 + N_VERT].copy()
+    if landmarks_only:
+        return SpinePhantom(pixels=np.zeros((0, 0), np.uint8), landmarks=landmarks.astype(np.float64),
+                            spacing_mm=(float(spacing), float(spacing)), seed=int(seed), curve_description=desc)
     centres_px = corners.mean(axis=1)
 
     # axial rotation: posterior elements migrate towards the concavity, by the body's deviation
@@ -754,12 +767,86 @@ def write_phantom(phantom: SpinePhantom, out_dir, name: str) -> dict:
     return {"image": png, "landmarks": mat, "truth": js}
 
 
+@dataclass
+class FollowUpPhantom:
+    """One spine filmed twice: ``prior``, and ``current`` with the main thoracic curve grown."""
+
+    prior: SpinePhantom
+    current: SpinePhantom
+    truth: dict  # per curve: the end vertebrae of the prior, both angles at them, the change
+
+
+def render_follow_up(seed: int = 0, change_deg: float = 8.0, *, height: int = 2400, width: int = 900,
+                     tolerance_deg: float = 0.01) -> FollowUpPhantom:
+    """The same spine (the same patient, anatomy and film) at two times: the main thoracic curve,
+    measured (clinical convention) between the prior's end vertebrae, larger by exactly
+    ``change_deg`` on the current film (to ``tolerance_deg``); the other curves keep their bend
+    (their angles at the prior's end vertebrae change by what the truth says, a few tenths of a
+    degree at most on the seeds tried). Raises ``ValueError`` when the seed's spine has no main
+    thoracic curve."""
+    from CobbAngleLib import geometry
+
+    prior = render_spine_phantom(seed, height=height, width=width)
+    before = geometry.cobb_angles(prior.landmarks, "clinical")
+    mt = before.curve("MT")
+    if not mt.angle_deg or not mt.upper_end_vertebra:
+        raise ValueError(f"seed {seed}: the spine has no main thoracic curve to grow; choose another seed")
+    ends = {c.name: (geometry.VERTEBRA_NAMES.index(c.upper_end_vertebra), geometry.VERTEBRA_NAMES.index(c.lower_end_vertebra))
+            for c in before.curves if c.angle_deg and c.upper_end_vertebra}
+
+    def mt_at_prior_ends(extra: float) -> float:
+        lm = render_spine_phantom(seed, height=height, width=width, mt_change_deg=extra, landmarks_only=True).landmarks
+        return geometry.curve_between(lm, "MT", *ends["MT"]).angle_deg
+
+    target = mt.angle_deg + change_deg
+    x0, f0 = 0.0, mt.angle_deg - target
+    x1 = change_deg
+    f1 = mt_at_prior_ends(x1) - target
+    for _ in range(20):  # secant: the bend that gives the exact change
+        if abs(f1) <= tolerance_deg:
+            break
+        x0, x1, f0 = x1, x1 - f1 * (x1 - x0) / (f1 - f0), f1
+        f1 = mt_at_prior_ends(x1) - target
+    else:
+        raise ValueError(f"seed {seed}: a change of {change_deg} deg could not be made exactly (off by {f1:.2f} deg)")
+    current = render_spine_phantom(seed, height=height, width=width, mt_change_deg=x1)
+    current.curve_description = f"{prior.curve_description}; main thoracic curve {change_deg:+.1f} deg later"
+    after = geometry.cobb_angles(current.landmarks, "clinical")
+    truth = {"change_asked_deg": change_deg, "bend_added_deg": round(float(x1), 4), "curves": {}}
+    for name, (upper, lower) in ends.items():
+        a = geometry.curve_between(prior.landmarks, name, upper, lower).angle_deg
+        b = geometry.curve_between(current.landmarks, name, upper, lower).angle_deg
+        own = after.curve(name)
+        truth["curves"][name] = {
+            "end_vertebrae": [geometry.VERTEBRA_NAMES[upper], geometry.VERTEBRA_NAMES[lower]],
+            "prior_deg": round(a, 4), "current_deg": round(b, 4), "change_deg": round(b - a, 4),
+            "current_own_end_vertebrae": [own.upper_end_vertebra, own.lower_end_vertebra],
+            "current_own_deg": None if own.angle_deg is None else round(own.angle_deg, 4)}
+    return FollowUpPhantom(prior, current, truth)
+
+
+def write_follow_up(pair: FollowUpPhantom, out_dir, name: str) -> dict:
+    """<name>_prior.* and <name>_current.* (as ``write_phantom``) and <name>_follow_up.json (the
+    truth of the change). Returns the paths: ``prior``, ``current`` (each ``write_phantom``'s) and ``truth``."""
+    paths = {"prior": write_phantom(pair.prior, out_dir, f"{name}_prior"),
+             "current": write_phantom(pair.current, out_dir, f"{name}_current")}
+    truth = Path(out_dir) / f"{name}_follow_up.json"
+    truth.write_text(json.dumps({"prior": paths["prior"]["image"].name, "current": paths["current"]["image"].name,
+                                 "seed": pair.prior.seed, **pair.truth}, indent=2), encoding="utf-8")
+    paths["truth"] = truth
+    return paths
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
     parser.add_argument("--n", type=int, default=1, help="number of films (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="first seed; film i uses seed + i (default 0)")
     parser.add_argument("--height", type=int, default=2400, help="film height in pixels (default 2400)")
     parser.add_argument("--width", type=int, default=900, help="film width in pixels (default 900)")
+    parser.add_argument("--follow-up", type=float, default=None, metavar="DEG",
+                        help="film each spine twice: NAME_prior.png and NAME_current.png, the main thoracic curve "
+                             "larger by DEG (exactly, between the prior's end vertebrae), the rest unchanged; the "
+                             "truth of the change in NAME_follow_up.json")
 
 
 def run(args) -> int:
@@ -767,6 +854,17 @@ def run(args) -> int:
         raise SystemExit("--n must be at least 1")
     for i in range(args.n):
         seed = args.seed + i
+        if args.follow_up is not None:
+            try:
+                pair = render_follow_up(seed, args.follow_up, height=args.height, width=args.width)
+            except ValueError as e:
+                print(f"spine_phantom_{seed:04d}: {e}")
+                continue
+            paths = write_follow_up(pair, args.out, f"spine_phantom_{seed:04d}")
+            print(f"{paths['prior']['image']} -> {paths['current']['image'].name}: " + ", ".join(
+                f"{c} {t['prior_deg']:.1f} -> {t['current_deg']:.1f} ({'-'.join(t['end_vertebrae'])})"
+                for c, t in pair.truth["curves"].items()) + " deg (clinical)")
+            continue
         ph = render_spine_phantom(seed, height=args.height, width=args.width)
         paths = write_phantom(ph, args.out, f"spine_phantom_{seed:04d}")
         mt = phantom_angles(ph)["aasce"]

@@ -4,6 +4,7 @@
     mskmorph phantom spine --out DIR [--n N] [--seed S]
     mskmorph train cobb --data DIR --out DIR ...
     mskmorph bench cobb [INPUT...]
+    mskmorph compare PRIOR CURRENT --out DIR
     mskmorph pacs cobb --url URL --study UID   (knee, back: the same; see MSKCommonLib.pacs)
 
 Each command lives in its module's Lib package as ``configure_parser(parser)`` + ``run(args)``;
@@ -20,7 +21,10 @@ COMMANDS = {
     ("cobb", None): ("CobbAngleLib.cli", "Cobb angles on spine AP radiographs"),
     ("phantom", "spine"): ("CobbAngleTools.phantom", "synthetic spine AP radiographs with exact landmarks"),
     ("train", "cobb"): ("CobbAngleTools.train", "train the Cobb networks on the AASCE layout"),
+    ("train", "cobb-vertebrae"): ("CobbAngleTools.train_vertebrae",
+                                  "train the Cobb second stage (each vertebra read from a patch of the film)"),
     ("bench", "cobb"): ("CobbAngleTools.bench", "seconds and memory per radiograph, CPU and GPU"),
+    ("compare", None): ("CobbAngleLib.compare_cli", "has the curve progressed? two Cobb films of one patient compared"),
     ("check", "cobb-labels"): ("CobbAngleTools.label_check", "check AASCE corner labels; list suspect films and fixes"),
     ("check", "cobb-fit"): ("CobbAngleTools.check_fit", "fit the Cobb CHECK (per-angle confidence) on the training films"),
     ("knee", None): ("KneeLandmarksLib.cli", "KNEEL landmarks and joint space width on knee radiographs"),
@@ -35,6 +39,7 @@ COMMANDS = {
     ("pacs", "cobb"): ("MSKCommonLib.pacs", "Cobb angles on films from a PACS (DICOMweb); SR and SEG stored back"),
     ("pacs", "knee"): ("MSKCommonLib.pacs", "knee joint space width on films from a PACS (DICOMweb); SR stored back"),
     ("pacs", "back"): ("MSKCommonLib.pacs", "back surface measures on photos from a PACS (DICOMweb); SR stored back"),
+    ("pacs", "compare"): ("CobbAngleLib.pacs_compare", "the patient's latest spine film against the one before (DICOMweb)"),
     ("export", "onnx"): ("MSKCommonTools.export_onnx", "export the shipped networks to ONNX (export environment)"),
     ("bench", "onnx"): ("MSKCommonTools.bench_backends", "ONNX Runtime vs torch: seconds per image, start-to-result, sizes"),
 }

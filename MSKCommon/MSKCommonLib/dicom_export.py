@@ -244,12 +244,13 @@ def _person_name(name: str) -> str:
 # the objects
 
 def measurement_report(source, groups, module: str, record: dict, editor: str = "",
-                       procedure=None, title: str = "", organization: str = ""):
+                       procedure=None, title: str = "", evidence=None, organization: str = ""):
     """The Comprehensive SR (TID 1500) of ``groups`` (measurement groups on ``source``). The
     person observer is the reviewer who accepted the result (the record's ``review.accepted_by``),
     else ``editor`` when the record has points edited by hand. An accepted result's SR is
     ``VERIFIED`` by that reviewer at the time of Accept (``organization``, else the film's
-    institution, as the verifying organisation); any other stays ``UNVERIFIED``."""
+    institution, as the verifying organisation); any other stays ``UNVERIFIED``. ``evidence``:
+    every object the groups reference (default ``[source]``); the SR joins the first one's study."""
     import highdicom as hd
     from pydicom.uid import generate_uid
 
@@ -266,8 +267,8 @@ def measurement_report(source, groups, module: str, record: dict, editor: str = 
                         verifying_organization=(organization or str(source.get("InstitutionName") or "")
                                                 or "not stated")[:64])
     sr = hd.sr.ComprehensiveSR(
-        evidence=[source], content=report[0], series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
+        evidence=evidence or [source], content=report[0], series_instance_uid=generate_uid(),
+        series_number=SR_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
         series_description=(title or f"MSKMorphometry {module}")[:64], is_complete=True, **verified)
     if reviewer and review.get("accepted_at"):  # the time of Accept, not of writing
         from pydicom.valuerep import DT

@@ -56,8 +56,6 @@ def _subject(parser) -> str:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     key = _subject(parser)
-    parser.add_argument("--url", help="the PACS's DICOMweb root, e.g. https://pacs.example.org/dicom-web "
-                                      "(default: MSKMORPH_PACS_URL or the config file's url)")
     query = parser.add_argument_group("which films (QIDO-RS)")
     query.add_argument("--study", action="append", metavar="UID", help="Study Instance UID (repeat for several)")
     query.add_argument("--series", metavar="UID", help="only this Series Instance UID")
@@ -65,14 +63,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     query.add_argument("--date", metavar="YYYYMMDD[-YYYYMMDD]", help="study date or range")
     query.add_argument("--modality", metavar="MOD", help="series modality (e.g. DX, CR)")
     query.add_argument("--limit", type=int, default=200, help="at most this many series (default 200)")
-    access = parser.add_argument_group("access")
-    access.add_argument("--config", type=Path, metavar="FILE",
-                        help=f"INI file with a [pacs] section: url, username, password, token, ca_bundle "
-                             f"(default {DEFAULT_CONFIG} when it exists)")
-    access.add_argument("--username", metavar="NAME", help="user name (the password only from the environment "
-                                                           "or the config file)")
-    access.add_argument("--ca-bundle", type=Path, metavar="PEM", help="CA certificates to verify the PACS's HTTPS")
-    access.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    add_access_options(parser)
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="keep the downloaded films and all the module's files here (default: a temporary "
                              "folder, removed at the end)")
@@ -86,6 +77,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         if action.option_strings and not set(action.option_strings) & _OWN and action.dest not in (
                 "editor", "url", "config"):
             group._add_action(action)
+
+
+def add_access_options(parser: argparse.ArgumentParser) -> None:
+    """--url, --config, --username, --ca-bundle, --timeout (every ``mskmorph pacs`` command)."""
+    parser.add_argument("--url", help="the PACS's DICOMweb root, e.g. https://pacs.example.org/dicom-web "
+                                      "(default: MSKMORPH_PACS_URL or the config file's url)")
+    access = parser.add_argument_group("access")
+    access.add_argument("--config", type=Path, metavar="FILE",
+                        help=f"INI file with a [pacs] section: url, username, password, token, ca_bundle "
+                             f"(default {DEFAULT_CONFIG} when it exists)")
+    access.add_argument("--username", metavar="NAME", help="user name (the password only from the environment "
+                                                           "or the config file)")
+    access.add_argument("--ca-bundle", type=Path, metavar="PEM", help="CA certificates to verify the PACS's HTTPS")
+    access.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,6 +220,13 @@ def find_series(client, args) -> list[tuple[str, str, str]]:
 
 def run(args) -> int:
     key = getattr(args, "subject", None) or "cobb"
+    return run_session(args, lambda client, settings, work: _run(args, key, client, settings, work))
+
+
+def run_session(args, body, prefix: str = "mskmorph-pacs-") -> int:
+    """The PACS's access and client, a work folder (``--out``, or a temporary one removed at the
+    end), then ``body(client, settings, work)``; a ``PacsError`` or a failed request is one line
+    and exit status 2."""
     try:
         settings = access(args)
     except PacsError as e:
@@ -222,9 +234,9 @@ def run(args) -> int:
         return 2
     client = connect(settings, args.timeout)
     keep = args.out is not None
-    work = Path(args.out) if keep else Path(tempfile.mkdtemp(prefix="mskmorph-pacs-"))
+    work = Path(args.out) if keep else Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        return _run(args, key, client, settings, work)
+        return body(client, settings, work)
     except PacsError as e:
         print(f"mskmorph pacs: {e}", file=sys.stderr)
         return 2

@@ -26,12 +26,17 @@ def networks():
     """name -> (.pt path, loader -> (TorchNetwork, example input shape), dynamic batch). The back
     network is exported for one photo at a time (its patch reshapes fix the batch)."""
     from CobbAngleLib import predict as cobb
+    from CobbAngleLib import vertebra_read as vertebra
     from KneeLandmarksLib import predict as knee
     from SpineMorphologyLib import predict as back
 
     def cobb_net(pt):
         net = cobb._torch_network(pt, "cpu", 1)
         return net, (1, 1, int(net.config.get("input_height", 512)), int(net.config.get("input_width", 256)))
+
+    def vertebra_net(pt):
+        net = vertebra._torch_network(pt, "cpu", 1)
+        return net, (17, 1, int(net.config.get("patch_height", 128)), int(net.config.get("patch_width", 96)))
 
     def knee_net(stage):
         def load(pt):
@@ -47,6 +52,7 @@ def networks():
 
     return {
         "cobb": (cobb.DEFAULT_WEIGHTS, cobb_net, True),  # batch 2 with test-time flip
+        "cobb_vertebra": (vertebra.DEFAULT_WEIGHTS, vertebra_net, True),  # 17 patches a film, 34 with the flip
         "knee_detector": (knee.MODELS_DIR / knee.DETECTOR_FILE, knee_net("detector"), True),
         "knee_landmarks": (knee.MODELS_DIR / knee.LANDMARKS_FILE, knee_net("landmarks"), True),  # both knees at once
         "back": (back.DEFAULT_WEIGHTS, back_net, False),
@@ -81,7 +87,7 @@ def export(name: str, pt: Path, load, dynamic: bool, out: Path | None = None, ch
     out = Path(out) if out else Path(pt).with_suffix(".onnx")
     wrapped = _Outputs(net.model, net.output_names)
     example = torch.rand(*shape)
-    batch = torch.export.Dim("batch", min=1, max=8)
+    batch = torch.export.Dim("batch", min=1, max=max(8, 4 * shape[0]))
     program = torch.onnx.export(
         wrapped, (example,), None, input_names=["image"], output_names=list(net.output_names),
         dynamic_shapes={"image": {0: batch}} if dynamic else None, opset_version=OPSET, dynamo=True, external_data=False,
@@ -97,7 +103,7 @@ def export(name: str, pt: Path, load, dynamic: bool, out: Path | None = None, ch
     record = {"network": name, "onnx": str(out), "onnx_sha256": sha256(out), "source": str(pt),
               "source_sha256": meta["source_sha256"], "bytes": out.stat().st_size}
     if check:
-        record["max_relative_difference"] = compare(net, out, shape, (1, 2) if dynamic else (1,))
+        record["max_relative_difference"] = compare(net, out, shape, (1, 2, 2 * shape[0]) if dynamic else (1,))
     return record
 
 
@@ -117,7 +123,7 @@ def compare(net, path: Path, shape, batches=(1, 2)) -> float:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--network", choices=("all", "cobb", "knee_detector", "knee_landmarks", "back"), default="all")
+    parser.add_argument("--network", choices=("all", "cobb", "cobb_vertebra", "knee_detector", "knee_landmarks", "back"), default="all")
     parser.add_argument("--weights", type=Path, help="a .pt to export instead of the shipped one (with --network)")
     parser.add_argument("--out", type=Path, help="the .onnx to write (default: beside the .pt)")
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs torch comparison")

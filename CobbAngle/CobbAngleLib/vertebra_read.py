@@ -1,0 +1,102 @@
+"""Stage 2 of the Cobb cascade: read each vertebra again from the film's own pixels.
+
+    reader = VertebraReader()                        # models/cobb_vertebra.onnx (ONNX Runtime)
+    corners, scale = reader.read(film01, stage1)     # (17, 4, 2) film pixels, (17, 2) degrees
+
+For every vertebra stage 1 found, a patch of the film around it (``vertebra_patch``: scaled by the
+vertebra's size, aligned to the local spine axis) goes through the second-stage network in one
+batched call per film; its corners come back to the film through the same affine, with the
+Laplace scale (degrees) of the superior and the inferior endplate's tilt: how sure the network is
+of each endplate. ``test_time_flip`` also reads each mirrored patch and averages. Pre- and
+post-processing are this module's numpy code for both backends.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from MSKCommonLib.resources import packaged
+
+from .frame import FLIP_CORNERS
+from .vertebra_patch import PATCH_HW, extract_patches, patch_frames, standardise, to_film
+
+DEFAULT_WEIGHTS = packaged("CobbAngleLib", "models", "cobb_vertebra.pt")  # the .onnx lies beside it
+WEIGHTS_FORMAT = "mskmorph-cobb-vertebra-v1"
+OUTPUTS = ("corners", "endplate_scale_deg")
+
+
+def read_patches(network: Callable[[np.ndarray], dict], patches01: np.ndarray, test_time_flip: bool):
+    """(N, 4, 2) corners in patch pixels and (N, 2) endplate scales (degrees) of (N, H, W) patches in
+    [0, 1], one network call."""
+    x = standardise(patches01)[:, None]
+    n = len(x)
+    if test_time_flip:
+        x = np.concatenate([x, x[..., ::-1]])
+    out = network(np.ascontiguousarray(x, dtype=np.float32))
+    corners = np.asarray(out["corners"], dtype=np.float64)
+    scale = np.asarray(out["endplate_scale_deg"], dtype=np.float64)
+    if test_time_flip:
+        mirrored = corners[n:][:, FLIP_CORNERS].copy()
+        mirrored[..., 0] = PATCH_HW[1] - 1 - mirrored[..., 0]
+        corners = (corners[:n] + mirrored) / 2
+        # a mirror keeps which endplate is which; the two readings' disagreement adds to the scale
+        scale = (scale[:n] + scale[n:]) / 2
+    return corners, scale
+
+
+class VertebraReader:
+    def __init__(self, weights=None, device: str = "auto", threads: Optional[int] = None, backend: str = "onnx"):
+        from MSKCommonLib.runtime import check_backend
+
+        self.backend = check_backend(backend)
+        self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        self.network = (_torch_network if self.backend == "torch" else _onnx_network)(self.weights_path, device, threads)
+        self.config = self.network.config
+        self.test_time_flip = bool(self.config.get("test_time_flip", False))
+
+    @property
+    def path(self) -> Path:
+        return getattr(self.network, "path", self.weights_path)
+
+    def read(self, film01: np.ndarray, stage1: np.ndarray):
+        """Stage 2 on a film in [0, 1] (``frame.intensity_window``) at stage 1's corners (17, 4, 2):
+        the refined corners (17, 4, 2) in film pixels and the endplate scales (17, 2) in degrees."""
+        frames = patch_frames(stage1)
+        corners, scale = read_patches(self.network, extract_patches(film01, frames), self.test_time_flip)
+        return to_film(frames, corners), scale
+
+
+def available(weights=None) -> bool:
+    """Whether the second stage's weights are shipped (the .pt and its .onnx)."""
+    p = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    return p.is_file() or p.with_suffix(".onnx").is_file()
+
+
+def _onnx_network(weights: Path, device: str, threads):
+    from MSKCommonLib.runtime import OnnxNetwork, onnx_file
+    from MSKCommonLib.weights import WeightsError
+
+    network = OnnxNetwork(onnx_file(weights), device=device, threads=threads)
+    if network.config.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{network.path} has format {network.config.get('format')!r}; expected {WEIGHTS_FORMAT!r}")
+    return network
+
+
+def _torch_network(weights: Path, device: str, threads):
+    from MSKCommonLib.runtime import TorchNetwork, require_torch
+    from MSKCommonLib.weights import WeightsError, load_state
+
+    require_torch("the torch backend")
+    from .vertebra_network import VertebraNet
+
+    saved = load_state(weights, map_location="cpu")
+    if not isinstance(saved, dict) or "state_dict" not in saved:
+        raise WeightsError(f"{weights} is not a Cobb vertebra weights file (no 'state_dict')")
+    config = dict(saved.get("config", {}))
+    if config.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{weights} has format {config.get('format')!r}; expected {WEIGHTS_FORMAT!r}")
+    model = VertebraNet(tuple(config.get("widths", (16, 32, 64, 128))))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()})
+    return TorchNetwork(model, OUTPUTS, device=device, threads=threads, config=config)
