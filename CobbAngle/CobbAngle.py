@@ -88,6 +88,30 @@ class CobbAngleWidget(MeasurementWidget):
         self.ui.landmarksPathLineEdit.nameFilters = [_("AASCE landmarks (*.mat)"), _("All files (*)")]
         # activated: only a user's choice, not the parameter node updating the box
         self.ui.conventionComboBox.connect("activated(int)", self.onConventionChosen)
+        from CobbAngleLib.geometry import CURVE_NAMES, VERTEBRA_NAMES
+
+        self.ui.curveEndsComboBox.addItems(list(CURVE_NAMES))
+        self.ui.upperEndComboBox.addItems(list(VERTEBRA_NAMES))
+        self.ui.lowerEndComboBox.addItems(list(VERTEBRA_NAMES))
+        self.ui.chooseEndsButton.connect("clicked(bool)", lambda: self.onEndsChosen(automatic=False))
+        self.ui.automaticEndsButton.connect("clicked(bool)", lambda: self.onEndsChosen(automatic=True))
+
+    def _showNodes(self, live, fitViews: bool = True) -> None:
+        MeasurementWidget._showNodes(self, live, fitViews)
+        self.ui.chooseEndsButton.enabled = self.ui.automaticEndsButton.enabled = live is not None
+
+    def onEndsChosen(self, automatic: bool) -> None:
+        """The reader's end vertebrae for a curve (CobbAngleLib.review.choose_ends), or the automatic choice again."""
+        from CobbAngleLib.review import choose_ends
+
+        with slicer.util.tryWithErrorDisplay(_("Failed to choose the end vertebrae."), waitCursor=True):
+            live = self.logic.find(self._parameterNode.inputVolume)
+            if live is not None:
+                curve = self.ui.curveEndsComboBox.currentText
+                ends = (None, None) if automatic else (self.ui.upperEndComboBox.currentText,
+                                                       self.ui.lowerEndComboBox.currentText)
+                choose_ends(live, curve, *ends)
+                self._showNodes(live, fitViews=False)
 
     def options(self):
         p = self._parameterNode

@@ -147,8 +147,10 @@ def drag(page, start, dx, dy, steps=10):
     page.mouse.up()
 
 
-def accept(page, key=None):
-    """Press Accept and wait for its message (it says when: a second Accept says so anew)."""
+def accept(page, key=None, confirm_checks=True) -> list[str]:
+    """Press Accept and wait for its message (it says when: a second Accept says so anew). When the
+    result has CHECK warnings, the page asks first: ``confirm_checks`` confirms them. Returns the
+    CHECKs the page asked about ([] when it did not ask)."""
     before = page.inner_text("#message")
     page.wait_for_timeout(1100)  # the message has the time to the second
     if key:
@@ -156,7 +158,15 @@ def accept(page, key=None):
     else:
         page.click("#accept")
     page.wait_for_function("b => { const m = document.querySelector('#message').innerText; "
-                           "return m.startsWith('Accepted') && m !== b; }", arg=before)
+                           "return (m.startsWith('Accepted') && m !== b) || !!document.querySelector('#confirm-checks'); }",
+                           arg=before)
+    asked = [c.strip() for c in page.locator(".open-check").all_inner_texts()]
+    if page.locator("#confirm-checks").count():
+        assert confirm_checks, asked
+        page.click("#confirm-checks")
+        page.wait_for_function("b => { const m = document.querySelector('#message').innerText; "
+                               "return m.startsWith('Accepted') && m !== b; }", arg=before)
+    return asked
 
 
 def view_image(page, selector="#view"):

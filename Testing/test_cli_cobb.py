@@ -104,7 +104,8 @@ def test_one_bad_file_fails_alone_with_its_reason(tmp_path):
     assert main(["cobb", str(films), "--landmarks", str(films), "--out", str(out)]) == 1
     rows = {r["image"]: r for r in read_csv(out / "cobb.csv")}
     assert rows["a.png"]["status"] == "ok" and rows["c.png"]["status"] == "ok"
-    assert float(rows["c.png"]["MT"]) == pytest.approx(0.0, abs=1e-6)
+    # a straight spine: no curve (an empty value and a status), never 0.0
+    assert [(rows["c.png"][c], rows["c.png"][f"{c}_status"]) for c in ("PT", "MT", "TL_L")] == [("", "no curve")] * 3
     assert rows["b.png"]["status"] == "failed" and "empty" in rows["b.png"]["error"]
     summary = json.loads((out / "cobb.json").read_text())
     assert summary["failed"] == 1 and summary["succeeded"] == 2

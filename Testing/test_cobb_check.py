@@ -153,7 +153,7 @@ def test_the_confidence_is_reported_per_angle_in_the_prediction_json_csv_and_com
         assert 0.0 <= confidence <= 1.0
         assert record["check"][c] == (confidence < model.threshold)
         label = ("CHECK, " if record["check"][c] else "") + f"confidence {confidence:.2f}"
-        assert f"{c} {record['curves'][geometry.CURVE_NAMES.index(c)]['angle_deg']:.1f} ({label})" in line
+        assert f"{c} {record['curves'][geometry.CURVE_NAMES.index(c)]['angle_deg']:.1f} deg ({label})" in line
         assert row[f"{c}_check"] == label
         assert float(row[f"{c}_confidence"]) == pytest.approx(confidence, abs=1e-4)
     flagged = [c for c in geometry.CURVE_NAMES if record["check"][c]]

@@ -54,8 +54,8 @@ def test_a_single_curve_has_no_compensatory_curves(tilts, angle, upper, apex, lo
     m, c = curves(tilts)
     assert c["MT"].angle_deg == pytest.approx(angle) and ends(c["MT"]) == (upper, apex, lower)
     assert c["MT"].role == "major"
-    for name in ("PT", "TL_L"):  # on the film but straight: 0 deg, no end vertebrae
-        assert c[name].angle_deg == 0.0 and ends(c[name]) == (None, None, None) and c[name].role == "none"
+    for name in ("PT", "TL_L"):  # on the film but straight: no curve (no angle, never 0.0), no end vertebrae
+        assert c[name].angle_deg is None and ends(c[name]) == (None, None, None) and c[name].role == "no curve"
         assert c[name].upper_line is None and c[name].lower_line is None
 
 
@@ -117,10 +117,10 @@ C_CURVE = [10] * 5 + [5, 0, -5] + [-10] * 9  # one main thoracic curve, T1-T9
 def test_regions_at_the_film_edge_are_on_the_film():
     # T5..L5: the proximal thoracic region (T1-T5) is on the film through T5 alone
     c = {x.name: x for x in cropped(C_CURVE, 4, 16).curves}
-    assert c["PT"].angle_deg == 0.0 and c["PT"].role == "none"
+    assert c["PT"].angle_deg is None and c["PT"].role == "no curve"
     # T1..T12: the thoracolumbar region (T12-L5) is on the film through T12 alone
     c = {x.name: x for x in cropped(C_CURVE, 0, 11).curves}
-    assert c["TL_L"].angle_deg == 0.0 and c["TL_L"].role == "none"
+    assert c["TL_L"].angle_deg is None and c["TL_L"].role == "no curve"
     # T1..T11: it is not
     m = cropped(C_CURVE, 0, 10)
     c = {x.name: x for x in m.curves}
@@ -202,7 +202,7 @@ def test_a_straight_stretch_below_a_curve_is_no_curve(mirror):
     _, c = curves(np.multiply(mirror, T1_T12))
     assert c["MT"].angle_deg == pytest.approx(20.0) and ends(c["MT"])[::2] == ("T1", "T12")
     # T12-L5 equally tilted: no thoracolumbar curve, and no end vertebrae for one
-    assert c["TL_L"].angle_deg == 0.0 and ends(c["TL_L"]) == (None, None, None) and c["TL_L"].role == "none"
+    assert c["TL_L"].angle_deg is None and ends(c["TL_L"]) == (None, None, None) and c["TL_L"].role == "no curve"
 
 
 def test_a_curve_within_one_vertebra_has_it_as_its_apex():
@@ -230,3 +230,38 @@ def test_aasce_on_a_spine_with_one_curve():
     assert [(c.upper_end_vertebra, c.lower_end_vertebra, c.role) for c in m.curves] == [
         ("T1", "T12", "major"), ("T1", "T1", "proximal"), ("T12", "L5", "distal")]
     assert [c.angle_deg for c in m.curves] == pytest.approx([20.0, 0.0, 0.0], abs=1e-5)
+
+
+# a main thoracic curve of 60 deg (T4-T9) above a lumbar one of 50 deg whose apex, by the corners,
+# is T11: both in the main thoracic region by their apex, so the lumbar curve was dropped and TL/L
+# read as straight (0.0, no end vertebrae: issue 26) or as a small curve below it
+LUMBAR_APEX_AT_T11 = {
+    "alone": [0, 10, 25, 25, 15, 0, -15, -30, -35, -20, -5, 5, 12, 15, 15, 15, 15],
+    "with a small curve below": [0, 10, 25, 25, 15, 0, -15, -30, -35, -20, -5, 5, 12, 15, 15, 12, 8],
+}
+
+
+@pytest.mark.parametrize("mirror", [1, -1])
+@pytest.mark.parametrize("case", sorted(LUMBAR_APEX_AT_T11))
+def test_a_lumbar_curve_of_50_degrees_with_its_apex_at_t11_is_the_tl_l_curve(case, mirror):
+    tilts = np.multiply(mirror, LUMBAR_APEX_AT_T11[case])
+    v = synthetic_spine(tilts)
+    lumbar = geometry.curve_between(v, "TL_L", 8, 13)
+    assert lumbar.angle_deg == pytest.approx(50.0) and lumbar.apex == "T11"  # what the corners show
+    _, c = curves(tilts)
+    assert c["MT"].angle_deg == pytest.approx(60.0) and ends(c["MT"])[::2] == ("T4", "T9")
+    assert c["TL_L"].angle_deg == pytest.approx(lumbar.angle_deg)
+    assert ends(c["TL_L"]) == ("T9", "T11", lumbar.lower_end_vertebra)
+    assert c["TL_L"].role == "minor" and c["MT"].role == "major"
+
+
+def test_a_curve_is_never_renamed_upwards():
+    # a curve of 15 deg (T1-T9, apex in the main thoracic region) above a larger one of that region
+    # (T9-L2, apex T11) stays dropped: it is no proximal thoracic curve
+    tilts = [0, 0, 0, 0, 0, -4, -10, -14, -15, -5, 10, 25, 35, 40, 40, 40, 40]
+    v = synthetic_spine(tilts)
+    assert geometry.curve_between(v, "PT", 0, 8).angle_deg == pytest.approx(15.0)
+    _, c = curves(tilts)
+    assert c["MT"].angle_deg == pytest.approx(55.0) and ends(c["MT"]) == ("T9", "T11", "L2")
+    assert c["PT"].angle_deg is None and c["PT"].role == "no curve"
+    assert c["TL_L"].angle_deg is None and c["TL_L"].role == "no curve"  # L2-L5 equally tilted, not 0.0

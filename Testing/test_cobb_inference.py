@@ -219,8 +219,19 @@ def test_the_table_shows_the_network_angles_the_check_per_angle_and_the_warning(
     assert slicer_app.scene.ReadFromMRB(str(out / "Flagged_AP.mrb"))
     table = slicer_app.scene.GetFirstNodeByName("Flagged_AP Cobb angles")
     rows = {r["Curve"]: r for r in common.table_rows(table)}
+    # the regression head's angles are the organisers' columns (PT = the largest curve): beside clinical
+    # curves they would read as disagreements that are not there, so the clinical table leaves them out
+    assert record["convention"] == "clinical" and record["network_angles_deg"]
+    assert all("Network angle (deg)" not in r for r in rows.values())
+    from CobbAngleLib.review import CobbPresenter, set_convention
+    from MSKCommonLib.review import Review
+
+    live = Review(CobbPresenter()).find(slicer_app.scene, slicer_app.scene.GetFirstNodeByName("Flagged_AP"))
+    set_convention(live, "aasce")  # measured again in the AASCE convention: the same names, beside each curve
+    aasce = {r["Curve"]: r for r in common.table_rows(live.table)}
     for name, value in record["network_angles_deg"].items():
-        assert rows[name]["Network angle (deg)"] == pytest.approx(value, abs=1e-3)  # the scene file keeps 4 decimals
+        assert aasce[name]["Network angle (deg)"] == pytest.approx(value, abs=1e-3)  # the scene file keeps 4 decimals
+    set_convention(live, "clinical")
     assert record["warning"] and all(r["Note"] == record["warning"] for r in rows.values())
     # the CHECK per angle (of the curves in the measured convention): a "Check" column
     from CobbAngleLib.check import check_label

@@ -53,7 +53,7 @@ def test_cobb_sr_holds_the_json_angles_vertebrae_lines_and_warning(cobb_run):
     assert_valid(sr_path, seg_path, *([out / f"{stem}_sc.dcm"] if kind == "png" else []))
     groups = {g["tracking"].split()[0]: g for g in read_sr(sr_path)}
     measured = [c for c in record["curves"] if c["angle_deg"] is not None]
-    assert sorted(groups) == sorted(c["name"] for c in measured) and measured
+    assert sorted(groups) == sorted(geometry.CURVE_NAMES) and measured  # absent curves say so (below)
     landmarks = np.array([[record["landmarks_px"][geometry.corner_label(v, c)] for c in range(4)]
                           for v in range(17)])
     for curve in measured:
@@ -320,3 +320,48 @@ def test_knee_sr_names_the_moved_landmark_on_its_own_knee(knee_film, slicer_app,
         assert m["Medial minimum joint space width"]["value"] == pytest.approx(knee["jsw_medial_mm"], abs=0.01)
         assert m["Lateral minimum joint space width"]["value"] == pytest.approx(knee["jsw_lateral_mm"], abs=0.01)
     assert person_observers(written["dicom_sr"]) == ["Doe^Jane"]
+
+
+C_CURVE = [10] * 5 + [5, 0, -5] + [-10] * 9  # one main thoracic curve: PT and TL/L are on the film, straight
+
+
+def absent_curve_film(folder: Path):
+    """A DX film and the corners of a spine with one curve (T1-T9) as an AASCE .mat landmark file."""
+    import scipy.io
+
+    from conftest import synthetic_spine
+
+    pixels = np.random.default_rng(5).integers(40, 200, (2300, 900), dtype=np.uint8)
+    film = write_dicom(folder / "single.dcm", pixels, spacing=SPACING)
+    marks = folder / "single.mat"
+    scipy.io.savemat(marks, {"p2": synthetic_spine(C_CURVE).reshape(68, 2)})
+    return film, marks
+
+
+def test_a_film_with_an_absent_curve_writes_a_valid_sr_that_says_no_curve(tmp_path, capsys):
+    """Issue 26: a curve that is absent is "no curve" (no angle, never 0.0) in the JSON, the CSV and
+    the printed line, and with --dicom the SR (it failed with a TypeError before) has its group with
+    the status and no measurement."""
+    import csv
+
+    require_tool("dciodvfy")
+    film, marks = absent_curve_film(tmp_path)
+    out = tmp_path / "out"
+    assert main(["cobb", str(film), "--landmarks", str(marks), "--out", str(out), "--dicom"]) == 0
+    printed = capsys.readouterr().out
+    assert "PT no curve" in printed and "TL_L no curve" in printed and "MT 20.0 deg" in printed
+    record = json.loads((out / "single_cobb.json").read_text())
+    curves = {c["name"]: c for c in record["curves"]}
+    assert curves["PT"]["angle_deg"] is None and curves["PT"]["role"] == "no curve"
+    assert curves["TL_L"]["angle_deg"] is None and curves["TL_L"]["upper_end_vertebra"] is None
+    with open(out / "cobb.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["PT"], row["PT_status"], row["TL_L"], row["TL_L_status"]) == ("", "no curve", "", "no curve")
+    assert float(row["MT"]) == pytest.approx(20.0) and row["MT_status"] == "measured"
+    assert_valid(out / "single_sr.dcm")
+    groups = {g["tracking"].split()[0]: g for g in read_sr(out / "single_sr.dcm")}
+    assert sorted(groups) == sorted(geometry.CURVE_NAMES)
+    for name in ("PT", "TL_L"):
+        assert groups[name]["measurements"] == {} and groups[name]["evaluations"]["Curve status"] == "no curve"
+    assert groups["MT"]["measurements"]["Cobb angle"]["value"] == pytest.approx(20.0, abs=0.01)
+    assert "Curve status" not in groups["MT"]["evaluations"]

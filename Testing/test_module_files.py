@@ -222,3 +222,18 @@ def test_slicer_requirements_are_onnx_runtime_not_torch(module):
     assert "about 24 MB" in described and "about 57 MB" in described
     # onnxruntime, OpenCV, and for Export to DICOM highdicom with the pydicom it needs
     assert reqs.download_mb(reqs.read(path)) == 24 + 57 + 2 + 3
+
+
+def test_accept_in_slicer_confirms_the_open_checks_before_it_signs():
+    """The Accept button (not runnable here): the open CHECKs are asked about before
+    ``live.accept`` records them, with the user's name; the Cobb panel chooses end vertebrae through
+    the review layer's ``choose_ends``."""
+    tree = ast.parse(WIDGETS.read_text())
+    accept = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "onAcceptButton")
+    calls = [(n.lineno, n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", ""))
+             for n in ast.walk(accept) if isinstance(n, ast.Call)]
+    lines = {name: line for line, name in sorted(calls, reverse=True)}
+    assert lines["slicer_user"] < lines["open_checks"] < lines["confirmOkCancelDisplay"] < lines["accept"]
+    cobb = ast.parse((REPO / "CobbAngle" / "CobbAngle.py").read_text())
+    chosen = next(n for n in ast.walk(cobb) if isinstance(n, ast.FunctionDef) and n.name == "onEndsChosen")
+    assert "choose_ends" in {n.func.id for n in ast.walk(chosen) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}

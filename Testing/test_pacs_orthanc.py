@@ -98,7 +98,7 @@ def test_pacs_command_stores_sr_and_seg_under_the_films_study(orthanc, film_in_p
         assert dciodvfy_errors(path) == []
     groups = {g["tracking"].split()[0]: g for g in read_sr(sr)}
     measured = [c for c in record["curves"] if c["angle_deg"] is not None]
-    assert sorted(groups) == sorted(c["name"] for c in measured)
+    assert sorted(groups) == sorted(c["name"] for c in record["curves"]) and measured
     for curve in measured:
         group = groups[curve["name"]]
         assert group["measurements"]["Cobb angle"]["value"] == pytest.approx(curve["angle_deg"], abs=0.01)
@@ -244,3 +244,29 @@ def test_a_film_the_module_refuses_is_counted_failed_and_nothing_is_stored(ortha
     assert "no spine found" in printed.out  # the module's own reason, per film
     assert printed.out.strip().splitlines()[-1].endswith("0 measured, 0 DICOM objects stored, 1 failed")
     assert sorted(series_of(orthanc, study).values()) == ["DX"]
+
+
+def test_pacs_stores_the_sr_of_a_film_with_an_absent_curve(orthanc, tmp_path, monkeypatch, capsys):
+    """Issue 26: a film on which a curve is absent ended in "internal error (TypeError ...)" with
+    --dicom, so in mskmorph pacs; now its SR is stored, valid, with the curve reported absent."""
+    from test_dicom_export import absent_curve_film
+
+    require_tool("dciodvfy")
+    monkeypatch.setenv("MSKMORPH_PACS_USERNAME", USER)
+    monkeypatch.setenv("MSKMORPH_PACS_PASSWORD", PASSWORD)
+    film, marks = absent_curve_film(tmp_path)
+    store(orthanc, film)
+    study = pydicom.dcmread(film).StudyInstanceUID
+    code = main(["pacs", "cobb", "--url", orthanc["dicomweb"], "--study", study, "--landmarks", str(marks),
+                 "--out", str(tmp_path / "work")])
+    printed = capsys.readouterr()
+    assert code == 0 and "internal error" not in printed.out + printed.err, printed.out + printed.err
+    assert "1 DICOM objects stored, 0 failed" in printed.out
+    found = {m: uid for uid, m in series_of(orthanc, study).items()}
+    (sr,) = download(orthanc, study, found["SR"])
+    path = tmp_path / "SR.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    assert dciodvfy_errors(path) == []
+    groups = {g["tracking"].split()[0]: g for g in read_sr(sr)}
+    assert groups["TL_L"]["evaluations"]["Curve status"] == "no curve" and groups["TL_L"]["measurements"] == {}
+    assert groups["MT"]["measurements"]["Cobb angle"]["value"] == pytest.approx(20.0, abs=0.01)

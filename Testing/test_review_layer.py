@@ -125,8 +125,10 @@ def test_show_makes_the_root_table_the_nodes_of_each_role_and_draws_the_pipeline
     assert v.GetNodeReference(result_reference("Ruler")) is live.root
     assert layer.reference == "MSKMorphometry.Ruler.Result"
     assert live.volume is v and live.scene is slicer_app.scene
-    assert sorted(live.roles) == ["line", "points"] and live.point_roles == ["points"]
-    assert set(live.nodes) == {"line", "points"} and live.nodes["points"] is live.node("points")
+    # the presenter's nodes, and the layer's own rings around moved points (none yet)
+    assert sorted(live.roles) == ["edited.markers", "line", "points"] and live.point_roles == ["points"]
+    assert set(live.nodes) == {"edited.markers", "line", "points"} and live.nodes["points"] is live.node("points")
+    assert live.node("edited.markers").GetNumberOfControlPoints() == 0 and live.node("edited.markers").GetLocked()
     for role in live.roles:
         assert live.node(role).GetAttribute(ATTR_ROLE) == role
     # drawn with the pipeline's own measurement, not measured again
@@ -168,6 +170,8 @@ def test_a_moved_point_is_measured_again_with_its_role_and_listed_as_edited(slic
     assert live.edited_labels() == {"points": ["B"]}
     node = live.node("points")
     assert [bool(node.GetNthControlPointSelected(i)) for i in range(3)] == [True, False, True]
+    assert live.points_px("edited.markers") == pytest.approx(live.points_px("points")[[1]])  # a ring around it
+    assert live.node("edited.markers").GetDisplayNode().GetGlyphTypeAsString() == "Circle2D"
     assert live.computed_px("points") == pytest.approx(POINTS)  # the computation's positions stay
     move(live, "extra", 0, 2.0, 0.0)
     assert presenter.measured == ["points", "extra"]  # each node's observer names its own role

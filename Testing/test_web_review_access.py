@@ -5,6 +5,7 @@ serves only its page: not the inputs, nor any other file."""
 from __future__ import annotations
 
 import re
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -50,8 +51,10 @@ def test_beyond_loopback_every_request_needs_the_printed_token(tmp_path):
 
     sample = SAMPLE_DATA / "SpinePhantom_AP.png"
     with review_server(sample, "--host", "0.0.0.0", "--out", tmp_path / "out") as (url, _):
-        m = re.fullmatch(r"http://0\.0\.0\.0:(\d+)/\?token=([A-Za-z0-9_-]{20,})", url)
-        assert m, url
+        # the URL names the machine (a browser elsewhere cannot open 0.0.0.0)
+        m = re.fullmatch(r"http://" + re.escape(webreview.url_host("0.0.0.0")) + r":(\d+)/\?token=([A-Za-z0-9_-]{20,})", url)
+        assert m and "0.0.0.0" not in url, url
+        assert webreview.url_host("0.0.0.0") in (socket.getfqdn(), socket.gethostname())
         port, token = m.groups()
         base = f"http://127.0.0.1:{port}"
         for path in ("/", "/index.html", "/index.html?token=wrong" + token[5:], "/ws"):

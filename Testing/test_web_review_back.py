@@ -41,7 +41,7 @@ def test_dragging_a_midline_point_moves_it_and_the_measures_follow(photo, tmp_pa
     from SpineMorphologyLib import morphology
 
     out = tmp_path / "accepted"
-    with review_server(photo, "--out", out) as (url, _), browser_page(playwright, url) as page:
+    with review_server(photo, "--out", out, "--reviewer", "Ann Lee") as (url, _), browser_page(playwright, url) as page:
         assert "back" in page.title().lower() or "back" in page.inner_text("header").lower()  # chosen from the photo
         assert page.locator("#view img").count() == 2  # the photo's slice view and the 3D view
         open_film(page, photo.name)
@@ -95,3 +95,4 @@ def test_dragging_a_midline_point_moves_it_and_the_measures_follow(photo, tmp_pa
     after = json.loads((out / "patient_back.json").read_text())
     edited = after["review"]["edited_points"]
     assert list(edited) == ["midline"] and len(edited["midline"]) == 1 and edited["midline"][0].endswith(f"-{index + 1}")
+    assert after["review"]["accepted_by"] == "Ann Lee" and after["review"]["accepted_at"].endswith("Z")  # signed

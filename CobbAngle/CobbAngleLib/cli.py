@@ -69,11 +69,11 @@ def run(args) -> int:
     for item in items:
         if item.ok:
             angles = ", ".join(
-                (f"{k} {item.values[k]:.1f}" if item.values[k] is not None else f"{k} -")
+                (f"{k} {item.values[k]:.1f} deg" if item.values[k] is not None else f"{k} {item.values[k + '_status']}")
                 + (f" ({item.values[k + '_check']})" if item.values.get(k + "_check") else "")
                 for k in geometry.CURVE_NAMES
             )
-            print(f"{item.path.name}: {angles} deg ({args.convention})" + (f"  CHECK: {item.values['warning']}" if item.values.get("warning") else ""))
+            print(f"{item.path.name}: {angles} ({args.convention})" + (f"  CHECK: {item.values['warning']}" if item.values.get("warning") else ""))
         else:
             print(f"{item.path.name}: FAILED: {item.error}")
     notes = {item.record.get("check_note") for item in items if item.ok and getattr(item, "record", None)} - {None, ""}

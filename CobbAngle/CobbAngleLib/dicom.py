@@ -1,7 +1,9 @@
 """A Cobb result as DICOM (``MSKCommonLib.dicom_export``): the SR and the vertebra SEG.
 
-SR: one measurement group per curve (PT, MT, TL_L) that was measured, tracked as "PT curve" etc.,
-with the finding site (thoracic or lumbar spine) and one measurement "Cobb angle" (SNOMED CT
+SR: one measurement group per curve (PT, MT, TL_L), tracked as "PT curve" etc.; a curve that is
+absent has a group without a measurement whose "Curve status" says "no curve" (or "not on film").
+A measured curve's group has
+the finding site (thoracic or lumbar spine) and one measurement "Cobb angle" (SNOMED CT
 285285000, UCUM deg) whose image coordinates are the two lines it was measured between (the
 upper end vertebra's and the lower end vertebra's endplate, or mid-axis in the AASCE convention).
 Qualitative evaluations: upper and lower end vertebra and apex (SNOMED CT vertebra codes), the
@@ -50,10 +52,21 @@ def build(source, record: dict, live=None, options=None):
     edited = dx.edited_points(record)
     groups = []
     for curve in record.get("curves", []):
-        if curve.get("angle_deg") is None:
+        site = codes.SCT.LumbarSpine if curve["name"] == "TL_L" else codes.SCT.ThoracicSpine
+        tracking = hd.sr.TrackingIdentifier(identifier=f"{curve['name']} curve ({geometry.CURVE_TITLES[curve['name']]})")
+        if curve.get("angle_deg") is None or not curve.get("upper_line") or not curve.get("lower_line"):
+            # no curve (its region is on the film and bends nowhere) or not on the film: said, not measured
+            status = curve.get("role") or geometry.NO_CURVE
+            groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking, algorithm_id=algorithm, finding_sites=[hd.sr.FindingSite(site)],
+                qualitative_evaluations=[
+                    hd.sr.QualitativeEvaluation(dx.code("curve-status"), dx.code(
+                        f"curve-{status.replace(' ', '-')}", status)),
+                    hd.sr.QualitativeEvaluation(dx.code("cobb-convention"), dx.code(
+                        f"convention-{record['convention']}", f"{record['convention']} convention"))],
+                source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)]))
             continue
         lines = [dx.polyline(line_px(record, curve[key]), source) for key in ("upper_line", "lower_line")]
-        site = codes.SCT.LumbarSpine if curve["name"] == "TL_L" else codes.SCT.ThoracicSpine
         measurement = hd.sr.Measurement(
             name=codes.SCT.CobbAngle, value=float(curve["angle_deg"]), unit=codes.UCUM.Degree,
             algorithm_id=algorithm, referenced_coordinates=lines)
@@ -69,8 +82,7 @@ def build(source, record: dict, live=None, options=None):
             evaluations.append(hd.sr.QualitativeEvaluation(dx.code("curve-role"), dx.code(
                 f"curve-role-{curve['role']}", f"{curve['role']} curve")))
         group = hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(
-                identifier=f"{curve['name']} curve ({geometry.CURVE_TITLES[curve['name']]})"),
+            tracking_identifier=tracking,
             algorithm_id=algorithm, finding_sites=[hd.sr.FindingSite(site)],
             measurements=[measurement], qualitative_evaluations=evaluations,
             source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)])
@@ -85,9 +97,9 @@ def build(source, record: dict, live=None, options=None):
         dx.add_items(group, items)
         groups.append(group)
     if not groups:
-        raise ValueError(f"no Cobb angle was measured on {record.get('image')}; there is nothing to report in DICOM")
+        raise ValueError(f"no Cobb curve was measured on {record.get('image')}; there is nothing to report in DICOM")
     sr = dx.measurement_report(source, groups, "CobbAngle", record, options.editor,
-                               title="MSKMorphometry Cobb angles")
+                               title="MSKMorphometry Cobb angles", organization=options.organization)
     seg = None
     labelmap = None if live is None or live.result is None else live.result.vertebra_labelmap
     if labelmap is not None:

@@ -25,6 +25,7 @@ COLUMNS = (
     "PT_upper", "PT_lower", "PT_apex", "MT_upper", "MT_lower", "MT_apex", "TL_L_upper", "TL_L_lower", "TL_L_apex",
     "landmarks_from", "warning", "edited", "PT_check", "MT_check", "TL_L_check",
     "PT_confidence", "MT_confidence", "TL_L_confidence",
+    "PT_status", "MT_status", "TL_L_status",
 )
 POINT_FILES = {"landmarks": "{stem}_landmarks.mrk.json"}
 RECORD_FILE = "{stem}_cobb.json"
@@ -65,6 +66,15 @@ def write_outputs(live, out: Path, stem: str, *, overlay: bool = True, scene: bo
     return outputs
 
 
+def curve_status(curve: dict) -> str:
+    """"measured", or why a curve has no angle: "no curve" (its region is on the film and bends
+    nowhere), "not on film", "not measured" (the corners cannot be measured)."""
+    if curve.get("angle_deg") is not None:
+        return "measured"
+    role = curve.get("role")
+    return role if role in (geometry.NO_CURVE, geometry.NOT_ON_FILM) else "not measured"
+
+
 def csv_values(record: dict) -> dict:
     """One CSV row's values (``COLUMNS``) from a record."""
     values = {}
@@ -75,6 +85,7 @@ def csv_values(record: dict) -> dict:
         values[f"{name}_upper"] = c.get("upper_end_vertebra")
         values[f"{name}_lower"] = c.get("lower_end_vertebra")
         values[f"{name}_apex"] = c.get("apex")
+        values[f"{name}_status"] = curve_status(c)
     from .check import check_label
 
     for name in geometry.CURVE_NAMES:  # the CHECK: "CHECK, confidence 0.41", "edited", ...
@@ -86,3 +97,20 @@ def csv_values(record: dict) -> dict:
     values["warning"] = record.get("warning")
     values["edited"] = ", ".join(sum(record.get("review", {}).get("edited_points", {}).values(), [])) or None
     return values
+
+
+def report_line(record: dict) -> str:
+    """One plain-text line a radiologist can paste into a report, e.g. "Cobb angles (clinical
+    convention): PT no curve; MT 45.1 deg T5-T11 (apex T8, major); TL/L 22.7 deg T11-L3 (apex L1)"."""
+    parts = []
+    for c in record.get("curves", []):
+        label = c["name"].replace("_", "/")
+        if c.get("angle_deg") is None:
+            parts.append(f"{label} {curve_status(c)}")
+            continue
+        role = (c.get("role") or "").split(",")[0]
+        detail = ", ".join(x for x in (f"apex {c['apex']}" if c.get("apex") else "",
+                                       role if role in ("major", "chosen") else "") if x)
+        parts.append(f"{label} {c['angle_deg']:.1f} deg {c.get('upper_end_vertebra')}-{c.get('lower_end_vertebra')}"
+                     + (f" ({detail})" if detail else ""))
+    return f"Cobb angles ({record.get('convention', 'clinical')} convention): " + "; ".join(parts)

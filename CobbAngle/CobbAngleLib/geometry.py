@@ -338,20 +338,70 @@ def _best_pair(sup: np.ndarray, inf: np.ndarray, lo: int, hi: int, sign: int = 0
     """Best (upper, lower) pair with lo <= upper < lower <= hi of the signed angle sup[upper] - inf[lower].
 
     sign=0: largest magnitude; +1/-1: largest angle of that sign. Returns (signed angle, upper, lower)
-    or None when no pair (of that sign) exists."""
+    or None when no pair (of that sign) bends at all."""
     best = None
     for i in range(lo, hi):
         for j in range(i + 1, hi + 1):
             a = _line_angle_difference(sup[i], inf[j])
             score = abs(a) if sign == 0 else sign * a
-            if score <= 0 and sign != 0:
+            if score <= 1e-9 and sign != 0:  # no bend that way (or only rounding noise)
                 continue
             if best is None or score > best[0]:
                 best = (score, a, i, j)
-    return None if best is None else best[1:]
+    return None if best is None or best[0] <= 1e-9 else best[1:]  # a straight stretch bends nowhere
 
 
 _FILM_EDGE = ", end vertebra at the film edge: the curve may be larger"
+# the role of a curve that has no angle: its region is on the film but bends nowhere, or it is not on the film
+NO_CURVE = "no curve"
+NOT_ON_FILM = "not on film"
+# a curve whose region is taken by a larger one may be named after the neighbouring region when its
+# apex lies at most this many vertebrae beyond that region's border (T11 for a lumbar curve)
+NEIGHBOUR_REGION_REACH = 2
+
+
+def _region_range(name: str) -> tuple[int, int]:
+    return next((lo, hi) for region, lo, hi in _REGION_OF_APEX if region == name)
+
+
+def _name_by_region(v: np.ndarray, found, first: int, last: int) -> dict:
+    """{region: (signed angle, upper, lower, apex)} for the curves ``found`` (signed angle, upper,
+    lower). Each curve is named by the region of its apex and each region keeps its largest curve.
+    A curve that loses its region to a larger curve above it is not dropped when the region below
+    is on the film, is within ``NEIGHBOUR_REGION_REACH`` vertebrae of its apex and holds no curve or
+    a smaller one (which is then moved on down the same way): a lumbar curve of 50 deg whose apex the corners put at T11, below
+    a larger main thoracic curve, is the TL/L curve (it was dropped before, and TL/L read as straight
+    or as a small curve below it). Curves are never moved up: a curve from T5 to T8 is no proximal
+    thoracic curve."""
+    names = [region for region, _, _ in _REGION_OF_APEX]
+    by_region: dict[str, tuple] = {}
+    displaced = []
+    for angle, upper, lower in found:
+        apex = apex_between(v, upper, lower)
+        region = next(r for r, lo, hi in _REGION_OF_APEX if lo <= apex <= hi)
+        curve = (angle, upper, lower, apex)
+        if region not in by_region or abs(angle) > abs(by_region[region][0]):
+            if region in by_region:
+                displaced.append((region, by_region[region]))
+            by_region[region] = curve
+        else:
+            displaced.append((region, curve))
+    for region, curve in sorted(displaced, key=lambda d: -abs(d[1][0])):
+        holder = by_region[region]
+        if (curve[1], curve[2]) < (holder[1], holder[2]):
+            continue  # above the curve that kept the region: dropped
+        k = names.index(region) + 1
+        while curve is not None and k < len(names):
+            lo, hi = _region_range(names[k])
+            reach = lo - curve[3]
+            if not (first <= hi and lo <= last and reach <= NEIGHBOUR_REGION_REACH):
+                break
+            there = by_region.get(names[k])
+            if there is not None and abs(there[0]) >= abs(curve[0]):
+                break
+            by_region[names[k]], curve = curve, there
+            k += 1
+    return by_region
 
 
 def cobb_clinical(v: np.ndarray, check_order: bool = True) -> CobbMeasurement:
@@ -377,14 +427,7 @@ def cobb_clinical(v: np.ndarray, check_order: bool = True) -> CobbMeasurement:
             if below2 is not None:
                 found.append(below2)
 
-    # name each curve by the region of its apex; keep the largest curve of each region
-    by_region: dict[str, tuple] = {}
-    for angle, upper, lower in found:
-        apex = apex_between(v, upper, lower)
-        for region, lo, hi in _REGION_OF_APEX:
-            if lo <= apex <= hi:
-                if region not in by_region or abs(angle) > abs(by_region[region][0]):
-                    by_region[region] = (angle, upper, lower, apex)
+    by_region = _name_by_region(v, found, first, last)
     major_key = None
     if by_region:
         major_key = max(by_region, key=lambda k: abs(by_region[k][0]))
@@ -406,16 +449,16 @@ def cobb_clinical(v: np.ndarray, check_order: bool = True) -> CobbMeasurement:
                 )
             )
         else:
-            lo, hi = [(lo, hi) for region, lo, hi in _REGION_OF_APEX if region == name][0]
+            lo, hi = _region_range(name)
             visible = first <= hi and lo <= last  # some of the region is on the film
-            curves.append(
+            curves.append(  # no curve: no angle (never 0.0, which reads as a measured straight spine)
                 Curve(
                     name=name,
-                    angle_deg=0.0 if visible else None,
+                    angle_deg=None,
                     upper_end_vertebra=None,
                     lower_end_vertebra=None,
                     apex=None,
-                    role="none" if visible else "not on film",
+                    role=NO_CURVE if visible else NOT_ON_FILM,
                 )
             )
     note = "clinical: superior endplate of the upper end vertebra to inferior endplate of the lower end vertebra"

@@ -59,7 +59,7 @@ def draw_overlay(
     text_rows = [f"Cobb angles ({result.convention} convention)"]
     for c in result.curves:
         if c.angle_deg is None:
-            text_rows.append((f"{c.name}: not on film", c.name))
+            text_rows.append((f"{c.name}: {c.role or 'not measured'}", c.name))  # "no curve", "not on film"
             continue
         if c.upper_line is not None and c.lower_line is not None:
             for vertebra, kind in (c.upper_line, c.lower_line):

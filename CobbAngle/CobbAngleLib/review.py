@@ -23,6 +23,8 @@ from .colors import CURVE_COLORS, LANDMARK_COLOR, VERTEBRA_COLORS
 from .pipeline import labelled_landmarks
 
 LINE_ROLES = tuple(f"line.{curve}.{end}" for curve in geometry.CURVE_NAMES for end in ("upper", "lower"))
+ANGLE_ROLES = tuple(f"angle.{curve}" for curve in geometry.CURVE_NAMES)  # each curve's angle and ends, at its lines
+LABEL_COLOR = (0.95, 0.95, 0.95)
 CORNER_LABELS = [geometry.corner_label(v, c) for v in range(geometry.N_VERTEBRAE) for c in range(4)]
 
 
@@ -44,6 +46,19 @@ class CobbPresenter(Presenter):
                                    color=CURVE_COLORS[curve], locked=True, editable=False)
             if line.GetDisplayNode() is not None:
                 line.GetDisplayNode().SetPropertiesLabelVisibility(False)
+        # on the film: the level beside each vertebra, and each curve's angle and ends at its lines
+        labels = live.add_points("labels", "vtkMRMLMarkupsFiducialNode", f"{base} levels", np.zeros((0, 2)),
+                                 color=LABEL_COLOR, locked=True, editable=False)
+        for role in ("labels",) + ANGLE_ROLES:
+            node = labels if role == "labels" else live.add_points(
+                role, "vtkMRMLMarkupsFiducialNode", f"{base} {role.split('.')[1]} angle", np.zeros((0, 2)),
+                color=CURVE_COLORS[role.split(".")[1]], locked=True, editable=False)
+            display = node.GetDisplayNode()
+            if display is not None:
+                display.SetGlyphScale(0.5)
+                display.SetTextScale(4.5 if role == "labels" else 5.5)
+                display.SetPointLabelsVisibility(True)
+                display.SetPropertiesLabelVisibility(False)
         if result.vertebra_labelmap is not None:
             live.add_node("segmentation", common.segmentation_from_labelmap(
                 live.scene, result.vertebra_labelmap, live.volume, geometry.VERTEBRA_NAMES, VERTEBRA_COLORS,
@@ -58,12 +73,42 @@ class CobbPresenter(Presenter):
         if len(points) != 4 * geometry.N_VERTEBRAE:
             raise MeasureError(f"the landmarks node has {len(points)} points; 68 corners (T1-L5 x 4) are needed")
         spacing = record.get("pixel_spacing_mm")
-        return geometry.cobb_angles(points.reshape(geometry.N_VERTEBRAE, 4, 2), record.get("convention", "clinical"),
-                                    image_height=record["image_size_px"][1], spacing_mm=spacing)
+        v = points.reshape(geometry.N_VERTEBRAE, 4, 2)
+        measurement = geometry.cobb_angles(v, record.get("convention", "clinical"),
+                                           image_height=record["image_size_px"][1], spacing_mm=spacing)
+        return with_chosen_ends(measurement, v, chosen_ends(live), spacing)
 
     def draw(self, live, measurement) -> None:
         _draw_lines(live, measurement)
+        _draw_labels(live, measurement)
         _fill_table(live, measurement)
+
+    def edited(self, live) -> None:
+        """The vertebra segments follow their corners once an edit is complete (drawn as the
+        pipeline draws them, ``segments.vertebra_labelmap``)."""
+        node = live.node("segmentation")
+        points = landmarks_px(live)
+        if node is None or points.shape != (geometry.N_VERTEBRAE, 4, 2):
+            return
+        from .segments import vertebra_labelmap
+
+        width, height = live.saved_record()["image_size_px"]
+        common.segmentation_from_labelmap(live.scene, vertebra_labelmap(points, (height, width)), live.volume,
+                                          geometry.VERTEBRA_NAMES, VERTEBRA_COLORS, node.GetName(), node=node)
+
+    def open_checks(self, live) -> list[str]:
+        """The result's warning and each angle whose CHECK is on (the network's, while none of its
+        corners was moved: "MT: CHECK, confidence 0.41")."""
+        from .check import check_label
+
+        checks = super().open_checks(live)
+        if live.measurement is not None:
+            record = self.record(live, live.saved_record(), live.measurement)
+            for c in live.measurement.curves:
+                label = check_label(record, c.name) if c.angle_deg is not None else ""
+                if label.startswith("CHECK"):
+                    checks.append(f"{c.name}: {label}")
+        return checks
 
     def record(self, live, record: dict, measurement) -> dict:
         points = live.points_px("landmarks")
@@ -77,6 +122,88 @@ class CobbPresenter(Presenter):
             record["check_edited"] = edited_curves(measurement, live.edited_labels().get("landmarks", []),
                                                    live.saved_record().get("curves", []))
         return record
+
+
+CHOSEN = ", ends chosen by the reader"
+
+
+def chosen_ends(live) -> dict:
+    """{curve: (upper index, lower index)} of the end vertebrae the reader chose (the record's
+    ``chosen_ends``, by vertebra name)."""
+    names = live.saved_record().get("chosen_ends") or {}
+    return {c: tuple(geometry.VERTEBRA_NAMES.index(n) for n in ends) for c, ends in names.items()}
+
+
+def with_chosen_ends(measurement, v, chosen: dict, spacing=None):
+    """The measurement with each curve whose ends the reader chose measured between them
+    (``geometry.curve_between``; a curve the automatic search missed is added so); the roles
+    major / minor follow the angles, a chosen curve's role says so."""
+    if not chosen or measurement.convention != "clinical":
+        return measurement
+    curves = []
+    for c in measurement.curves:
+        if c.name in chosen:
+            upper, lower = chosen[c.name]
+            c = geometry.curve_between(v, c.name, upper, lower, spacing_mm=spacing)
+        curves.append(c)
+    measured = [c for c in curves if c.angle_deg is not None]
+    major = max(measured, key=lambda c: c.angle_deg).name if measured else None
+    for c in measured:
+        edge = geometry._FILM_EDGE if geometry._FILM_EDGE in c.role else ""
+        c.role = ("major" if c.name == major else "minor") + edge + (CHOSEN if c.name in chosen else "")
+    measurement.curves = curves
+    return measurement
+
+
+def choose_ends(live, curve: str, upper: Optional[str], lower: Optional[str]) -> None:
+    """The reader chooses the end vertebrae of ``curve`` (names, e.g. "T5", "T11"): its angle is
+    measured between them from now on, whatever the corners do; ``None`` for both gives the curve
+    back to the automatic choice. Only in the clinical convention. Raises ``ValueError`` (and
+    changes nothing) for ends that cannot be measured."""
+    import json
+
+    from MSKCommonLib.review import ATTR_RECORD
+
+    record = live.saved_record()
+    if curve not in geometry.CURVE_NAMES:
+        raise ValueError(f"unknown curve {curve!r}")
+    ends = dict(record.get("chosen_ends") or {})
+    if upper is None and lower is None:
+        ends.pop(curve, None)
+    else:
+        if record.get("convention", "clinical") != "clinical":
+            raise ValueError("end vertebrae are chosen in the clinical convention (the AASCE computation chooses its own)")
+        if upper not in geometry.VERTEBRA_NAMES or lower not in geometry.VERTEBRA_NAMES:
+            raise ValueError(f"choose two vertebrae T1-L5 as the ends of {curve} (got {upper} and {lower})")
+        u, lo = geometry.VERTEBRA_NAMES.index(upper), geometry.VERTEBRA_NAMES.index(lower)
+        geometry.curve_between(landmarks_px(live), curve, u, lo)  # raises with the reason when not measurable
+        ends[curve] = [upper, lower]
+    record["chosen_ends"] = ends
+    live.root.SetAttribute(ATTR_RECORD, json.dumps(record))
+    live.changed_by_user(None)
+
+
+def automatic_changes(live, measurement) -> list[str]:
+    """Curves whose automatic end vertebrae or role are no longer those the result was shown with
+    (a corner moved): said in the table, never silently."""
+    if measurement is None:
+        return []
+    shown = {c.get("name"): c for c in live.saved_record().get("curves") or []}
+    chosen = chosen_ends(live)
+    notes = []
+    for c in measurement.curves:
+        before = shown.get(c.name)
+        if c.name in chosen or not before:
+            continue
+        was = (before.get("upper_end_vertebra"), before.get("lower_end_vertebra"), (before.get("role") or "").split(",")[0])
+        now = (c.upper_end_vertebra, c.lower_end_vertebra, (c.role or "").split(",")[0])
+        if was != now:
+            def say(ends):
+                return f"{ends[0]}-{ends[1]} {ends[2]}" if ends[0] else ends[2] or "no curve"
+            notes.append(f"{c.name}: the automatic choice changed it from {say(was)} to {say(now)}; "
+                         f"choose its end vertebrae to keep {was[0]}-{was[1]}" if was[0] else
+                         f"{c.name}: the automatic choice changed it from {say(was)} to {say(now)}")
+    return notes
 
 
 def landmarks_px(live) -> np.ndarray:
@@ -99,9 +226,11 @@ def set_convention(live, convention: str) -> None:
     live.remeasure(None)
 
 
-def warnings_of(live) -> str:
-    """The result's warnings and, when its points cannot be measured, why."""
-    return "\n".join(w for w in (live.saved_record().get("warning") or "", live.error) if w)
+def warnings_of(live, measurement=None) -> str:
+    """The result's warnings, a change the automatic end vertebra choice made (``measurement``:
+    the current one) and, when its points cannot be measured, why."""
+    return "\n".join(w for w in (live.saved_record().get("warning") or "", *automatic_changes(live, measurement),
+                                  live.error) if w)
 
 
 def _draw_lines(live, measurement) -> None:
@@ -132,11 +261,39 @@ def _draw_lines(live, measurement) -> None:
             display.SetVisibility(True)
 
 
+def _draw_labels(live, measurement) -> None:
+    """The level labels (T1..L5 beside each vertebra, image left) and each measured curve's text
+    ("MT 45.1° T5-T11") beside its lines on the image right, in the curve's colour."""
+    points = landmarks_px(live)
+    if live.node("labels") is not None:
+        if points.shape == (geometry.N_VERTEBRAE, 4, 2):
+            side = (points[:, 0] + points[:, 2]) / 2  # the image-left side of each vertebra
+            across = points[:, 1] - points[:, 0]
+            live.set_points("labels", side - 0.45 * across, list(geometry.VERTEBRA_NAMES))
+        else:
+            live.set_points("labels", np.zeros((0, 2)))
+    curves = {} if measurement is None else {c.name: c for c in measurement.curves}
+    for role in ANGLE_ROLES:
+        node = live.node(role)
+        if node is None:
+            continue
+        curve = curves.get(role.split(".")[1])
+        if curve is None or curve.angle_deg is None or curve.upper_line is None or points.ndim != 3:
+            live.set_points(role, np.zeros((0, 2)))
+            continue
+        ends = [geometry.line_endpoints(points, v, kind) for v, kind in (curve.upper_line, curve.lower_line)]
+        right = np.max([e[:, 0].max() for e in ends])
+        middle = np.mean([e[:, 1].mean() for e in ends])
+        width = np.linalg.norm(ends[0][1] - ends[0][0])
+        text = f"{curve.name.replace('_', '/')} {curve.angle_deg:.1f}° {curve.upper_end_vertebra}-{curve.lower_end_vertebra}"
+        live.set_points(role, np.array([[right + 0.6 * width, middle]]), [text])
+
+
 def _fill_table(live, measurement) -> None:
     record = live.saved_record()
     convention = record.get("convention", "clinical")
     regressed = record.get("network_angles_deg")
-    warning = warnings_of(live)
+    warning = warnings_of(live, measurement)
     edited = ", ".join(live.edited_labels().get("landmarks", []))
     if measurement is None:
         common.fill_table(live.table, [("Curve", list(geometry.CURVE_NAMES)), ("Angle (deg)", [None] * 3),
@@ -153,7 +310,8 @@ def _fill_table(live, measurement) -> None:
         ("Role", [c.role for c in curves]),
         ("Convention", [convention] * len(curves)),
     ]
-    if regressed:
+    if regressed and convention == "aasce":  # the regression head's angles are the organisers' columns:
+        # beside the AASCE curves of the same name only (beside clinical ones they read as disagreement)
         columns.append(("Network angle (deg)", [regressed.get(c.name) for c in curves]))
     if record.get("check") is not None:  # the CHECK per angle (the network's; "edited" once moved)
         from .check import check_label, edited_curves

@@ -51,5 +51,5 @@ def build(source, record: dict, live=None, options=None):
         raise ValueError(f"no joint space width was measured on {record.get('image')}; there is nothing to report "
                          "in DICOM")
     sr = dx.measurement_report(source, groups, "KneeLandmarks", record, options.editor,
-                               title="MSKMorphometry knee joint space width")
+                               title="MSKMorphometry knee joint space width", organization=options.organization)
     return sr, None

@@ -267,5 +267,6 @@ def add_dicom_options(parser) -> None:
     group.add_argument("--patient-name", metavar="NAME", help="patient name of that Secondary Capture (default empty)")
     group.add_argument("--patient-id", metavar="ID", help="patient ID of that Secondary Capture (default empty)")
     group.add_argument("--study-uid", metavar="UID", help="Study Instance UID of that Secondary Capture (default new)")
-    group.add_argument("--editor", metavar="NAME",
-                       help="who moved points by hand, named in the SR when the result has edited points")
+    group.add_argument("--reviewer", "--editor", dest="editor", metavar="NAME",
+                       help="who reviews (--editor is the older name): named in the SR when the result has points "
+                            "moved by hand")

@@ -41,6 +41,7 @@ CODES = {
     "apex-vertebra": "Apical vertebra",
     "cobb-convention": "Cobb angle convention",
     "curve-role": "Curve role",
+    "curve-status": "Curve status",
     "points-edited": "Points edited by hand",
     "landmarks-from": "Landmarks from",
     "check-warning": "Check warning",
@@ -75,7 +76,8 @@ class DicomOptions:
     patient_id: str = ""
     study_instance_uid: str = ""
     accession_number: str = ""
-    editor: str = ""  # the person who moved points (Slicer's user; --editor on the command line)
+    editor: str = ""  # the reviewer: who moved points and accepted (Slicer's user; --reviewer / --editor)
+    organization: str = ""  # the reviewer's organisation, named with them when they verify the SR
 
 
 def is_dicom_file(path) -> bool:
@@ -242,21 +244,37 @@ def _person_name(name: str) -> str:
 # the objects
 
 def measurement_report(source, groups, module: str, record: dict, editor: str = "",
-                       procedure=None, title: str = "", evidence=None):
-    """The Comprehensive SR (TID 1500) of ``groups`` (measurement groups on ``source``); the
-    person observer is ``editor`` only when the record has points edited by hand. ``evidence``:
+                       procedure=None, title: str = "", evidence=None, organization: str = ""):
+    """The Comprehensive SR (TID 1500) of ``groups`` (measurement groups on ``source``). The
+    person observer is the reviewer who accepted the result (the record's ``review.accepted_by``),
+    else ``editor`` when the record has points edited by hand. An accepted result's SR is
+    ``VERIFIED`` by that reviewer at the time of Accept (``organization``, else the film's
+    institution, as the verifying organisation); any other stays ``UNVERIFIED``. ``evidence``:
     every object the groups reference (default ``[source]``); the SR joins the first one's study."""
     import highdicom as hd
     from pydicom.uid import generate_uid
 
+    review = record.get("review") or {}
+    reviewer = review.get("accepted_by") or ""
+    person = reviewer or (editor if edited_points(record) else "")
     report = hd.sr.MeasurementReport(
-        observation_context=observation_context(module, editor if edited_points(record) else ""),
+        observation_context=observation_context(module, person),
         procedure_reported=procedure or hd.sr.CodedConcept("363680008", "SCT", "Radiographic imaging procedure"),
         imaging_measurements=groups)
+    verified = {}
+    if reviewer:
+        verified = dict(is_verified=True, verifying_observer_name=_person_name(reviewer),
+                        verifying_organization=(organization or str(source.get("InstitutionName") or "")
+                                                or "not stated")[:64])
     sr = hd.sr.ComprehensiveSR(
-        evidence=evidence or [source], content=report[0], series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
-        series_description=(title or f"MSKMorphometry {module}")[:64], is_complete=True)
+        evidence=evidence or [source], content=report[0], series_instance_uid=generate_uid(),
+        series_number=SR_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
+        series_description=(title or f"MSKMorphometry {module}")[:64], is_complete=True, **verified)
+    if reviewer and review.get("accepted_at"):  # the time of Accept, not of writing
+        from pydicom.valuerep import DT
+
+        accepted = datetime.datetime.fromisoformat(review["accepted_at"].replace("Z", "+00:00"))
+        sr.VerifyingObserverSequence[0].VerificationDateTime = DT(accepted)
     sr.SoftwareVersions = version()
     declare_scheme(sr)
     return sr

@@ -68,7 +68,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="keep the downloaded films and all the module's files here (default: a temporary "
                              "folder, removed at the end)")
     parser.add_argument("--no-store", action="store_true", help="measure and write, but store nothing in the PACS")
-    parser.add_argument("--editor", metavar="NAME", help=argparse.SUPPRESS)
+    parser.add_argument("--reviewer", "--editor", dest="editor", metavar="NAME", help=argparse.SUPPRESS)
     add_module_options(parser, key)
 
 

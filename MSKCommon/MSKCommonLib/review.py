@@ -43,8 +43,10 @@ ATTR_ROLE = "MSKMorphometry.Role"
 ATTR_RECORD = "MSKMorphometry.Record"  # on the root: the result's record as the pipeline made it
 ATTR_COMPUTED = "MSKMorphometry.ComputedPoints"  # on a point node: pixels the computation produced
 ATTR_LABELS = "MSKMorphometry.PointLabels"
+ATTR_SIGN_OFF = "MSKMorphometry.SignOff"  # on the root: who accepted the result, when, which CHECKs they saw
 EDIT_TOLERANCE_PX = 1e-3
 EDITED_COLOR = (0.2, 1.0, 1.0)  # points a user moved: cyan
+EDITED_MARKERS = "edited.markers"  # a ring around each moved point (on the image), so that it stands out
 
 
 def result_reference(module: str) -> str:
@@ -61,6 +63,21 @@ class MeasureError(ValueError):
     """Points that cannot be measured (the message says why, for the user)."""
 
 
+class ChecksOpen(ValueError):
+    """Accept on a result with CHECK warnings the reviewer has not confirmed (``checks``: them)."""
+
+    def __init__(self, checks):
+        self.checks = list(checks)
+        super().__init__("the result has CHECK warnings; confirm that you have looked at them: " + "; ".join(self.checks))
+
+
+def utc_now() -> str:
+    """The time now as ISO 8601 in UTC, to the second (``2026-12-06T14:05:09Z``)."""
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 class PointObservers:
     """Observers on markups nodes' control points, each with the object (here a ``LiveResult``)
     that its callback keeps current when a point is moved, added or removed.
@@ -69,6 +86,8 @@ class PointObservers:
     ``paused(node)`` silences a node while the layer itself writes its points."""
 
     EVENTS = ("PointModifiedEvent", "PointAddedEvent", "PointRemovedEvent")
+    # a drag by a markups widget: one edit from its start to its end (for undo)
+    INTERACTION = ("PointStartInteractionEvent", "PointEndInteractionEvent")
 
     def __init__(self):
         self._entries: dict = {}  # node -> (observer tags, kept object, callback)
@@ -84,8 +103,9 @@ class PointObservers:
         """The object kept for an observed node."""
         return self._entries[node][1]
 
-    def observe(self, node, result, callback):
-        """Call ``callback(result)`` whenever a control point of ``node`` changes."""
+    def observe(self, node, result, callback, interaction=None):
+        """Call ``callback(result)`` whenever a control point of ``node`` changes, and
+        ``interaction(result, started)`` when a widget starts (True) or ends (False) a drag."""
         if node is None:
             return result
         if node in self._entries:
@@ -96,7 +116,14 @@ class PointObservers:
             if entry is not None and not self._muted.get(caller):
                 entry[2](entry[1])
 
+        def dragged(caller, event, started):
+            entry = self._entries.get(caller)
+            if entry is not None and interaction is not None:
+                interaction(entry[1], started)
+
         tags = [node.AddObserver(getattr(node, event), changed) for event in self.EVENTS]
+        tags += [node.AddObserver(getattr(node, event), lambda c, e, started=(event == self.INTERACTION[0]):
+                                  dragged(c, e, started)) for event in self.INTERACTION]
         self._entries[node] = (tags, result, callback)
         return result
 
@@ -153,6 +180,18 @@ class Presenter:
     def restore(self, live: "LiveResult") -> None:
         """Prepare a result found in a loaded scene (caches); called before it is measured."""
 
+    def edited(self, live: "LiveResult") -> None:
+        """An edit is complete (the end of a drag, a reset, an undo): update what is too slow to
+        follow every mouse move (e.g. the vertebra segments)."""
+
+    def open_checks(self, live: "LiveResult") -> list[str]:
+        """The CHECK warnings a reviewer must confirm before accepting (default: the notes of the
+        result's table, as the pages show them: the result's warnings and why its points cannot be
+        measured)."""
+        notes = [str(row.get("Note") or "") for row in common.table_rows(live.table)]
+        lines = [w.strip() for note in notes for w in note.split("\n")]
+        return [f"CHECK: {w}" for w in dict.fromkeys(lines) if w and w != "None"]
+
 
 class LiveResult:
     """One result on one image, as nodes, kept measured (see the module docstring)."""
@@ -167,6 +206,11 @@ class LiveResult:
         self.result = None  # the pipeline's result when it was shown in this session
         self.cache: dict = {}  # the presenter's own (e.g. the back surface)
         self._reusable: dict = {}  # role -> node of the result this one replaces (updated in place)
+        # undo / redo: the points of every editable node before each edit (this session only)
+        self._undo: list = []
+        self._redo: list = []
+        self._settled: Optional[dict] = None  # the points after the last edit
+        self._dragging = False
 
     # --- nodes
 
@@ -287,6 +331,10 @@ class LiveResult:
         return measurement
 
     def _mark_edited(self) -> None:
+        markers = self.node(EDITED_MARKERS)
+        if markers is not None:  # rings around the moved points of the nodes on the image (not on a 3D surface)
+            moved = [self.points_px(r)[self.edited_points(r)] for r in self.point_roles if not r.endswith("3d")]
+            self.set_points(EDITED_MARKERS, np.concatenate(moved) if moved else np.zeros((0, 2)))
         for role in self.point_roles:
             node = self.node(role)
             edited = set(self.edited_points(role))
@@ -297,11 +345,114 @@ class LiveResult:
                         node.SetNthControlPointSelected(i, selected)
 
     def reset_edited_points(self) -> None:
-        """Move every point back to where the computation put it; the measurement follows."""
+        """Move every point back to where the computation put it; the measurement follows (one edit
+        for undo)."""
         for role in self.point_roles:
             saved_labels = common.json_attribute(self.node(role), ATTR_LABELS)
             self.set_points(role, self.computed_px(role), saved_labels)
+        self.changed_by_user(None)
+
+    def changed_by_user(self, role: Optional[str]):
+        """A user changed the points (a drag, a reset, an undo): measure again; an acceptance given
+        before no longer holds. A change outside a widget's drag is one edit for undo."""
+        if not self._dragging:
+            self._remember()
+        self.withdraw_acceptance()
+        return self.remeasure(role)
+
+    # --- undo / redo: one step per edit (a whole drag, a reset, a point set by a script)
+
+    def snapshot(self) -> dict:
+        return {role: self.points_px(role).copy() for role in self.point_roles}
+
+    def settle(self) -> None:
+        """The points as they are now are the state an undo returns to (called when shown)."""
+        self._settled = self.snapshot()
+
+    def _remember(self) -> None:
+        before, now = self._settled, self.snapshot()
+        if before is not None and not _same_points(before, now):
+            self._undo.append(before)
+            self._redo.clear()
+            self.review.presenter.edited(self)
+        self._settled = now
+
+    def dragging(self, started: bool) -> None:
+        """A markups widget starts or ends a drag: the drag is one edit."""
+        if started and not self._dragging:
+            self._dragging = True
+        elif not started and self._dragging:
+            self._dragging = False
+            self._remember()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> bool:
+        """Put the points back as they were before the last edit; False when there is none."""
+        return self._restore(self._undo, self._redo)
+
+    def redo(self) -> bool:
+        return self._restore(self._redo, self._undo)
+
+    def _restore(self, source: list, target: list) -> bool:
+        if not source:
+            return False
+        target.append(self.snapshot())
+        points = source.pop()
+        for role, px in points.items():
+            if self.node(role) is not None:
+                labels = common.json_attribute(self.node(role), ATTR_LABELS)
+                self.set_points(role, px, labels if labels is not None and len(labels) == len(px) else None)
+        self._settled = self.snapshot()
+        self.withdraw_acceptance()
         self.remeasure(None)
+        self.review.presenter.edited(self)
+        return True
+
+    def reset_point(self, role: str, index: int) -> None:
+        """Put one point back where the computation put it (one edit for undo)."""
+        computed = self.computed_px(role)
+        current = self.points_px(role)
+        if computed.shape != current.shape or not 0 <= index < len(current):
+            raise ValueError(f"no computed position for point {index + 1} of {role}")
+        current[index] = computed[index]
+        self.set_points(role, current)
+        self.changed_by_user(role)
+
+    # --- sign-off
+
+    def open_checks(self) -> list[str]:
+        return self.review.presenter.open_checks(self)
+
+    def acceptance(self) -> dict:
+        """{"accepted_by", "accepted_at", "checks_acknowledged"} of the reviewer's Accept, or {}."""
+        return common.json_attribute(self.root, ATTR_SIGN_OFF) or {}
+
+    def accept(self, reviewer: str, checks_acknowledged=None, at: Optional[str] = None) -> dict:
+        """The reviewer signs the result as it is now: their name and the time (ISO 8601, UTC) go
+        into the record's review section. With CHECK warnings open (``open_checks``) every one of
+        them must be in ``checks_acknowledged`` (the reviewer confirmed them), else ``ChecksOpen``;
+        a missing name is a ``ValueError``. Nothing changes when it refuses."""
+        reviewer = " ".join(str(reviewer or "").split())
+        if not reviewer:
+            raise ValueError("Accept needs the reviewer's name")
+        checks = self.open_checks()
+        missing = [c for c in checks if c not in (checks_acknowledged or ())]
+        if missing:
+            raise ChecksOpen(missing)
+        signed = {"accepted_by": reviewer, "accepted_at": at or utc_now(), "checks_acknowledged": checks}
+        common.json_attribute(self.root, ATTR_SIGN_OFF, signed)
+        return signed
+
+    def withdraw_acceptance(self) -> None:
+        if self.root.GetAttribute(ATTR_SIGN_OFF) is not None:
+            self.root.RemoveAttribute(ATTR_SIGN_OFF)
 
     # --- the record
 
@@ -318,6 +469,9 @@ class LiveResult:
             "computed_points_px": {r: np.round(self.computed_px(r), 3).tolist() for r in self.point_roles},
             "point_nodes": {r: self.node(r).GetClassName() for r in self.point_roles},
         }
+        signed = self.acceptance()  # null until a reviewer accepts (and again after a later edit)
+        for key in ("accepted_by", "accepted_at", "checks_acknowledged"):
+            record["review"][key] = signed.get(key)
         if self.error:
             record["error"] = self.error
         return record
@@ -400,6 +554,14 @@ class Review:
         live.result = result
         live._reusable = dict(old)
         presenter.build(live, result)
+        markers = live.add_points(EDITED_MARKERS, "vtkMRMLMarkupsFiducialNode", f"{volume.GetName()} moved points",
+                                  np.zeros((0, 2)), color=EDITED_COLOR, locked=True, editable=False)
+        if markers.GetDisplayNode() is not None:
+            markers.GetDisplayNode().SetGlyphTypeFromString("Circle2D")  # a translucent halo: the point shows through
+            markers.GetDisplayNode().SetGlyphScale(4.0)
+            markers.GetDisplayNode().SetOpacity(0.45)
+            markers.GetDisplayNode().SetPointLabelsVisibility(False)
+            markers.GetDisplayNode().SetPropertiesLabelVisibility(False)
         for node in live._reusable.values():  # nodes of roles the new result does not have
             if node is not None and node.GetScene() is not None:
                 scene.RemoveNode(node)
@@ -430,7 +592,13 @@ class Review:
     def _attach(self, live: LiveResult) -> None:
         self._lives[live.root.GetID()] = live
         for role in live.point_roles:
-            self.observers.observe(live.node(role), live, lambda current, role=role: current.remeasure(role))
+            self.observers.observe(live.node(role), live, lambda current, role=role: current.changed_by_user(role),
+                                   interaction=lambda current, started: current.dragging(started))
+        live.settle()
+
+
+def _same_points(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and np.array_equal(a[k], b[k]) for k in a)
 
 
 def edited_files(scene, volume, record: dict, paths: dict) -> list:

@@ -23,12 +23,27 @@ import sys
 from pathlib import Path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ANY_ADDRESS = ("0.0.0.0", "::", "")
+# the page's table fits beside the film in a 1280 x 720 window: what the page shows elsewhere
+# (the convention in the note, the edited points below) or repeats is left out, long titles shortened
+PAGE_HIDDEN_COLUMNS = ("Region", "Convention", "Edited points")
+PAGE_COLUMN_TITLES = {"Upper end vertebra": "Upper", "Lower end vertebra": "Lower"}
+SIGN_OFF_COLUMNS = ("accepted_by", "accepted_at", "checks_acknowledged")  # the CSV's sign-off, after the module's
 NOTE_COLUMNS = ("Note",)  # the presenters' notes: shown as CHECK warnings, not as table columns
 HIDDEN_COLUMNS = NOTE_COLUMNS + ("Key",)
+# window/level presets: the film's grey values between these percentiles (a left-drag adjusts further)
+WINDOW_PRESETS = {"auto": (0.5, 99.5), "full range": (0.0, 100.0), "high contrast": (10.0, 90.0), "bright parts": (50.0, 99.9)}
+HINT = ("Left-drag on the film: window/level (on a point: move it) · wheel: zoom at the cursor · middle-drag: pan · "
+        "Fit: whole film · Ctrl+Z / Ctrl+Shift+Z: undo / redo · Up/Down: films · M: measure · A: accept")
 KEYS = """
 window.addEventListener('keydown', (e) => {
   const t = e.target && e.target.tagName;
-  if (t === 'INPUT' || t === 'TEXTAREA' || e.ctrlKey || e.altKey || e.metaKey || !window.trame) return;
+  const typing = t === 'TEXTAREA' || (t === 'INPUT' && !['checkbox', 'radio', 'button'].includes(e.target.type));
+  if (typing || e.altKey || !window.trame) return;
+  if ((e.ctrlKey || e.metaKey) && (e.key === 'z' || e.key === 'Z')) {  // undo / redo, also after a selector or toggle
+    window.trame.trigger(e.shiftKey ? 'redo' : 'undo', []); e.preventDefault(); return;
+  }
+  if (t === 'SELECT' || e.ctrlKey || e.metaKey) return;  // the arrows choose in a selector
   const current = window.trame.state.get('current');
   const go = {ArrowDown: 1, ArrowRight: 1, n: 1, ArrowUp: -1, ArrowLeft: -1, p: -1}[e.key];
   if (go) { window.trame.trigger('select', [current + go]); e.preventDefault(); }
@@ -48,11 +63,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dicom", action="store_true",
                         help="Accept also writes NAME_sr.dcm (and Cobb NAME_seg.dcm) as mskmorph ... --dicom does, "
                              "with the points as the user left them")
-    parser.add_argument("--editor", metavar="NAME", help="who reviews: named in the SR when points were moved")
+    parser.add_argument("--reviewer", "--editor", dest="reviewer", metavar="NAME",
+                        help="who reviews and signs (--editor is the older name; the page has a field for it too): "
+                             "Accept writes the name and the time, and the SR is VERIFIED by them")
+    parser.add_argument("--landmarks", type=Path, metavar="PATH",
+                        help="Cobb: corners from an AASCE .mat file (one film) or a folder of <film name>.mat instead "
+                             "of the network, as mskmorph cobb --landmarks")
+    parser.add_argument("--spacing", type=float, metavar="MM",
+                        help="knee: pixel spacing in mm for films that state none (PNG/JPEG); the page has a field for it")
+    parser.add_argument("--organization", metavar="NAME", default="",
+                        help="the reviewer's organisation, named in a verified SR (default: the film's institution)")
 
 
 class ReviewApp:
-    def __init__(self, inputs, module, out: Path, server=None, dicom: bool = False, editor: str = ""):
+    def __init__(self, inputs, module, out: Path, server=None, dicom: bool = False, reviewer: str = "",
+                 organization: str = "", landmarks=None, spacing=None):
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
         from trame.app import get_server
         from trame_slicer import module as trame_slicer_module
@@ -67,12 +92,14 @@ class ReviewApp:
         self.server.enable_module(trame_slicer_module)
         self.state, self.ctrl = self.server.state, self.server.controller
         self.slicer = SlicerApp()
-        register_rca_factories(self.slicer.view_manager, self.server)
+        # no slice slider under the film: a radiograph has one slice (the 3D view keeps its own controls)
+        register_rca_factories(self.slicer.view_manager, self.server, slice_view_ui_f=lambda *_: None)
         self.layout_manager = LayoutManager(self.slicer.scene, self.slicer.view_manager, self.server)
         from .image import read_image
 
         self.out = Path(out).resolve()
-        self.dicom, self.editor = dicom, editor or ""
+        self.dicom, self.organization = dicom, organization or ""
+        self.landmarks = None if landmarks is None else Path(landmarks)
         self.items = batch.expand_inputs(inputs)
         taken: set = set()
         self.stems = [batch.output_stem(i.path, taken) for i in self.items]
@@ -91,24 +118,40 @@ class ReviewApp:
             views.append(ViewLayoutDefinition.threed_view())
         self.layout_manager.register_layout("film", Layout(LayoutDirection.Horizontal, views))
         self.layout_manager.set_layout("film")
+        film_interaction(self._slice_view(), self.slicer.scene)
+        self._picking = None  # (curve, [vertebra index picked so far]) while the reader clicks end vertebrae
+        self._pick_tag = self._slice_view().interactor().AddObserver("LeftButtonPressEvent", self._pick, 20.0)
+        self.slicer.scene.GetNodeByID(self._slice_view().get_view_node_id()).AddObserver(
+            "ModifiedEvent", lambda *_: self._push(view_geometry=self._geometry_json()))
         self.status = ["refused" if i.error else "new" for i in self.items]
         self.volumes: dict = {}
         self.lives: dict = {}  # film -> its latest result
         self.kept: dict = {}  # film -> older results kept beside it ("keep" on measuring again)
         self.job = None
+        self.reports: dict = {}  # film -> the report line of its last Accept
+        self._pending_ends: dict = {}  # curve -> the one end chosen so far (a missed curve needs both)
         self.current = -1
         self._watched: set = set()
         self.state.update(worklist=self._worklist(), current=-1, columns=[], rows=[], edited="", warnings=[],
                           busy=False, progress=0, message="", written="", question=False, view_geometry="",
-                          has_segmentation=False, show_segmentation=True, module=self.logic.spec.key)
+                          has_segmentation=False, show_segmentation=True, module=self.logic.spec.key,
+                          window_preset="auto", invert=False, presets=list(WINDOW_PRESETS), hint=HINT,
+                          show_labels=True, show_angles=True, show_lines=True, has_labels=False, ends=[],
+                          spacing="" if spacing is None else str(spacing), needs_spacing=False,
+                          calibrating=False, calibration_px=0.0, calibration_mm="", picking="",
+                          vertebrae=[], edited_points=[], can_undo=False, can_redo=False,
+                          reviewer=reviewer or "", checks_question=False, open_checks=[], report="", signed="")
         self.state.change("show_segmentation")(self._show_segmentation)
-        for name in ("select", "measure", "accept"):  # for the keyboard shortcuts
+        self.state.change("window_preset", "invert")(self._window)
+        for name in ("select", "measure", "accept", "undo", "redo"):  # for the keyboard shortcuts
             self.server.trigger(name)(getattr(self, name))
         self.ctrl.select = self.select
         self.ctrl.measure = self.measure
         self.ctrl.cancel = self.cancel
         self.ctrl.reset_points = self.reset_points
         self.ctrl.accept = self.accept
+        self.ctrl.accept_with_checks = self.accept_with_checks
+        self.state.change("show_labels", "show_angles", "show_lines")(self._show_roles)
         self.ctrl.answer = self.answer
         self._build_ui()
 
@@ -148,16 +191,23 @@ class ReviewApp:
         from .mrml import table_rows
 
         table = [] if live is None else table_rows(live.table)
-        columns = [c for c in (table[0] if table else {}) if c not in HIDDEN_COLUMNS]
+        columns = [c for c in (table[0] if table else {}) if c not in HIDDEN_COLUMNS + PAGE_HIDDEN_COLUMNS]
         rows = [[_cell(r[c]) for c in columns] for r in table]
+        columns = [PAGE_COLUMN_TITLES.get(c, c) for c in columns]
         warnings = list(dict.fromkeys(w for r in table for c in NOTE_COLUMNS for w in str(r.get(c) or "").split("\n")
                                       if w.strip() and w != "None"))
         edited = "" if live is None else ", ".join(sum((list(v) for v in live.edited_labels().values()), []))
         changed = bool(_)  # called by the table's observer: the points or the measurement changed
         if live is not None and (self.status[self.current] in ("measured", "edited") or changed):
             self.status[self.current] = "edited" if live.edited() else "measured"
+        signed = {} if live is None else live.acceptance()  # withdrawn by an edit after Accept
         self._push(columns=columns, rows=rows, warnings=warnings, edited=edited, view_geometry=self._geometry_json(),
-                   has_segmentation=live is not None and live.node("segmentation") is not None, **extra)
+                   ends=self._ends(live), vertebrae=self._vertebrae(live), edited_points=self._edited_points(live),
+                   can_undo=live is not None and live.can_undo, can_redo=live is not None and live.can_redo,
+                   has_labels=live is not None and live.node("labels") is not None,
+                   has_segmentation=live is not None and live.node("segmentation") is not None,
+                   signed=f"Accepted by {signed['accepted_by']}, {signed['accepted_at']}" if signed else "",
+                   report=self.reports.get(self.current, "") if signed else "", **extra)
         self.state.flush()
 
     def _geometry_json(self):
@@ -184,6 +234,225 @@ class ReviewApp:
                     for view_id in views:  # "vtkMRMLViewNodeNone": no such view, shown nowhere
                         display.AddViewNodeID(view_id)
         self._show_segmentation(self.state.show_segmentation)
+        self._show_roles()
+
+    def _show_roles(self, **_):
+        """The toggles of what is drawn on the film: level labels, angle texts, the lines."""
+        live = self._live()
+        if live is None:
+            return
+        shown = {"labels": self.state.show_labels, "angle.": self.state.show_angles, "line.": self.state.show_lines}
+        for role, node in live.nodes.items():
+            for prefix, on in shown.items():
+                if role.startswith(prefix) and node.GetDisplayNode() is not None:
+                    node.GetDisplayNode().SetVisibility2D(bool(on))
+
+    # --- end vertebrae (Cobb) and edits
+    def _ends(self, live) -> list:
+        if live is None or self.logic.spec.key != "cobb" or live.measurement is None:
+            return []
+        from CobbAngleLib.review import chosen_ends
+
+        chosen = chosen_ends(live)
+        from CobbAngleLib.geometry import VERTEBRA_NAMES
+
+        return [{"curve": c.name, "upper": VERTEBRA_NAMES[chosen[c.name][0]] if c.name in chosen else "",
+                 "lower": VERTEBRA_NAMES[chosen[c.name][1]] if c.name in chosen else "",
+                 "auto": "" if c.name in chosen else (f"{c.upper_end_vertebra}-{c.lower_end_vertebra}"
+                                                      if c.upper_end_vertebra else "no curve")}
+                for c in live.measurement.curves]
+
+    def _vertebrae(self, live) -> list:
+        if live is None or self.logic.spec.key != "cobb":
+            return []
+        return list((live.saved_record().get("vertebrae_present")) or [])
+
+    def _edited_points(self, live) -> list:
+        if live is None:
+            return []
+        out = []
+        for role in live.point_roles:
+            labels = live.labels(role)
+            for i in live.edited_points(role):
+                out.append({"key": f"{role}:{i}", "role": role, "index": i,
+                            "label": labels[i] if i < len(labels) and labels[i] else f"{role} {i + 1}"})
+        return out
+
+    def choose_end(self, curve, which, value):
+        """A selector of the end vertebrae table: the reader's ``which`` ("upper"/"lower") end of
+        ``curve``, or "" for the automatic choice."""
+        live = self._live()
+        if live is None or live.measurement is None:
+            return
+        from CobbAngleLib.review import choose_ends
+
+        current = {c.name: c for c in live.measurement.curves}[curve]
+        shown = {e["curve"]: e for e in self._ends(live)}[curve]
+        pending = self._pending_ends.setdefault(curve, {})
+        try:
+            if not value:
+                self._pending_ends.pop(curve, None)
+                choose_ends(live, curve, None, None)
+            else:
+                pending[which] = value
+                upper = pending.get("upper") or shown["upper"] or current.upper_end_vertebra
+                lower = pending.get("lower") or shown["lower"] or current.lower_end_vertebra
+                if not upper or not lower:
+                    self._refresh_table(message=f"{curve}: choose the {'lower' if upper else 'upper'} end vertebra too")
+                    return
+                choose_ends(live, curve, upper, lower)
+                self._pending_ends.pop(curve, None)
+        except ValueError as e:
+            self._pending_ends.pop(curve, None)
+            self._refresh_table(message=f"{curve}: {e}")
+            return
+        self._refresh_table(message=f"{curve}: " + ("automatic end vertebrae" if not value else
+                                                    f"end vertebrae {upper}-{lower} chosen"))
+
+    def pick_ends(self, curve):
+        """The next two clicks on the film pick the end vertebrae of ``curve`` (the vertebra under
+        the mouse, or the nearest one), upper or lower whichever order."""
+        if self._live() is None or self._live().measurement is None:
+            return
+        self._picking = (curve, [])
+        self._push(picking=curve, message=f"{curve}: click the upper and the lower end vertebra on the film")
+
+    def _pick(self, interactor, _event):
+        if self._picking is None:
+            return
+        live = self._live()
+        from CobbAngleLib.geometry import N_VERTEBRAE, VERTEBRA_NAMES
+        from CobbAngleLib.review import landmarks_px
+
+        from .mrml import ras_to_pixels
+
+        corners = landmarks_px(live) if live is not None else None
+        if corners is None or corners.shape != (N_VERTEBRAE, 4, 2):
+            self._picking = None
+            return
+        slice_node = self.slicer.scene.GetNodeByID(self._slice_view().get_view_node_id())
+        m = slice_node.GetXYToRAS()
+        x, y = interactor.GetEventPosition()
+        ras = [sum(m.GetElement(r, c) * v for c, v in enumerate((x, y, 0, 1))) for r in range(3)]
+        film_px = ras_to_pixels(live.volume, [ras])[0]
+        vertebra = int(((corners.mean(axis=1) - film_px) ** 2).sum(axis=1).argmin())
+        interactor.GetCommand(self._pick_tag).SetAbortFlag(1)  # a pick, not a window/level drag
+        curve, picked = self._picking
+        picked.append(vertebra)
+        if len(picked) < 2:
+            self._push(message=f"{curve}: {VERTEBRA_NAMES[vertebra]} picked; now the other end vertebra")
+            return
+        self._picking = None
+        self._push(picking="")
+        upper, lower = sorted(picked)
+        self._pending_ends.pop(curve, None)
+        from CobbAngleLib.review import choose_ends
+
+        try:
+            choose_ends(live, curve, VERTEBRA_NAMES[upper], VERTEBRA_NAMES[lower])
+        except ValueError as e:
+            self._refresh_table(message=f"{curve}: {e}")
+            return
+        self._refresh_table(message=f"{curve}: end vertebrae {VERTEBRA_NAMES[upper]}-{VERTEBRA_NAMES[lower]} chosen")
+
+    def undo(self):
+        live = self._live()
+        if live is not None and live.undo():
+            self._refresh_table(message="Undone")
+
+    def redo(self):
+        live = self._live()
+        if live is not None and live.redo():
+            self._refresh_table(message="Redone")
+
+    def reset_point(self, role, index):
+        live = self._live()
+        if live is not None:
+            live.reset_point(role, int(index))
+            self._refresh_table(message="Point reset")
+
+    def jump_to(self, role, index):
+        """Centre the view on a point (the list of moved points)."""
+        live = self._live()
+        if live is None:
+            return
+        node = live.node(role)
+        ras = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPositionWorld(int(index), ras)
+        slice_node = self.slicer.scene.GetNodeByID(self._slice_view().get_view_node_id())
+        slice_node.JumpSliceByCentering(*ras)
+
+    def _window(self, window_preset="auto", invert=False, **_):
+        """The film's window/level preset and grey scale (inverted or not); a left-drag on the film
+        adjusts the window further, as in Slicer."""
+        volume = self.volumes.get(self.current)
+        display = None if volume is None else volume.GetDisplayNode()
+        if display is None or not display.IsA("vtkMRMLScalarVolumeDisplayNode"):
+            return
+        import numpy as np
+
+        from .mrml import volume_array
+
+        low, high = np.percentile(volume_array(volume), WINDOW_PRESETS.get(window_preset, WINDOW_PRESETS["auto"]))
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevelMinMax(float(low), float(max(high, low + 1e-3)))
+        display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeInvertedGrey" if invert else "vtkMRMLColorTableNodeGrey")
+
+    # --- calibration: the pixel spacing of a film that states none, from a line over an object of known length
+    def calibrate(self):
+        """Draw a line (two clicks on the film) over an object whose length is known."""
+        volume = self.volumes.get(self.current)
+        if volume is None:
+            return
+        node = self._calibration_line(create=True)
+        node.RemoveAllControlPoints()
+        self.slicer.markups_logic.place_node(node, persistent=False)
+        self._push(calibrating=True, calibration_px=0.0,
+                   message="Click the two ends of an object of known length on the film")
+
+    def _calibration_line(self, create=False):
+        node = self.slicer.scene.GetFirstNodeByName("calibration line")
+        if node is None and create:
+            from .mrml import new_markups
+
+            node = new_markups(self.slicer.scene, "vtkMRMLMarkupsLineNode", "calibration line", (1.0, 0.4, 1.0))
+            node.SetName("calibration line")
+            node.AddObserver(node.PointPositionDefinedEvent, self._calibration_placed)
+            node.AddObserver(node.PointModifiedEvent, self._calibration_placed)
+        return node
+
+    def _calibration_placed(self, node, *_):
+        from .mrml import control_points, ras_to_pixels
+
+        volume = self.volumes.get(self.current)
+        if volume is None or node.GetNumberOfDefinedControlPoints() < 2:
+            return
+        a, b = ras_to_pixels(volume, control_points(node)[:2])
+        length = float(((a - b) ** 2).sum() ** 0.5)
+        self._push(calibration_px=round(length, 2),
+                   message=f"The line is {length:.1f} pixels long: type its length in mm and press Use")
+        self.state.flush()
+
+    def use_calibration(self):
+        """The spacing from the calibration line: the known length (mm) over its length in pixels."""
+        try:
+            length_mm = float(str(self.state.calibration_mm).replace(",", "."))
+        except ValueError:
+            self._push(message=f"The known length {self.state.calibration_mm!r} is no number (mm)")
+            return
+        if not self.state.calibration_px or length_mm <= 0:
+            self._push(message="Draw the calibration line first (Calibrate), then type its length in mm")
+            return
+        spacing = length_mm / float(self.state.calibration_px)
+        node = self._calibration_line()
+        if node is not None:
+            self.slicer.scene.RemoveNode(node)
+        self._push(spacing=f"{spacing:.4f}", calibrating=False,
+                   message=f"Pixel spacing {spacing:.4f} mm from a line of {self.state.calibration_px:.1f} px = "
+                           f"{length_mm:g} mm; Measure uses it")
+
+    def fit(self):
+        self.slicer.display_manager.reset_views()
 
     def _show_segmentation(self, show_segmentation=True, **_):
         live = self._live()
@@ -207,12 +476,18 @@ class ReviewApp:
             except (ValueError, OSError) as e:
                 item.error = str(e)
                 self.status[index] = "refused"
+        calibration = self._calibration_line()
+        if calibration is not None:  # a line drawn on another film measures nothing here
+            self.slicer.scene.RemoveNode(calibration)
         volume = self.volumes.get(index)
+        image = self.images.get(index)
+        self.state.needs_spacing = self.logic.spec.key == "knee" and image is not None and image.spacing_mm is None
         self.slicer.display_manager.show_volume_in_slice_background(volume)
         self._show_only_current()
         self.slicer.display_manager.reset_views()
+        self._window(self.state.window_preset, self.state.invert)
         self._watch_table()
-        self._refresh_table(current=index, message=item.error or "")
+        self._refresh_table(current=index, message=item.error or "", calibrating=False, calibration_px=0.0)
 
     def _watch_table(self):
         live = self._live()
@@ -232,12 +507,36 @@ class ReviewApp:
             self._push(question=True)
             return
         self._on_existing = "replace" if on_existing == "ask" else on_existing
-        self.job = self.logic.start_job(self.logic.read(volume), self.logic.options(device="cpu"), python=sys.executable)
+        try:
+            options = self._options()
+        except ValueError as e:
+            self._push(message=f"Not measured: {e}")
+            return
+        self.job = self.logic.start_job(self.logic.read(volume), options, python=sys.executable)
         self._job_index = self.current
         self._push(busy=True, progress=0, message="Measuring")
         from trame.app import asynchronous
 
         asynchronous.create_task(self._poll())
+
+    def _options(self):
+        """The pipeline's options for the current film: the CPU, the corners of ``--landmarks``
+        (Cobb), the pixel spacing typed in the page or given by ``--spacing`` (knee)."""
+        values = {"device": "cpu"}
+        if self.landmarks is not None and self.logic.spec.key == "cobb":
+            from CobbAngleLib.landmarks_io import landmarks_for_image
+
+            values["landmarks_file"] = str(landmarks_for_image(self.landmarks, self.items[self.current].path,
+                                                               len(self.items) == 1))
+        if self.logic.spec.key == "knee" and str(self.state.spacing or "").strip():
+            try:
+                spacing = float(str(self.state.spacing).replace(",", "."))
+            except ValueError:
+                raise ValueError(f"the pixel spacing {self.state.spacing!r} is no number (mm per pixel, e.g. 0.15)") from None
+            if not 0.01 <= spacing <= 5:
+                raise ValueError(f"a pixel spacing of {spacing} mm is not that of a knee film (0.01-5 mm per pixel)")
+            values["spacing_mm"] = spacing
+        return self.logic.options(**values)
 
     async def _poll(self):
         import asyncio
@@ -250,6 +549,9 @@ class ReviewApp:
                 continue
             job, self.job = self.job, None
             if state.error or state.cancelled:
+                if state.error:  # refused by the module (no spine, no knee...): the worklist says so and why
+                    self.items[self._job_index].error = state.error
+                    self.status[self._job_index] = "refused"
                 self._push(busy=False, message=state.error or "Cancelled")
                 return
             index = self._job_index
@@ -258,6 +560,7 @@ class ReviewApp:
             live = self.logic.present(self.volumes[index], job.result(), self._on_existing)
             self.lives[index] = live
             self.status[index] = "measured"
+            self.items[index].error = None  # a film refused before (no spacing typed yet) measures now
             self._show_only_current()
             if index == self.current:
                 self._watch_table()
@@ -282,8 +585,11 @@ class ReviewApp:
             self.status[self.current] = "measured"
             self._refresh_table()
 
-    def accept(self):
+    def accept(self, confirmed=False):
+        """Sign the current film's result as the reviewer (the name field) and write its files; with
+        CHECK warnings open, first ask for the confirmation that is then recorded."""
         from . import batch
+        from .review import ChecksOpen
 
         live = self._live()
         if live is None:
@@ -293,26 +599,48 @@ class ReviewApp:
         if Path(stem).name != stem or stem.startswith("."):  # a name that would leave --out
             self._push(message=f"Not accepted: {stem!r} is no file name")
             return
+        checks = live.open_checks()
+        try:
+            signed = live.accept(self.state.reviewer, checks if confirmed else None)
+        except ChecksOpen as e:
+            self._push(checks_question=True, open_checks=e.checks)
+            return
+        except ValueError as e:
+            self._push(message=f"Not accepted: {e}; type your name in the Reviewer field")
+            return
         options = {}
         if self.dicom:
             from .dicom_export import DicomOptions, DicomRequest
 
-            options["dicom"] = DicomRequest(item.path, self.images[self.current], DicomOptions(editor=self.editor))
+            options["dicom"] = DicomRequest(item.path, self.images[self.current],
+                                            DicomOptions(editor=signed["accepted_by"], organization=self.organization))
         try:
             item.outputs = self.files.write_outputs(live, self.out, stem, **options)
+            item.record = live.record()
+            report = f"{item.path.name}: {report_line(self.files, item.record, live)}. Accepted by " \
+                     f"{signed['accepted_by']}, {signed['accepted_at']}."
+            item.outputs["report"] = self.out / f"{stem}_report.txt"
+            item.outputs["report"].write_text(report + "\n", encoding="utf-8")
+            self.reports[self.current] = report
         except (ValueError, OSError) as e:
+            live.withdraw_acceptance()
             self._push(message=f"Not accepted: {e}")
             return
-        item.record = live.record()
-        item.values = self.files.csv_values(item.record)
+        item.values = dict(self.files.csv_values(item.record), **signed)
+        item.values["checks_acknowledged"] = "; ".join(signed["checks_acknowledged"]) or None
         self.status[self.current] = "accepted"
         accepted = [i for n, i in enumerate(self.items) if self.status[n] == "accepted"]
-        batch.write_summary(self.out, self.logic.spec.key, accepted, self.files.COLUMNS,
+        batch.write_summary(self.out, self.logic.spec.key, accepted, tuple(self.files.COLUMNS) + SIGN_OFF_COLUMNS,
                             {"command": "mskmorph review"})
-        import time
+        self._push(message=f"Accepted by {signed['accepted_by']} at {signed['accepted_at']}: "
+                           f"{len(item.outputs)} files in {self.out.name}/",
+                   written=", ".join(Path(p).name for p in item.outputs.values()), report=report,
+                   signed=f"Accepted by {signed['accepted_by']}, {signed['accepted_at']}", checks_question=False)
 
-        self._push(message=f"Accepted at {time.strftime('%H:%M:%S')}: {len(item.outputs)} files in {self.out.name}/",
-                   written=", ".join(Path(p).name for p in item.outputs.values()))
+    def accept_with_checks(self):
+        """The reviewer confirmed the open CHECK warnings: accept, recording them."""
+        self._push(checks_question=False)
+        self.accept(confirmed=True)
 
     # --- page
     def _build_ui(self):
@@ -322,18 +650,53 @@ class ReviewApp:
 
         with SinglePageWithDrawerLayout(self.server) as layout:
             layout.title.set_text(f"MSKMorphometry review: {self.logic.spec.title}")
-            layout.drawer.width = 440
+            layout.drawer.width = 470
             with layout.toolbar:
                 client.Script(KEYS)
-                v.VBtn("Previous", id="previous", click=(self.select, "[current - 1]"), title="previous film (Up, P)")
-                v.VBtn("Next", id="next", click=(self.select, "[current + 1]"), title="next film (Down, N)")
-                v.VBtn("Measure", id="measure", click=self.measure, disabled=("busy",))
-                v.VBtn("Cancel", id="cancel", click=self.cancel, disabled=("!busy",))
-                v.VBtn("Reset edited points", id="reset", click=self.reset_points)
-                v.VBtn("Accept", id="accept", click=self.accept)
+                client.Style("#ends select, #window-preset { border: 1px solid #999; border-radius: 3px; padding: 0 2px; }")
+                small = dict(size="small", density="compact", style="min-width: 0; padding: 0 8px")
+                v.VBtn("Previous", id="previous", click=(self.select, "[current - 1]"), title="previous film (Up, P)", **small)
+                v.VBtn("Next", id="next", click=(self.select, "[current + 1]"), title="next film (Down, N)", **small)
+                v.VBtn("Measure", id="measure", click=self.measure, disabled=("busy",), title="M", **small)
+                v.VBtn("Cancel", id="cancel", click=self.cancel, disabled=("!busy",), **small)
+                v.VBtn("Undo", id="undo", click=self.undo, disabled=("!can_undo",), title="Ctrl+Z", **small)
+                v.VBtn("Redo", id="redo", click=self.redo, disabled=("!can_redo",), title="Ctrl+Shift+Z", **small)
+                v.VBtn("Reset all", id="reset", click=self.reset_points, title="every moved point back", **small)
+                v.VBtn("Fit", id="fit", click=self.fit, title="the whole film in the view", **small)
+                v.VBtn("Accept", id="accept", click=self.accept, title="sign and write the files (A)", color="primary",
+                       **small)
                 v.VProgressLinear(v_if=("busy",), model_value=("progress",), style="width: 120px")
-                html.Span("{{ message }}", id="message", title=("written",), style="margin-left: 1em")
+                html.Span("{{ message }}", id="message", title=("written",),  # a long message wraps, in the bar
+                          style="margin-left: 1em; white-space: normal; overflow-wrap: anywhere; line-height: 1.15; "
+                                "font-size: 13px; max-height: 3.5em; overflow-y: auto; flex: 1 1 0; min-width: 0")
             with layout.drawer:
+                html.Div("{{ hint }}", id="hint", style="font-size: 11px; color: #555; margin: 2px 4px")
+                v.VTextField(v_model=("reviewer",), id="reviewer", label="Reviewer (signs on Accept)",
+                             density="compact", hide_details=True, style="margin: 4px")
+                with html.Div(v_if=("needs_spacing",), style="display: flex; gap: 4px; align-items: center; margin: 4px"):
+                    v.VTextField(v_model=("spacing",), id="spacing", label="Pixel spacing (mm): this film states none",
+                                 density="compact", hide_details=True)
+                    v.VBtn("Calibrate", id="calibrate", click=self.calibrate, size="small",
+                           title="draw a line over an object of known length")
+                with html.Div(v_if=("needs_spacing && calibrating",),
+                              style="display: flex; gap: 4px; align-items: center; margin: 4px; font-size: 12px"):
+                    html.Span("Line: {{ calibration_px }} px =")
+                    v.VTextField(v_model=("calibration_mm",), id="calibration-mm", label="known length (mm)",
+                                 density="compact", hide_details=True)
+                    v.VBtn("Use", id="use-calibration", click=self.use_calibration, size="small")
+                with html.Div(style="display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 2px 4px; "
+                                    "font-size: 12px"):
+                    html.Span("Window")
+                    with html.Select(id="window-preset", v_model=("window_preset",)):
+                        html.Option("{{ p }}", v_for="p in presets", key="p", value=("p",))
+                    for key, element, text, shown in (("invert", "invert", " invert", None),
+                                                       ("show_labels", "show-labels", " levels", "has_labels"),
+                                                       ("show_angles", "show-angles", " angles", "has_labels"),
+                                                       ("show_lines", "show-lines", " lines", "has_labels")):
+                        with html.Label(**({"v_if": (shown,)} if shown else {})):
+                            html.Input(type="checkbox", id=element, checked=(key,),
+                                       change=f"{key} = $event.target.checked")
+                            html.Span(text)
                 with html.Div(id="worklist"):
                     with html.Div(v_for="w in worklist", key="w.index",
                                   classes=("w.index === current ? 'worklist-item current' : 'worklist-item'",),
@@ -350,11 +713,49 @@ class ReviewApp:
                     with html.Tbody():
                         with html.Tr(v_for="(r, i) in rows", key="i"):
                             html.Td("{{ cell }}", v_for="(cell, j) in r", key="j", style="padding: 2px 4px")
+                with html.Table(id="ends", v_if=("ends.length",), style="font-size: 12px; margin: 4px 0"):
+                    with html.Tr():
+                        html.Th("End vertebrae", colspan=4, style="text-align: left")
+                    with html.Tr(v_for="e in ends", key="e.curve"):
+                        html.Td("{{ e.curve }}")
+                        for which in ("upper", "lower"):
+                            with html.Td():
+                                with html.Select(id=(f"'{which}-' + e.curve",), value=(f"e.{which}",),
+                                                 change=(self.choose_end, f"[e.curve, '{which}', $event.target.value]")):
+                                    html.Option("auto", value="")
+                                    html.Option("{{ n }}", v_for="n in vertebrae", key="n", value=("n",))
+                        html.Td("{{ e.auto ? 'auto: ' + e.auto : 'chosen' }}", style="color: #555")
+                        with html.Td():
+                            html.Span("{{ picking === e.curve ? 'click 2 vertebrae' : 'pick' }}",
+                                      id=("'pick-' + e.curve",), click=(self.pick_ends, "[e.curve]"),
+                                      style="cursor: pointer; text-decoration: underline; color: #06c",
+                                      title="click the upper and the lower end vertebra on the film")
                 html.Div("Edited: {{ edited }}", id="edited")
+                with html.Div(id="edited-points", style="font-size: 12px"):
+                    with html.Div(v_for="p in edited_points", key="p.key", classes="edited-point"):
+                        html.Span("{{ p.label }} ", style="color: #088")
+                        link = "cursor: pointer; text-decoration: underline; color: #06c"
+                        html.Span("jump", click=(self.jump_to, "[p.role, p.index]"), classes="jump", style=link)
+                        html.Span(" · ")
+                        html.Span("reset", click=(self.reset_point, "[p.role, p.index]"), classes="reset-point",
+                                  style=link)
+                html.Div("{{ signed }}", id="signed", v_if=("signed",), style="color: #060")
+                html.Div("{{ report }}", id="report", v_if=("report",),
+                         style="font-family: monospace; font-size: 12px; white-space: pre-wrap; user-select: all; "
+                               "border: 1px solid #ccc; padding: 4px; margin: 4px 0")
                 with html.Div(id="warnings", style="color: #b00; font-weight: bold"):
                     html.Div("CHECK: {{ w }}", v_for="w in warnings", key="w", classes="warning")
                 v.VCheckbox(v_if=("has_segmentation",), v_model=("show_segmentation",), id="segmentation",
                             label="Vertebra segmentation", density="compact", hide_details=True)
+                with v.VDialog(v_model=("checks_question",), max_width=560):
+                    with v.VCard():
+                        v.VCardTitle("Accept with CHECK warnings?")
+                        v.VCardText("This result has CHECK warnings. Accepting records that you have looked at "
+                                    "each of them:")
+                        with html.Ul(style="margin: 0 2em"):
+                            html.Li("{{ c }}", v_for="c in open_checks", key="c", classes="open-check")
+                        v.VBtn("I have checked them: accept", id="confirm-checks", click=self.accept_with_checks)
+                        v.VBtn("Cancel", id="cancel-checks", click="checks_question = false")
                 with v.VDialog(v_model=("question",)):
                     with v.VCard():
                         v.VCardText("This film's result has points moved by hand. Measure again?")
@@ -416,6 +817,72 @@ def _cell(value) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def film_interaction(view, scene) -> None:
+    """The mouse on a film as a radiologist expects it: a left-drag away from any point changes
+    window/level (Slicer's own "adjust window/level" mouse mode; a point under the mouse is still
+    grabbed and moved by its markups widget), the plain wheel zooms keeping the film point under the
+    cursor where it is (Slicer's wheel would step through slices, of which a film has one)."""
+    import vtk
+
+    interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    if interaction is not None:
+        interaction.SetCurrentInteractionMode(interaction.AdjustWindowLevel)
+
+        def rest(node, _event):  # after placing a line (calibration), back to window/level, not to nothing
+            if node.GetCurrentInteractionMode() == node.ViewTransform:
+                node.SetCurrentInteractionMode(node.AdjustWindowLevel)
+
+        interaction.AddObserver(interaction.InteractionModeChangedEvent, rest)
+    slice_node = scene.GetNodeByID(view.get_view_node_id())
+    interactor = view.interactor()
+    tags = {}
+
+    def ras_at(x, y):
+        m = slice_node.GetXYToRAS()
+        return [sum(m.GetElement(r, c) * v for c, v in enumerate((x, y, 0, 1))) for r in range(3)]
+
+    def zoom(caller, event):
+        x, y = caller.GetEventPosition()
+        before = ras_at(x, y)
+        factor = 0.8 if event == "MouseWheelForwardEvent" else 1.25
+        fov = slice_node.GetFieldOfView()
+        slice_node.SetFieldOfView(fov[0] * factor, fov[1] * factor, fov[2])
+        slice_node.UpdateMatrices()
+        now = ras_at(x, y)
+        slice_to_ras = vtk.vtkMatrix4x4()
+        slice_to_ras.DeepCopy(slice_node.GetSliceToRAS())
+        for r in range(3):
+            slice_to_ras.SetElement(r, 3, slice_to_ras.GetElement(r, 3) + before[r] - now[r])
+        slice_node.GetSliceToRAS().DeepCopy(slice_to_ras)
+        slice_node.UpdateMatrices()
+        caller.GetCommand(tags[event]).SetAbortFlag(1)  # not also a slice step
+
+    for event in ("MouseWheelForwardEvent", "MouseWheelBackwardEvent"):
+        tags[event] = interactor.AddObserver(event, zoom, 10.0)
+
+
+def report_line(files, record: dict, live) -> str:
+    """The module's report line (``files.report_line``), else the table's rows in one line."""
+    if hasattr(files, "report_line"):
+        return files.report_line(record)
+    from .mrml import table_rows
+
+    rows = table_rows(live.table)
+    return "; ".join(", ".join(f"{k} {_cell(v)}" for k, v in row.items() if k not in HIDDEN_COLUMNS and _cell(v))
+                     for row in rows)
+
+
+def url_host(host: str) -> str:
+    """The host a browser elsewhere reaches: the machine's name (its full name when it has one) for
+    an any-address bind, else the address given."""
+    import socket
+
+    if host not in ANY_ADDRESS:
+        return host
+    full = socket.getfqdn()
+    return full if "." in full and not full.startswith("localhost") else socket.gethostname()
+
+
 def choose_module(images) -> str:
     """back when the readable inputs are colour photos, else cobb (knee films look like spine
     films to a reader: ``--module knee``)."""
@@ -426,14 +893,15 @@ def choose_module(images) -> str:
 def run(args) -> int:
     token = None if args.host in LOOPBACK else new_token()
     args.out.mkdir(parents=True, exist_ok=True)
-    app = ReviewApp(args.inputs, args.module, args.out, dicom=args.dicom, editor=args.editor or "")
+    app = ReviewApp(args.inputs, args.module, args.out, dicom=args.dicom, reviewer=args.reviewer or "",
+                    organization=args.organization, landmarks=args.landmarks, spacing=args.spacing)
     if token is not None:
         app.ctrl.on_server_bind.add(lambda wslink_server: protect(wslink_server, token))
 
     @app.ctrl.add("on_server_ready")
     def _ready(**_):
         query = "" if token is None else f"?token={token}"
-        print(f"mskmorph review: http://{args.host}:{app.server.port}/{query}", flush=True)
+        print(f"mskmorph review: http://{url_host(args.host)}:{app.server.port}/{query}", flush=True)
 
     app.server.start(host=args.host, port=args.port, open_browser=False, show_connection_info=False)
     return 0

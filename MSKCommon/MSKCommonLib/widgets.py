@@ -12,10 +12,13 @@ subclasses it with its key, its parameter node and how its options are read from
   the review layer. Results from given points (no network) run at once, in this process.
 - **Cancel** ends the worker process at once; nothing is shown, nothing is created.
 - **Reset edited points** puts moved points back; the table follows (the review layer).
+- **Accept** signs the shown result (``LiveResult.accept``): the user's name (Slicer's user, else
+  asked) and the time go into the record; open CHECK warnings are listed and must be confirmed
+  (recorded); **Export to DICOM** then writes a VERIFIED SR. An edit afterwards withdraws it.
 - **Reload** (developer mode) reloads MSKCommonLib and the module's Lib as well.
 The panel's own widgets are named alike in the three ``.ui`` files: ``inputVolumeSelector``,
 ``deviceComboBox``, ``applyButton``, ``cancelButton``, ``progressBar``, ``statusLabel``,
-``resultsTableView``, ``warningLabel``, ``resetPointsButton``.
+``resultsTableView``, ``warningLabel``, ``resetPointsButton``, ``acceptButton``.
 """
 from __future__ import annotations
 
@@ -136,6 +139,7 @@ class MeasurementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.resetPointsButton.connect("clicked(bool)", self.onResetPointsButton)
+        self.ui.acceptButton.connect("clicked(bool)", self.onAcceptButton)
         self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._showResultOf)
         self.initializeParameterNode()
@@ -229,6 +233,26 @@ class MeasurementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 live.reset_edited_points()
                 self._showNodes(live, fitViews=False)
 
+    def onAcceptButton(self) -> None:
+        """Sign the shown result as the user: their name and the time into the record, after they
+        confirmed each open CHECK warning (recorded as ``review.checks_acknowledged``)."""
+        with slicer.util.tryWithErrorDisplay(_("Failed to accept the result.")):
+            live = self.logic.find(self._parameterNode.inputVolume if self._parameterNode else None)
+            if live is None:
+                raise ValueError(_("Measure the image first: there is no result to accept."))
+            reviewer = slicer_user() or qt.QInputDialog.getText(
+                slicer.util.mainWindow(), _("Accept"), _("Your name (it signs the result):"))
+            if not (reviewer or "").strip():
+                return
+            checks = live.open_checks()
+            if checks and not slicer.util.confirmOkCancelDisplay(
+                    _("This result has CHECK warnings. Accepting records that you have looked at each of them:")
+                    + "\n\n" + "\n".join(checks), windowTitle=_("Accept with CHECK warnings?")):
+                return
+            signed = live.accept(reviewer, checks)
+            self.ui.statusLabel.text = _("Accepted by {name} at {time}.").format(
+                name=signed["accepted_by"], time=signed["accepted_at"])
+
     def onExportDicomButton(self) -> None:
         """The result as DICOM SR (and SEG) into Slicer's DICOM database (``ModuleLogic.export_dicom``)."""
         import time
@@ -305,6 +329,7 @@ class MeasurementWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _showNodes(self, live, fitViews: bool = True) -> None:
         self.ui.resultsTableView.setMRMLTableNode(live.table if live is not None else None)
         self.ui.resetPointsButton.enabled = live is not None
+        self.ui.acceptButton.enabled = live is not None
         self.ui.exportDicomButton.enabled = live is not None
         warnings = []
         if live is not None:

@@ -60,5 +60,5 @@ def build(source, record: dict, live=None, options=None):
     dx.add_items(group, items)
     sr = dx.measurement_report(source, [group], "SpineMorphology", record, options.editor,
                                procedure=hd.sr.CodedConcept("80089008", "SCT", "Photography"),
-                               title="MSKMorphometry back surface")
+                               title="MSKMorphometry back surface", organization=options.organization)
     return sr, None
