@@ -261,7 +261,7 @@ def bench_device(device: str, files: list[Path], weights, flip: bool = True, sco
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     predictor.predict(read_pixels(files[0]))  # warm-up (allocations, kernels)
-    seconds = []
+    seconds, network_seconds = [], []
     for f in files:
         t = time.perf_counter()
         pixels = read_pixels(f)
@@ -273,11 +273,13 @@ def bench_device(device: str, files: list[Path], weights, flip: bool = True, sco
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - t)
+        network_seconds.append(pred.seconds)  # the predictor alone: both stages, decoding and the CHECK's features
         record = score_film(f, pred, pixels.shape) if score else None
         if record is not None:
             records.append(record)
     memory = (torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else peak_rss_mb()
     return {"device": device, "films": len(files), "median_s": statistics.median(seconds), "max_s": max(seconds),
+            "network_median_s": statistics.median(network_seconds),
             "memory_mb": memory, "memory_kind": "GPU peak allocated" if device.startswith("cuda") else "peak RSS",
             "accuracy": {labels: accuracy(records, labels) for labels in ("official", "fixed")} if records else None,
             "segmentation": segmentation_scores(records) if records else None, "records": records}
@@ -310,6 +312,9 @@ def run(args) -> int:
     print(f"{'device':8} {'films':>5} {'median s':>9} {'max s':>7} {'memory MB':>10}  memory")
     for r in rows:
         print(f"{r['device']:8} {r['films']:5d} {r['median_s']:9.3f} {r['max_s']:7.3f} {r['memory_mb']:10.0f}  {r['memory_kind']}")
+    for r in rows:
+        print(f"network path on {r['device']} (the predictor: stage 1, stage 2, decoding, the CHECK's features; "
+              f"no file reading): median {r['network_median_s']:.3f} s per film")
     print(f"torch threads: {torch.get_num_threads()}; test-time flip: {args.flip}")
     from CobbAngleLib import geometry
 
