@@ -7,7 +7,9 @@ reads each with the shipped predictor and names every predicted vertebra by the 
 vertebra, the cervical vertebrae C1..C7 and S1 counted as true vertebrae too (a "T1" put on C7 is
 then misnamed, which ``framing.level_offsets`` on T1..L5 alone cannot see). Figures: the share of
 films whose predicted T1 lies on the true T1, the same for L5, and the share of all predicted
-vertebrae that lie on another vertebra than the one they are named.
+vertebrae that lie on another vertebra than the one they are named; then the same figures on the
+same spines framed as AASCE films (``field="aasce"``: T1..L5 are the same vertebrae, scaled and
+moved), which separates the framing from the phantom's look.
 """
 from __future__ import annotations
 
@@ -56,16 +58,19 @@ def summarise(rows: list) -> dict:
     }
 
 
-def full_spine_figures(seeds, predict, height: int = 2400, width: int = 900) -> dict:
-    """``predict(pixels) -> (17, 4, 2)`` corners, on the full-spine phantom of each seed; ``summarise``'s figures."""
+def full_spine_figures(seeds, predict, height: int = 2400, width: int = 900, field: str = "full") -> dict:
+    """``predict(pixels) -> (17, 4, 2)`` corners, on the full-spine phantom of each seed (``field``
+    "aasce": the same spines framed as AASCE films, C6, C7 and S1 the extra true vertebrae);
+    ``summarise``'s figures."""
     rows = []
     for seed in seeds:
-        ph = render_spine_phantom(int(seed), height=height, width=width, field="full")
+        ph = render_spine_phantom(int(seed), height=height, width=width, field=field)
         rows.append(naming_row(ph, predict(ph.pixels)))
     return summarise(rows)
 
 
 def print_full_spine(n: int, first_seed: int, predict) -> dict:
+    """The figures of the full-spine films, then of the same spines framed as AASCE films (the control)."""
     figures = full_spine_figures(range(first_seed, first_seed + n), predict)
     print(f"full-spine phantoms (seeds {first_seed}..{first_seed + n - 1}, {figures['films']} films, C1 to the pelvis):")
     print(f"  T1 named right on {figures['t1_right_share']:.0%} of films; the predicted T1 lies on: "
@@ -74,4 +79,8 @@ def print_full_spine(n: int, first_seed: int, predict) -> dict:
           + ", ".join(f"{k} {v}" for k, v in figures["under_l5"].items()))
     print(f"  vertebrae misnamed (nearest true vertebra, C1..C7 and S1 included, not their own): "
           f"{figures['misnamed_share']:.1%}")
+    control = full_spine_figures(range(first_seed, first_seed + n), predict, field="aasce")
+    print(f"the same spines framed as AASCE films (C7 to the sacrum): T1 named right on {control['t1_right_share']:.0%}, "
+          f"L5 on {control['l5_right_share']:.0%}, vertebrae misnamed {control['misnamed_share']:.1%} (C6, C7, S1 included)")
+    figures["aasce_framed"] = control
     return figures

@@ -779,8 +779,8 @@ def _draw_hip(L, rng, P, side, x_si, mm):
     shaft to the film's edge, the pubic and ischial rami round the obturator foramen."""
     hx = rng.uniform(84, 96); hy = rng.uniform(112, 124); r = rng.uniform(21, 25)
     # the pelvic ring below the acetabulum: ischium, the rami and the symphysis, the foramen cut out
-    ring = P(side * np.array([hx - 20, hx - 8, hx - 12, hx - 22, 55, 20, 4, 4, 30, hx - 42]),
-             np.array([hy - 6, hy + 24, hy + 55, hy + 68, hy + 72, hy + 60, hy + 52, hy + 10, hy + 2, hy - 8]))
+    ring = P(*_rounded(side * np.array([hx - 20, hx - 8, hx - 12, hx - 22, 55, 20, 4, 4, 30, hx - 42]),
+                       np.array([hy - 6, hy + 24, hy + 55, hy + 68, hy + 72, hy + 60, hy + 52, hy + 10, hy + 2, hy - 8])))
     _fill(L["ilium"], ring, int(rng.uniform(150, 200)))
     _line(L["ilium_rim"], ring, 2.5 * mm, 170, closed=True)
     fc = P(side * (hx - 45 + rng.uniform(-3, 3)), hy + 36)
@@ -806,6 +806,15 @@ def _draw_hip(L, rng, P, side, x_si, mm):
         c = P(side * cx, cy)
         cv2.ellipse(L["ilium"], (int(c[0]), int(c[1])), (max(1, int(a * mm)), max(1, int(b * mm))), 0, 0, 360, v, -1,
                     cv2.LINE_AA)
+
+
+def _rounded(x, y, cuts: int = 3):
+    """A closed polygon's corners rounded off (Chaikin's corner cutting)."""
+    p = np.stack([x, y], axis=1).astype(np.float64)
+    for _ in range(cuts):
+        q = np.roll(p, -1, axis=0)
+        p = np.stack([0.75 * p + 0.25 * q, 0.25 * p + 0.75 * q], axis=1).reshape(-1, 2)
+    return p[:, 0], p[:, 1]
 
 
 def _draw_skull_base(L, rng, corners, mm):
