@@ -82,8 +82,8 @@ class SpinePhantom:
     field: str = "aasce"  # "aasce": C7 to the top of the sacrum; "full": C1 to the pelvis (long cassette)
     # the corners (4, 2) of the drawn vertebrae outside T1..L5, by name: C6, C7, S1 ("aasce") or
     # C1..C7, S1 ("full"); S1's lower corners are those of its drawn body (the first sacral segment)
-    other_landmarks: dict = None
-    layers: dict = None  # with ``keep_layers``: the drawn bone layers by name (uint8, H x W), to check the drawing
+    other_landmarks: dict | None = None
+    layers: dict | None = None  # with ``keep_layers``: the drawn bone layers by name (uint8, H x W), to check the drawing
 
 
 # --------------------------------------------------------------------------------------------
