@@ -1,6 +1,7 @@
 """Speed and memory of the Cobb measurement, end to end (read the film -> networks -> geometry).
 
     mskmorph bench cobb [IMAGES_OR_FOLDERS ...] [--limit 20] [--weights W] [--devices cpu,cuda]
+    mskmorph bench cobb --full-spine N [--full-spine-seed S]   (T1/L5 named right on full-spine phantoms)
     python -m CobbAngleTools.bench ...
 
 Without inputs it uses the AASCE validation films of the fixed split from ``../shared/data``.
@@ -47,6 +48,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="also measure the labelled films framed four ways (as stored, cut 0.3 vertebra heights "
                              "above T1, cut below L5, shrunk on a larger canvas; CobbAngleTools.framing): vertebrae "
                              "misnamed, films shifted a level as a whole, names kept across framings")
+    parser.add_argument("--full-spine", type=int, default=0, metavar="N",
+                        help="render N full-spine phantoms (C1 to the pelvis, `mskmorph phantom spine --field full`) "
+                             "and report how often T1 and L5 are named right (CobbAngleTools.full_spine)")
+    parser.add_argument("--full-spine-seed", type=int, default=0, metavar="S",
+                        help="first seed of the full-spine phantoms (default 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--plots", default="cobb-accuracy-plots", metavar="DIR",
                         help="with --accuracy: Bland-Altman and predicted-vs-true PNGs per angle go here "
@@ -288,6 +294,8 @@ def bench_device(device: str, files: list[Path], weights, flip: bool = True, sco
 def run(args) -> int:
     if getattr(args, "repeatability", False):
         return run_repeatability(args)
+    if getattr(args, "full_spine", 0):
+        return run_full_spine(args)
     import torch
 
     if args.threads:
@@ -363,6 +371,20 @@ def run(args) -> int:
                 draw_agreement(truth[:, j], measured[:, j], f"{c}_{labels}",
                                f"{c}, {labels} labels", Path(args.plots))
         print(f"plots: {Path(args.plots).resolve()}")
+    return 0
+
+
+def run_full_spine(args) -> int:
+    """``--full-spine N``: T1 and L5 named right on full-spine phantoms (``full_spine.print_full_spine``)."""
+    from CobbAngleLib.predict import CobbPredictor
+
+    from .full_spine import print_full_spine
+
+    if args.full_spine < 1:
+        raise SystemExit("--full-spine needs at least 1 film")
+    device = (args.devices or "cpu").split(",")[0]
+    predictor = CobbPredictor(args.weights, device=device, decoding=args.decoding, backend=args.backend)
+    print_full_spine(args.full_spine, args.full_spine_seed, lambda px: predictor.predict(px).landmarks)
     return 0
 
 

@@ -21,7 +21,12 @@ exactly these points, so the picture and the landmarks agree by construction.
 Orientation: radiological convention, the patient's right on the image's left. A "right
 thoracic" curve is convex towards the image's left.
 
-    mskmorph phantom spine --out DIR [--n N] [--seed S] [--height H] [--width W]
+    mskmorph phantom spine --out DIR [--n N] [--seed S] [--height H] [--width W] [--field aasce|full]
+
+``--field full`` draws a standing long-cassette full-spine film instead: the skull base and the
+mandible, C1..C7 (small, no ribs; C1's lateral masses, C2's dens), T1..L5 (ribs on T1..T12 only),
+the sacrum, the whole pelvis and the proximal femora, C1 to the ischia filling most of the height.
+The same 68 corners of T1..L5, and in NAME.json the corners of C1..C7 and S1 as well.
 """
 from __future__ import annotations
 
@@ -62,6 +67,11 @@ _SCALE = 1 << _SHIFT
 _LR = 4  # the smooth soft-tissue layers are computed at 1/_LR resolution
 
 
+FIELDS = ("aasce", "full")
+# the vertebrae drawn above T1: C6, C7 on an AASCE-like film, C1..C7 on a full-spine film
+_ABOVE = {"aasce": ("C6", "C7"), "full": ("C1", "C2", "C3", "C4", "C5", "C6", "C7")}
+
+
 @dataclass
 class SpinePhantom:
     pixels: np.ndarray  # uint8 H x W
@@ -69,6 +79,11 @@ class SpinePhantom:
     spacing_mm: tuple[float, float]  # (row, column) mm per pixel
     seed: int
     curve_description: str  # the generator's intent, e.g. "double curve: thoracic right 34 deg, ..."
+    field: str = "aasce"  # "aasce": C7 to the top of the sacrum; "full": C1 to the pelvis (long cassette)
+    # the corners (4, 2) of the drawn vertebrae outside T1..L5, by name: C6, C7, S1 ("aasce") or
+    # C1..C7, S1 ("full"); S1's lower corners are those of its drawn body (the first sacral segment)
+    other_landmarks: dict | None = None
+    layers: dict | None = None  # with ``keep_layers``: the drawn bone layers by name (uint8, H x W), to check the drawing
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,13 +195,22 @@ def _curve_plan(rng, mt_change_deg: float = 0.0):
 # the generator
 
 def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900, mt_change_deg: float = 0.0,
-                         landmarks_only: bool = False) -> SpinePhantom:
+                         landmarks_only: bool = False, field: str = "aasce", keep_layers: bool = False) -> SpinePhantom:
     """One synthetic spine AP radiograph and its 68 exact corner landmarks. ``mt_change_deg``:
     the same spine (same anatomy, same film) with the thoracic curve's bend grown by this much
     (``render_follow_up`` makes it an exact change of the Cobb angle); ``landmarks_only``: the
-    corners without the picture (``pixels`` empty)."""
+    corners without the picture (``pixels`` empty). ``field``: "aasce" (default) frames the film
+    as an AASCE film (T1 near the top, L5 near the bottom); "full" is a standing long-cassette
+    full-spine film: the skull base, C1..C7 (small, no ribs), T1..L5, the sacrum, the whole pelvis
+    and the femoral heads, the spine from C1 to the ischia filling most of the height. The same
+    seed gives the same spine and curve in both fields. ``keep_layers``: keep the drawn bone layers
+    (``layers``: "rib_post", "body", ... before exposure and noise)."""
     if height < 256 or width < 128:
         raise ValueError("a spine phantom needs at least 256 x 128 pixels")
+    if field not in FIELDS:
+        raise ValueError(f"unknown field {field!r}; choose one of {', '.join(FIELDS)}")
+    full = field == "full"
+    n_above = len(_ABOVE[field])  # vertebrae drawn above T1 (T1 is corners[n_above])
     rng = np.random.default_rng(int(seed))
     H, W = int(height), int(width)
 
@@ -199,13 +223,17 @@ def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900,
     ext_w = np.concatenate([[bw[0] * 0.68, bw[0] * 0.8], bw, [bw[-1] * 1.05]])
     ext_h = np.concatenate([[bh[0] * 0.82, bh[0] * 0.9], bh, [bh[-1] * 1.25]])
     ext_d = np.concatenate([[3.5 * size, 3.8 * size], dh, [0.0]])
-    n_ext = ext_w.size  # 20: C6 C7 T1..L5 S1
+    if full:  # C1..C5 above C6: C1 the atlas (its lateral masses), C2 the axis body (the dens drawn above it)
+        ext_w = np.concatenate([bw[0] * np.array([1.45, 0.6, 0.6, 0.62, 0.65]), ext_w])
+        ext_h = np.concatenate([bh[0] * np.array([0.7, 1.15, 0.8, 0.8, 0.82]), ext_h])
+        ext_d = np.concatenate([size * np.array([2.5, 3.2, 3.3, 3.4, 3.5]), ext_d])
+    n_ext = ext_w.size  # 20: C6 C7 T1..L5 S1 (25 on a full-spine film: C1..C7 T1..L5 S1)
     tops = np.zeros(n_ext); bots = np.zeros(n_ext)
     s_acc = 0.0
     for i in range(n_ext):
         tops[i] = s_acc; bots[i] = s_acc + ext_h[i]; s_acc = bots[i] + ext_d[i]
     centres = (tops + bots) / 2
-    ext_level = np.arange(n_ext) - 2.0  # T1 = 0
+    ext_level = np.arange(n_ext) - float(n_above)  # T1 = 0
 
     levels, theta_knots, desc, kind = _curve_plan(rng, mt_change_deg)
     theta_of_level = PchipInterpolator(levels, np.radians(theta_knots), extrapolate=True)
@@ -214,14 +242,15 @@ def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900,
     # extrapolate the level linearly beyond the ends
     lev_grid = np.where(s_grid < centres[0], ext_level[0] + (s_grid - centres[0]) / (ext_h[0] + ext_d[0]), lev_grid)
     lev_grid = np.where(s_grid > centres[-1], ext_level[-1] + (s_grid - centres[-1]) / (ext_h[-1] + 8.0), lev_grid)
-    th0 = theta_of_level(lev_grid)
+    # a full film's neck continues the curve's tangent above C7 (no cubic extrapolation far above T1)
+    th0 = theta_of_level(np.maximum(lev_grid, -2.5) if full else lev_grid)
     # balance: the sacrum roughly below C7 (a random decompensation of a few mm)
     decomp = rng.normal(0, 8.0)
     off = 0.0
     for _ in range(30):
         th = th0 + off
         xs = np.concatenate([[0.0], np.cumsum(np.sin(th[1:]) * np.diff(s_grid))])
-        i_top = np.searchsorted(s_grid, centres[1]); i_bot = np.searchsorted(s_grid, centres[-1])
+        i_top = np.searchsorted(s_grid, centres[n_above - 1]); i_bot = np.searchsorted(s_grid, centres[-1])
         err = (xs[i_bot] - xs[i_top]) - decomp
         off -= err / (s_grid[i_bot] - s_grid[i_top])
     th = th0 + off
@@ -239,13 +268,23 @@ def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900,
     top_frac = rng.uniform(0.025, 0.044)
     bot_frac = rng.uniform(0.911, 0.945)
     y_t1 = at(tops[2])[1]; y_l5 = at(bots[-2])[1]
+    if full:  # a long cassette: C1's top at 4..8 % of the height (the skull base above), the ischia
+        # (about 185 mm below S1's upper endplate) at 88..93 %, the femora below
+        # (the same random draws as the AASCE framing, mapped: the rest of the spine stays the same)
+        top_frac = 0.04 + (top_frac - 0.025) * (0.04 / 0.019)
+        bot_frac = 0.88 + (bot_frac - 0.911) * (0.05 / 0.034)
+        y_t1 = at(tops[0])[1]; y_l5 = at(tops[-1])[1] + 185.0
     spacing = (y_l5 - y_t1) / ((bot_frac - top_frac) * H)  # mm per pixel
     y0_px = top_frac * H - y_t1 / spacing
     mm = 1.0 / spacing  # pixels per mm
 
     # ---------------- vertebra corners (C6..S1), in mm first
-    tilt_noise = np.radians(rng.normal(0, 1.2, n_ext))
-    wedge_noise = np.radians(rng.normal(0, 0.8, n_ext))
+    tilt_noise = np.radians(rng.normal(0, 1.2, n_ext - n_above + 2))
+    wedge_noise = np.radians(rng.normal(0, 0.8, n_ext - n_above + 2))
+    if full:  # C1..C5 from their own stream: C6..S1 as on the AASCE-framed film of the same seed
+        neck_rng = np.random.default_rng([int(seed), 25])
+        tilt_noise = np.concatenate([np.radians(neck_rng.normal(0, 1.2, n_above - 2)), tilt_noise])
+        wedge_noise = np.concatenate([np.radians(neck_rng.normal(0, 0.8, n_above - 2)), wedge_noise])
     corners = np.zeros((n_ext, 4, 2))
     angles = np.zeros(n_ext)
     for i in range(n_ext):
@@ -262,7 +301,7 @@ def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900,
     # then the spine moves sideways (keeping a margin for the pedicles and transverse processes)
     x_sacrum = at(centres[-1])[0]
     x0_px = W / 2 + rng.normal(0, 0.025 * W) - x_sacrum / spacing
-    xs_lm = corners[2:2 + N_VERT, :, 0] / spacing
+    xs_lm = corners[n_above:n_above + N_VERT, :, 0] / spacing
     margin = 0.08 * W
     lo_x, hi_x = x0_px + xs_lm.min(), x0_px + xs_lm.max()
     if hi_x - lo_x > W - 2 * margin:
@@ -277,15 +316,18 @@ def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900,
 
     corners = to_px(corners[..., 0], corners[..., 1])
     line_px = to_px(xs, ys)  # the spine's centre line (for the trunk, lungs, ribs)
-    landmarks = corners[2:2 + N_VERT].copy()
+    landmarks = corners[n_above:n_above + N_VERT].copy()
+    other = {name: corners[i].astype(np.float64) for i, name in enumerate(_ABOVE[field])}
+    other["S1"] = corners[-1].astype(np.float64)
     if landmarks_only:
         return SpinePhantom(pixels=np.zeros((0, 0), np.uint8), landmarks=landmarks.astype(np.float64),
-                            spacing_mm=(float(spacing), float(spacing)), seed=int(seed), curve_description=desc)
+                            spacing_mm=(float(spacing), float(spacing)), seed=int(seed), curve_description=desc,
+                            field=field, other_landmarks=other)
     centres_px = corners.mean(axis=1)
 
     # axial rotation: posterior elements migrate towards the concavity, by the body's deviation
     # from the line C7 - S1
-    ref0, ref1 = centres_px[1], centres_px[-1]
+    ref0, ref1 = centres_px[n_above - 1], centres_px[-1]
     tref = (centres_px[:, 1] - ref0[1]) / (ref1[1] - ref0[1])
     x_ref = ref0[0] + tref * (ref1[0] - ref0[0])
     body_w_px = ext_w * mm
@@ -294,7 +336,8 @@ def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900,
 
     # ---------------- layers
     Hs, Ws = (H + _LR - 1) // _LR, (W + _LR - 1) // _LR
-    soft = _soft_tissue(rng, H, W, Hs, Ws, line_px, centres_px, corners, mm, spacing)
+    soft = _soft_tissue(rng, H, W, Hs, Ws, line_px, centres_px[n_above - 2:], corners[n_above - 2:], mm, spacing,
+                        full)
 
     L = {k: np.zeros((H, W), np.uint8) for k in (
         "body", "body_core", "rim", "endplate", "ghost", "pedicle_fill", "pedicle_ring", "spinous", "arch",
@@ -302,10 +345,12 @@ def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900,
         "ilium", "ilium_rim", "sacrum", "scapula")}
     y_central = H * rng.uniform(0.45, 0.6)
     for i in range(n_ext):
-        _draw_vertebra(L, corners[i], i - 2, rot_u[i], mm, (centres_px[i, 1] - y_central) / H, rng)
-    _draw_ribs(L, rng, corners, angles, rot_u, mm, W)
-    _draw_shoulders(L, rng, corners, mm)
-    _draw_pelvis(L, rng, corners, angles, mm)
+        _draw_vertebra(L, corners[i], i - n_above, rot_u[i], mm, (centres_px[i, 1] - y_central) / H, rng)
+    _draw_ribs(L, rng, corners[n_above - 2:], angles[n_above - 2:], rot_u[n_above - 2:], mm, W)
+    _draw_shoulders(L, rng, corners[n_above - 2:], mm)
+    _draw_pelvis(L, rng, corners[n_above - 2:], angles[n_above - 2:], mm, full)
+    if full:
+        _draw_skull_base(L, rng, corners, mm)
 
     f = {k: v.astype(np.float32) * (1.0 / 255.0) for k, v in L.items()}
     bone = sum(weight * f[layer] for layer, weight in BONE_WEIGHTS.items())
@@ -315,6 +360,8 @@ def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900,
     bone *= 1.0 + 0.13 * tex + 0.12 * cv2.resize(_smooth_noise(rng, (Hs, Ws), 4.0), (W, H))
     bone *= rng.uniform(0.85, 1.2)
 
+    if full:  # a long cassette's exposure is set for the whole trunk: the abdomen and pelvis less saturated
+        soft *= np.interp(np.arange(H, dtype=np.float32), [0.0, 0.45 * H, H], [0.95, 0.85, 0.7]).astype(np.float32)[:, None]
     A = soft + bone
     # heel effect: exposure falls off towards the anode side (top or bottom)
     heel = rng.uniform(0.0, 0.18) * (1 if rng.random() < 0.5 else -1)
@@ -341,13 +388,15 @@ def render_spine_phantom(seed: int = 0, *, height: int = 2400, width: int = 900,
 
     return SpinePhantom(
         pixels=img, landmarks=landmarks.astype(np.float64), spacing_mm=(float(spacing), float(spacing)),
-        seed=int(seed), curve_description=desc,
+        seed=int(seed), curve_description=desc, field=field, other_landmarks=other,
+        layers=L if keep_layers else None,
     )
 
 
-def _soft_tissue(rng, H, W, Hs, Ws, line_px, centres_px, corners, mm, spacing) -> np.ndarray:
+def _soft_tissue(rng, H, W, Hs, Ws, line_px, centres_px, corners, mm, spacing, full=False) -> np.ndarray:
     """Trunk thickness, lungs, mediastinum and heart, diaphragm, bowel gas, psoas; at 1/_LR
-    resolution (all smooth), returned full size as attenuation."""
+    resolution (all smooth), returned full size as attenuation. ``centres_px`` and ``corners``
+    from C6 down; ``full``: a full-spine film (the neck and the head above the shoulders)."""
     r = 1.0 / _LR
     yy = (np.arange(Hs, dtype=np.float32) + 0.5) * _LR - 0.5
     xx = (np.arange(Ws, dtype=np.float32) + 0.5) * _LR - 0.5
@@ -364,12 +413,19 @@ def _soft_tissue(rng, H, W, Hs, Ws, line_px, centres_px, corners, mm, spacing) -
     chest = rng.uniform(112, 140); waist = chest * rng.uniform(0.78, 0.92); hips = waist * rng.uniform(1.1, 1.3)
     ky = [level_y(-3), level_y(2), level_y(8), level_y(13.5), level_y(17.5)]
     kw = [chest * 1.25, chest * 0.98, chest, waist, hips]
+    if full:  # the head, the neck (narrowest at C2..C4) and the shoulders at C7/T1 above the chest
+        ky = [level_y(-16), level_y(-9.5), level_y(-6), level_y(-2.5), level_y(-0.5)] + ky[1:]
+        kw = [80.0, 72.0, 50.0, 58.0, chest * 1.22] + kw[1:]
     hw = np.interp(yy, ky, kw).astype(np.float32) * mm
     trunk_cx = (0.5 * x_spine + 0.5 * (np.median(x_spine))).astype(np.float32) + rng.normal(0, 4) * mm
     dx = (xx[None, :] - trunk_cx[:, None]) / hw[:, None]
     thick = np.sqrt(np.clip(1 - dx ** 2, 0, 1))
     # depth of the trunk: thicker at the abdomen
-    depth = np.interp(yy, [level_y(0), level_y(10), level_y(17)], [0.8, 0.95, 1.05]).astype(np.float32)
+    if full:  # the neck is thinner than the chest, the head about as thick
+        depth = np.interp(yy, [level_y(-10), level_y(-6), level_y(-1.5), level_y(0), level_y(10), level_y(17)],
+                          [0.8, 0.55, 0.6, 0.8, 0.95, 1.05]).astype(np.float32)
+    else:
+        depth = np.interp(yy, [level_y(0), level_y(10), level_y(17)], [0.8, 0.95, 1.05]).astype(np.float32)
     A = 1.35 * thick * depth[:, None]
 
     # lungs: between the mediastinum and the chest wall, down to the diaphragm domes
@@ -455,7 +511,7 @@ def _soft_tissue(rng, H, W, Hs, Ws, line_px, centres_px, corners, mm, spacing) -
     tr = np.zeros((Hs, Ws), np.uint8)
     tw = rng.uniform(7, 9) * mm
     ptsL, ptsR = [], []
-    for lev in np.linspace(-3, 4, 15):
+    for lev in np.linspace(-7.5 if full else -3, 4, 15):
         y = level_y(lev); iy = min(Hs - 1, max(0, int(y / _LR)))
         xc = x_spine[iy] + (lev - 4) * 0.0
         ptsL.append((xc - tw, y)); ptsR.append((xc + tw, y))
@@ -498,6 +554,23 @@ def _draw_vertebra(L, c, level, ru, mm, obliquity, rng):
     bottom = _bilinear(c, t[::-1], 1 - bow * np.sin(np.pi * t[::-1]))
     left = _bilinear(c, waist * np.sin(np.pi * t[::-1]), t[::-1])
     body = np.concatenate([top, right[1:], bottom[1:], left[1:-1]])
+    if level == -7:  # C1, the atlas: its lateral masses either side of the dens, the arches between
+        for u0, u1 in ((0.0, 0.3), (0.7, 1.0)):
+            m = _bilinear(c, np.array([u0, u1, u1 - 0.03, u0 + 0.03]), np.array([0.0, 0.05, 1.0, 1.0]))
+            _fill(L["body"], m)
+            _line(L["rim"], m, max(2.0, 0.9 * mm), closed=True)
+        _line(L["arch"], _bilinear(c, t, 0.45 + 0.1 * np.sin(np.pi * t)), max(2.0, 2.0 * mm), 200)
+        for side in (-1, 1):  # the transverse processes, wide at C1
+            tp = _bilinear(c, np.array([0.5 + side * 0.5, 0.5 + side * 0.68, 0.5 + side * 0.68, 0.5 + side * 0.5]),
+                           np.array([0.25, 0.3, 0.7, 0.75]))
+            _fill(L["transverse"], tp, 160)
+        return
+    if level == -6:  # C2: the dens rising from its body between C1's lateral masses
+        h_v = np.linalg.norm(c[2] - c[0])
+        rise = 0.8 * h_v
+        eu, ev = _ellipse_uv(0.5, -0.5 * rise / h_v, 0.13, 0.6 * rise / h_v, 24)
+        _fill(L["body"], _bilinear(c, eu, ev))
+        _line(L["rim"], _bilinear(c, eu, ev), max(2.0, 0.8 * mm), closed=True)
     if level == 17:  # S1: the sacrum is drawn by the pelvis
         _fill(L["sacrum"], body, 200)
         _line(L["endplate"], top, 1.2 * mm, 255)
@@ -651,8 +724,10 @@ def _draw_shoulders(L, rng, corners, mm):
         _line(L["scapula"], np.array(p[:2]), 3 * mm)
 
 
-def _draw_pelvis(L, rng, corners, angles, mm):
-    """Sacrum below L5 and the iliac wings, their crests about the level of L4."""
+def _draw_pelvis(L, rng, corners, angles, mm, full=False):
+    """Sacrum below L5 and the iliac wings, their crests about the level of L4; ``full``: the
+    whole pelvis (the wings down to the acetabula, the pubic and ischial rami round the obturator
+    foramina, the symphysis) and the proximal femora."""
     s1 = corners[19]
     l4 = corners[17].mean(axis=0); l5 = corners[18].mean(axis=0)
     tilt = angles[19] + np.radians(rng.normal(0, 2))
@@ -680,16 +755,97 @@ def _draw_pelvis(L, rng, corners, angles, mm):
     for side in (-1, 1):
         peak_x = rng.uniform(75, 100)
         k = (-2 - crest_y) / (peak_x - x_si) ** 2
-        xs = np.linspace(x_si, 190, 40)
+        xs = np.linspace(x_si, 150 if full else 190, 40)  # a full film shows the crest's lateral end
         ycrest = crest_y + k * (xs - peak_x) ** 2 * np.where(xs < peak_x, 1.0, rng.uniform(0.45, 0.7))
         crest = P(side * xs, ycrest)
-        wing = np.concatenate([crest, P(side * np.array([205, 120, x_si + 8, x_si + 2]), np.array([200, 200, 110, 40]))])
+        if full:  # the wing narrows down to the acetabular roof
+            wing = np.concatenate([crest, P(side * np.array([146, 128, 116, 104, 92, x_si + 8, x_si + 2]),
+                                            np.array([50, 78, 90, 94, 96, 110, 40]))])
+        else:
+            wing = np.concatenate([crest, P(side * np.array([205, 120, x_si + 8, x_si + 2]), np.array([200, 200, 110, 40]))])
         _fill(L["ilium"], wing, int(rng.uniform(170, 230)))
         _line(L["ilium_rim"], crest, rng.uniform(4, 7) * mm)
         _line(L["ilium_rim"], P(side * np.array([x_si + 1, x_si + 3, x_si + 8]), np.array([-2, 50, 110])), 2.5 * mm, 200)
         # the inner cortex of the wing (arcuate line), a faint curve
         arc = P(side * np.linspace(x_si + 10, 160, 20), 60 + 0.004 * (np.linspace(x_si + 10, 160, 20) - 60) ** 2)
         _line(L["ilium_rim"], arc, 2.5 * mm, 120)
+        if full:
+            _draw_hip(L, rng, P, side, x_si, mm)
+
+
+def _draw_hip(L, rng, P, side, x_si, mm):
+    """One side of the lower pelvis and the proximal femur, in the pelvis frame ``P`` (mm, y down
+    from the middle of S1's upper endplate): acetabulum, femoral head, neck and trochanters, the
+    shaft to the film's edge, the pubic and ischial rami round the obturator foramen."""
+    hx = rng.uniform(84, 96); hy = rng.uniform(112, 124); r = rng.uniform(21, 25)
+    # the pelvic ring below the acetabulum: ischium, the rami and the symphysis, the foramen cut out
+    ring = P(*_rounded(side * np.array([hx - 20, hx - 8, hx - 12, hx - 22, 55, 20, 4, 4, 30, hx - 42]),
+                       np.array([hy - 6, hy + 24, hy + 55, hy + 68, hy + 72, hy + 60, hy + 52, hy + 10, hy + 2, hy - 8])))
+    _fill(L["ilium"], ring, int(rng.uniform(150, 200)))
+    _line(L["ilium_rim"], ring, 2.5 * mm, 170, closed=True)
+    fc = P(side * (hx - 45 + rng.uniform(-3, 3)), hy + 36)
+    ax = (max(1, int(rng.uniform(14, 18) * mm)), max(1, int(rng.uniform(19, 24) * mm)))
+    cv2.ellipse(L["ilium"], (int(fc[0]), int(fc[1])), ax, float(side * rng.uniform(10, 30)), 0, 360, 0, -1, cv2.LINE_AA)
+    cv2.ellipse(L["ilium_rim"], (int(fc[0]), int(fc[1])), ax, float(side * rng.uniform(10, 30)), 0, 360, 160,
+                max(1, int(2.5 * mm)), cv2.LINE_AA)
+    # the acetabular roof, a dense arc over the head
+    t = np.linspace(np.pi * 1.05, np.pi * 1.95, 20)
+    _line(L["ilium_rim"], P(side * (hx + (r + 2) * np.cos(t)), hy + (r + 2) * np.sin(t)), 4 * mm, 230)
+    # the femur: head, neck (about 130 deg to the shaft), greater and lesser trochanters, shaft
+    neck_end = np.array([hx + 32, hy + 24]); shaft_top = np.array([hx + 34, hy + 36])
+    shaft_end = shaft_top + np.array([-0.16, 1.0]) * 500
+    for a, b, t_mm in ((np.array([hx, hy]), neck_end, 30), (shaft_top, shaft_end, 32)):
+        _line(L["ilium"], P(side * np.array([a[0], b[0]]), np.array([a[1], b[1]])), t_mm * mm, 170)
+    for dx in (-15, 15):  # the shaft's cortices
+        _line(L["ilium_rim"], P(side * (np.array([shaft_top[0], shaft_end[0]]) + dx), np.array([shaft_top[1] + 15, shaft_end[1]])),
+              6 * mm, 210)
+    head = P(side * hx, hy)
+    cv2.circle(L["ilium"], (int(head[0]), int(head[1])), max(1, int(r * mm)), 215, -1, cv2.LINE_AA)
+    cv2.circle(L["ilium_rim"], (int(head[0]), int(head[1])), max(1, int(r * mm)), 170, max(1, int(2 * mm)), cv2.LINE_AA)
+    for (cx, cy), (a, b), v in (((hx + 42, hy + 18), (13, 19), 190), ((hx + 16, hy + 56), (8, 11), 170)):
+        c = P(side * cx, cy)
+        cv2.ellipse(L["ilium"], (int(c[0]), int(c[1])), (max(1, int(a * mm)), max(1, int(b * mm))), 0, 0, 360, v, -1,
+                    cv2.LINE_AA)
+
+
+def _rounded(x, y, cuts: int = 3):
+    """A closed polygon's corners rounded off (Chaikin's corner cutting)."""
+    p = np.stack([x, y], axis=1).astype(np.float64)
+    for _ in range(cuts):
+        q = np.roll(p, -1, axis=0)
+        p = np.stack([0.75 * p + 0.25 * q, 0.25 * p + 0.75 * q], axis=1).reshape(-1, 2)
+    return p[:, 0], p[:, 1]
+
+
+def _draw_skull_base(L, rng, corners, mm):
+    """Above C1 on a full-spine film: the occiput and mastoids (a dense band over and beside C1),
+    the skull's outline above, and the mandible overlapping C2..C4."""
+    c1 = corners[0].mean(axis=0); c3 = corners[2].mean(axis=0)
+    up = c1 - c3; up /= np.linalg.norm(up); right = np.array([-up[1], up[0]])
+    if right[0] < 0:
+        right = -right
+
+    def Q(x, y):  # mm, x right and y up from C1's centre -> pixels
+        return c1 + (np.asarray(x, float)[..., None] * right + np.asarray(y, float)[..., None] * up) * mm
+
+    w = rng.uniform(68, 80)
+    t = np.linspace(0, np.pi, 40)
+    vault = Q(w * np.cos(t), 8 + rng.uniform(95, 115) * np.sin(t))
+    _fill(L["scapula"], vault, int(rng.uniform(170, 230)))  # the skull, seen through
+    _line(L["ilium_rim"], vault, 5 * mm, 200)
+    base = Q(np.array([-w, -45, -15, 15, 45, w]), np.array([8, 2, 14, 14, 2, 8]) + rng.uniform(-3, 3))
+    _line(L["ilium"], base, 11 * mm, 220)  # the occipital condyles and the petrous ridges
+    for side in (-1, 1):
+        m = Q(side * rng.uniform(48, 56), -rng.uniform(4, 10))
+        cv2.ellipse(L["ilium"], (int(m[0]), int(m[1])), (max(1, int(8 * mm)), max(1, int(13 * mm))), 0, 0, 360, 200, -1,
+                    cv2.LINE_AA)
+    # the mandible: a U from its angles beside C2 down round the chin over C3..C4
+    xm = rng.uniform(42, 50); ym = -rng.uniform(12, 20); drop = rng.uniform(28, 38)
+    s = np.linspace(-1, 1, 40)
+    mand = Q(xm * s, ym - drop * (1 - s ** 2) ** 0.7)
+    _line(L["ilium"], mand, 9 * mm, 190)
+    for side in (-1, 1):  # the rami up to the skull base
+        _line(L["ilium"], Q(side * np.array([xm, xm + 4]), np.array([ym, ym + 35])), 8 * mm, 170)
 
 
 def _film_details(rng, img, landmarks):
@@ -762,6 +918,10 @@ def write_phantom(phantom: SpinePhantom, out_dir, name: str) -> dict:
         "corner_order": ["top-left", "top-right", "bottom-left", "bottom-right"],
         "landmarks_px": phantom.landmarks.reshape(-1, 2).round(4).tolist(),
     }
+    if phantom.field == "full":  # the vertebrae outside T1..L5 (not in the .mat: the AASCE layout has 17)
+        truth["field"] = "full"
+        truth["other_vertebrae"] = list(phantom.other_landmarks)
+        truth["other_landmarks_px"] = {name: c.round(4).tolist() for name, c in phantom.other_landmarks.items()}
     js = out_dir / f"{name}.json"
     js.write_text(json.dumps(truth, indent=2), encoding="utf-8")
     return {"image": png, "landmarks": mat, "truth": js}
@@ -843,6 +1003,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="first seed; film i uses seed + i (default 0)")
     parser.add_argument("--height", type=int, default=2400, help="film height in pixels (default 2400)")
     parser.add_argument("--width", type=int, default=900, help="film width in pixels (default 900)")
+    parser.add_argument("--field", default="aasce", choices=FIELDS,
+                        help="aasce (default): framed as an AASCE film, C7 to the top of the sacrum; full: a standing "
+                             "long-cassette full-spine film, the skull base and C1..C7 to the pelvis and femoral heads "
+                             "(the corners of C1..C7 and S1 also in NAME.json)")
     parser.add_argument("--follow-up", type=float, default=None, metavar="DEG",
                         help="film each spine twice: NAME_prior.png and NAME_current.png, the main thoracic curve "
                              "larger by DEG (exactly, between the prior's end vertebrae), the rest unchanged; the "
@@ -852,6 +1016,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     if args.n < 1:
         raise SystemExit("--n must be at least 1")
+    field = getattr(args, "field", "aasce")
+    if field != "aasce" and args.follow_up is not None:
+        raise SystemExit("--follow-up films are AASCE-framed; leave out --field")
     for i in range(args.n):
         seed = args.seed + i
         if args.follow_up is not None:
@@ -865,7 +1032,7 @@ def run(args) -> int:
                 f"{c} {t['prior_deg']:.1f} -> {t['current_deg']:.1f} ({'-'.join(t['end_vertebrae'])})"
                 for c, t in pair.truth["curves"].items()) + " deg (clinical)")
             continue
-        ph = render_spine_phantom(seed, height=args.height, width=args.width)
+        ph = render_spine_phantom(seed, height=args.height, width=args.width, field=field)
         paths = write_phantom(ph, args.out, f"spine_phantom_{seed:04d}")
         mt = phantom_angles(ph)["aasce"]
         ang = ", ".join(f"{k} {v:.1f}" for k, v in mt.items() if v is not None)
