@@ -149,3 +149,18 @@ def test_stage2_keeps_stage1_where_it_would_turn_an_endplate_too_far():
     np.testing.assert_array_equal(out[4], refined[4])
     np.testing.assert_array_equal(out[9], stage1[9])
     np.testing.assert_array_equal(out[12], refined[12])
+
+
+def test_stage2_never_puts_vertebrae_out_of_the_order_stage1_found():
+    from CobbAngleLib.geometry import vertebrae_out_of_order
+    from CobbAngleLib.vertebra_read import in_order
+
+    _, stage1 = constructed_spine(0.0)
+    refined = stage1 + 1.5
+    refined[8] = stage1[9] + np.array([0.0, 20.0])  # T9 read on (and below) T10: T10 no longer below T9
+    assert vertebrae_out_of_order(refined)
+    out = in_order(stage1, refined)
+    assert not vertebrae_out_of_order(out)
+    np.testing.assert_array_equal(out[8:10], stage1[8:10])
+    np.testing.assert_array_equal(out[:8], refined[:8])
+    np.testing.assert_array_equal(out[10:], refined[10:])

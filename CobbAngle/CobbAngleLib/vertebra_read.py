@@ -69,7 +69,25 @@ class VertebraReader:
         the refined corners (17, 4, 2) in film pixels and the endplate scales (17, 2) in degrees."""
         frames = patch_frames(stage1)
         corners, scale = read_patches(self.network, extract_patches(film01, frames), self.test_time_flip)
-        return gate(stage1, to_film(frames, corners)), scale
+        return in_order(stage1, gate(stage1, to_film(frames, corners))), scale
+
+
+def in_order(stage1: np.ndarray, refined: np.ndarray) -> np.ndarray:
+    """``refined``, except where it puts two neighbouring vertebrae out of order (one read on its
+    neighbour) that stage 1 had in order: those two keep stage 1's corners. Stage 1's order is
+    what names the vertebrae; stage 2 must not undo it (the geometry would refuse the film)."""
+    from .geometry import vertebrae_out_of_order
+
+    out = np.array(refined, dtype=np.float64, copy=True)
+    s1 = np.asarray(stage1, dtype=np.float64)
+    before = set(vertebrae_out_of_order(s1))
+    for _ in range(len(out)):
+        wrong = [i for i in vertebrae_out_of_order(out) if i not in before]
+        if not wrong:
+            break
+        for i in wrong:
+            out[i:i + 2] = s1[i:i + 2]
+    return out
 
 
 def gate(stage1: np.ndarray, refined: np.ndarray, max_deg: float = GATE_DEG) -> np.ndarray:

@@ -363,7 +363,7 @@ def run(args) -> int:
             for x in scored["records"]:
                 values = [x[f"truth_{k}"][c] for k in ("official", "fixed") for c in names]
                 values += [x["pred"].landmark_angles[c] for c in names]
-                table.write(f'"{x["name"]}",' + ",".join(f"{v:.3f}" for v in values) + "\n")
+                table.write(f'"{x["name"]}",' + ",".join("" if v is None else f"{v:.3f}" for v in values) + "\n")
         for labels in ("official", "fixed"):
             truth = np.array([[x["truth_" + labels][c] for c in names] for x in scored["records"]])
             measured = np.array([[x["pred"].landmark_angles[c] for c in names] for x in scored["records"]])

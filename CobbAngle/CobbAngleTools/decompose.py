@@ -36,13 +36,13 @@ def with_shapes_of(centres_from: np.ndarray, shapes_from: np.ndarray) -> np.ndar
 def run(args) -> int:
     import torch
 
-    from CobbAngleLib.vertebra_read import read_patches
+    from CobbAngleLib.vertebra_read import gate, read_patches
 
     run_dir = Path(args.run).expanduser()
     with np.load(run_dir / "validation_stage1.npz") as z:
         val = {k: z[k] for k in z.files}
     model = load_model(Path(args.weights) if args.weights else run_dir / "cobb_vertebra.pt").eval()
-    flip = bool(args.flip)
+    flip = bool(args.flip) if args.flip is not None else bool(model.config.get("test_time_flip", False))
 
     def network(x):
         with torch.no_grad():
@@ -52,11 +52,11 @@ def run(args) -> int:
     product, at_truth = [], []
     for name, stage1, patches, fixed in zip(val["names"], val["stage1"], val["patches"], val["fixed"]):
         corners, _ = read_patches(network, patches.astype(np.float32) / 255.0, flip)
-        product.append(to_film(patch_frames(stage1), corners))
+        product.append(gate(stage1, to_film(patch_frames(stage1), corners)))
         film = cv2.imread(str(Path(args.data) / "images" / str(name)), cv2.IMREAD_GRAYSCALE)
         frames = patch_frames(fixed)
         corners, _ = read_patches(network, extract_patches(intensity_window(film), frames), flip)
-        at_truth.append(to_film(frames, corners))
+        at_truth.append(to_film(frames, corners))  # no stage 1 here to fall back on
     product, at_truth = np.array(product), np.array(at_truth)
     rows = {
         "stage 1 alone": val["stage1"],
@@ -83,7 +83,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--run", required=True, help="the train_vertebrae run folder (validation_stage1.npz)")
     parser.add_argument("--weights", default=None, help="stage 2 weights (default: RUN/cobb_vertebra.pt)")
     parser.add_argument("--data", default=str(shared_data() / "aasce2019-train"))
-    parser.add_argument("--flip", action="store_true", help="test-time flip in stage 2")
+    parser.add_argument("--flip", action="store_true", default=None,
+                        help="test-time flip in stage 2 (default: as the weights' config says)")
     parser.add_argument("--json", default=None, help="also write the table here")
     return parser
 

@@ -278,6 +278,7 @@ def load_model(path: Path, widths=None):
     saved = torch.load(path, map_location="cpu", weights_only=True)
     model = VertebraNet(tuple(saved["config"].get("widths", widths or (16, 32, 64, 128))))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()})
+    model.config = dict(saved["config"])
     return model
 
 
