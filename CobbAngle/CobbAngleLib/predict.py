@@ -320,28 +320,17 @@ def upsampled_labels(segmentation: np.ndarray, input_hw) -> np.ndarray:
 
 
 def _onnx_network(weights: Path, device: str, threads):
-    from MSKCommonLib.runtime import OnnxNetwork, onnx_file
-    from MSKCommonLib.weights import WeightsError
+    from MSKCommonLib.runtime import onnx_network
 
-    network = OnnxNetwork(onnx_file(weights), device=device, threads=threads)
-    if network.config.get("format") != WEIGHTS_FORMAT:
-        raise WeightsError(f"{network.path} has format {network.config.get('format')!r}; expected {WEIGHTS_FORMAT!r}")
-    return network
+    return onnx_network(weights, WEIGHTS_FORMAT, device, threads)
 
 
 def _torch_network(weights: Path, device: str, threads):
-    from MSKCommonLib.runtime import TorchNetwork, require_torch
-    from MSKCommonLib.weights import WeightsError, load_state
+    from MSKCommonLib.runtime import torch_network
 
-    require_torch("the torch backend")
-    from .network import Seg4RegNet
+    def build(config):
+        from .network import Seg4RegNet
 
-    saved = load_state(weights, map_location="cpu")
-    if not isinstance(saved, dict) or "state_dict" not in saved:
-        raise WeightsError(f"{weights} is not a Cobb weights file (no 'state_dict')")
-    config = dict(saved.get("config", {}))
-    if config.get("format") != WEIGHTS_FORMAT:
-        raise WeightsError(f"{weights} has format {config.get('format')!r}; expected {WEIGHTS_FORMAT!r}")
-    model = Seg4RegNet(pretrained=False)
-    model.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
-    return TorchNetwork(model, OUTPUTS, device=device, threads=threads, config=config)
+        return Seg4RegNet(pretrained=False)
+
+    return torch_network(weights, WEIGHTS_FORMAT, build, OUTPUTS, device, threads, "Cobb")

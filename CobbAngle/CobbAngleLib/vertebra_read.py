@@ -112,28 +112,17 @@ def available(weights=None) -> bool:
 
 
 def _onnx_network(weights: Path, device: str, threads):
-    from MSKCommonLib.runtime import OnnxNetwork, onnx_file
-    from MSKCommonLib.weights import WeightsError
+    from MSKCommonLib.runtime import onnx_network
 
-    network = OnnxNetwork(onnx_file(weights), device=device, threads=threads)
-    if network.config.get("format") != WEIGHTS_FORMAT:
-        raise WeightsError(f"{network.path} has format {network.config.get('format')!r}; expected {WEIGHTS_FORMAT!r}")
-    return network
+    return onnx_network(weights, WEIGHTS_FORMAT, device, threads)
 
 
 def _torch_network(weights: Path, device: str, threads):
-    from MSKCommonLib.runtime import TorchNetwork, require_torch
-    from MSKCommonLib.weights import WeightsError, load_state
+    from MSKCommonLib.runtime import torch_network
 
-    require_torch("the torch backend")
-    from .vertebra_network import VertebraNet
+    def build(config):
+        from .vertebra_network import VertebraNet
 
-    saved = load_state(weights, map_location="cpu")
-    if not isinstance(saved, dict) or "state_dict" not in saved:
-        raise WeightsError(f"{weights} is not a Cobb vertebra weights file (no 'state_dict')")
-    config = dict(saved.get("config", {}))
-    if config.get("format") != WEIGHTS_FORMAT:
-        raise WeightsError(f"{weights} has format {config.get('format')!r}; expected {WEIGHTS_FORMAT!r}")
-    model = VertebraNet(tuple(config.get("widths", (16, 32, 64, 128))))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()})
-    return TorchNetwork(model, OUTPUTS, device=device, threads=threads, config=config)
+        return VertebraNet(tuple(config.get("widths", (16, 32, 64, 128))))
+
+    return torch_network(weights, WEIGHTS_FORMAT, build, OUTPUTS, device, threads, "Cobb vertebra")

@@ -68,15 +68,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 # ------------------------------------------------------------------------------------------
 # the patch cache
 
+def read_cache(cache_file: Path, names: list[str]):
+    """The arrays of an .npz cache made for these films (``names`` as stored), else None."""
+    if not Path(cache_file).exists():
+        return None
+    with np.load(cache_file) as z:
+        cached = {k: z[k] for k in z.files}
+    return cached if list(cached["names"]) == list(names) else None
+
+
 def build_patch_cache(data_dir: Path, names: list[str], cache_file: Path, labels: str = "fixed") -> dict:
     """Each vertebra of ``names``: a uint8 ``CACHE_HW`` window at the patch scale, centred on the
     true centre and aligned to the true spine axis, with its corners in that window."""
-    cache_file = Path(cache_file)
-    if cache_file.exists():
-        with np.load(cache_file) as z:
-            cached = {k: z[k] for k in z.files}
-        if list(cached["names"]) == list(names):
-            return cached
+    cached = read_cache(cache_file, names)
+    if cached is not None:
+        return cached
     windows, corners, film_of = [], [], []
     for i, name in enumerate(names):
         film = cv2.imread(str(Path(data_dir) / "images" / name), cv2.IMREAD_GRAYSCALE)
@@ -183,12 +189,9 @@ def losses(out: dict, target) -> dict:
 def stage1_validation(data_dir: Path, names: list[str], cache_file: Path) -> dict:
     """The shipped whole-film network's corners on the validation films, their patches (as inference
     extracts them), the truth on both label sets and the film heights."""
-    cache_file = Path(cache_file)
-    if cache_file.exists():
-        with np.load(cache_file) as z:
-            cached = {k: z[k] for k in z.files}
-        if list(cached["names"]) == list(names):
-            return cached
+    cached = read_cache(cache_file, names)
+    if cached is not None:
+        return cached
     from CobbAngleLib.predict import CobbPredictor
 
     predictor = CobbPredictor(threads=1, stage2=False)

@@ -161,6 +161,35 @@ class TorchNetwork:
         return {name: out[name].float().cpu().numpy() for name in self.output_names}
 
 
+def onnx_network(weights, weights_format: str, device: str, threads) -> "OnnxNetwork":
+    """The .onnx beside ``weights`` in ONNX Runtime, refused (``WeightsError``) unless its stored
+    config has format ``weights_format``."""
+    from .weights import WeightsError
+
+    network = OnnxNetwork(onnx_file(weights), device=device, threads=threads)
+    if network.config.get("format") != weights_format:
+        raise WeightsError(f"{network.path} has format {network.config.get('format')!r}; expected {weights_format!r}")
+    return network
+
+
+def torch_network(weights, weights_format: str, build, outputs: Sequence[str], device: str, threads,
+                  what: str = "network") -> "TorchNetwork":
+    """A .pt weights file (``state_dict`` and ``config`` with format ``weights_format``) loaded into
+    ``build(config)`` and run by PyTorch; ``what`` names the network in the refusals."""
+    from .weights import WeightsError, load_state
+
+    require_torch("the torch backend")
+    saved = load_state(weights, map_location="cpu")
+    if not isinstance(saved, dict) or "state_dict" not in saved:
+        raise WeightsError(f"{weights} is not a {what} weights file (no 'state_dict')")
+    config = dict(saved.get("config", {}))
+    if config.get("format") != weights_format:
+        raise WeightsError(f"{weights} has format {config.get('format')!r}; expected {weights_format!r}")
+    model = build(config)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()})
+    return TorchNetwork(model, outputs, device=device, threads=threads, config=config)
+
+
 def sha256(path) -> str:
     import hashlib
 
