@@ -118,7 +118,7 @@ def test_the_predictor_with_a_check_for_other_weights_uses_the_old_rule(tmp_path
     other = tmp_path / "cobb_check.json"
     other.write_text(json.dumps(dict(data, weights_sha256="0" * 64, source_sha256="1" * 64)))
     predictor = CobbPredictor(device="cpu", threads=1, check_file=other)
-    pred = predictor.predict(render_spine_phantom(23).pixels.astype(np.float32))
+    pred = predictor.predict(render_spine_phantom(0).pixels.astype(np.float32))
     assert "other network weights" in pred.check_note
     assert all(v is None for v in pred.angle_confidence.values())
     for c in geometry.CURVE_NAMES:  # the old rule, per angle
@@ -135,7 +135,7 @@ def test_the_confidence_is_reported_per_angle_in_the_prediction_json_csv_and_com
     from MSKCommonLib.cli import main
 
     film = tmp_path / "Flagged_AP.png"  # the phantom the old rule flags (test_cobb_inference)
-    cv2.imwrite(str(film), render_spine_phantom(23).pixels)
+    cv2.imwrite(str(film), render_spine_phantom(0).pixels)
     out = tmp_path / "out"
     assert main(["cobb", str(film), "--out", str(out), "--no-overlay", "--device", "cpu", "--convention", "aasce"]) == 0
     printed = capsys.readouterr().out
@@ -157,7 +157,7 @@ def test_the_confidence_is_reported_per_angle_in_the_prediction_json_csv_and_com
         assert row[f"{c}_check"] == label
         assert float(row[f"{c}_confidence"]) == pytest.approx(confidence, abs=1e-4)
     flagged = [c for c in geometry.CURVE_NAMES if record["check"][c]]
-    assert flagged, "phantom 23 is flagged by the CHECK today; if it no longer is, pick another"
+    assert flagged, "phantom 0 is flagged by the CHECK today; if it no longer is, pick another"
     assert all(f"{c} (confidence" in record["warning"] for c in flagged)
 
 

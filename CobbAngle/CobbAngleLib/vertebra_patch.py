@@ -100,9 +100,23 @@ def extract_patches(film01: np.ndarray, frames: np.ndarray, patch_hw=PATCH_HW) -
 
     h, w = patch_hw
     film = np.asarray(film01, dtype=np.float32)
-    return np.stack([warp_affine_area(film, f, (w, h), shrink_below=0.5, border_mode=cv2.BORDER_REPLICATE,
-                                      pixel_centres=True)
-                     for f in frames]).astype(np.float32)
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=np.float64)
+    out = []
+    for f in np.asarray(frames, dtype=np.float64):
+        # only the part of the film the patch covers (and a margin for the area averaging and the
+        # interpolation) is resampled: 17 patches do not shrink the whole film 17 times
+        inv = cv2.invertAffineTransform(f)
+        footprint = corners @ inv[:, :2].T + inv[:, 2]
+        margin = 4.0 / float(np.sqrt(abs(np.linalg.det(f[:, :2])))) + 2.0
+        x0, y0 = np.maximum(np.floor(footprint.min(0) - margin).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(footprint.max(0) + margin).astype(int) + 1, [film.shape[1], film.shape[0]])
+        if x1 <= x0 or y1 <= y0:  # the patch lies off the film: the nearest edge repeated, as for the whole film
+            x0, y0, x1, y1 = 0, 0, film.shape[1], film.shape[0]
+        m = f.copy()
+        m[:, 2] += f[:, :2] @ np.array([x0, y0], dtype=np.float64)
+        out.append(warp_affine_area(film[y0:y1, x0:x1], m, (w, h), shrink_below=0.5,
+                                    border_mode=cv2.BORDER_REPLICATE, pixel_centres=True))
+    return np.stack(out).astype(np.float32)
 
 
 def standardise(patches: np.ndarray) -> np.ndarray:
