@@ -150,6 +150,8 @@ class CompareApp:
         from trame.widgets import html
         from trame.widgets import vuetify3 as v
 
+        from .webreview import state_table
+
         with SinglePageWithDrawerLayout(self.server) as layout:
             layout.title.set_text("MSKMorphometry follow-up: prior (left) and current (right)")
             layout.drawer.width = 520
@@ -157,13 +159,7 @@ class CompareApp:
                 v.VBtn("Accept", id="accept", click=self.accept)
                 html.Span("{{ message }}", id="message", style="margin-left: 1em")
             with layout.drawer:
-                with html.Table(id="follow-up", style="font-size: 12px; border-collapse: collapse"):
-                    with html.Thead():
-                        with html.Tr():
-                            html.Th("{{ c }}", v_for="c in columns", key="c", style="text-align: left; padding: 2px 4px")
-                    with html.Tbody():
-                        with html.Tr(v_for="(r, i) in rows", key="i"):
-                            html.Td("{{ cell }}", v_for="(cell, j) in r", key="j", style="padding: 2px 4px")
+                state_table("follow-up")
                 html.Div("{{ report }}", id="report", style="font-size: 12px; margin-top: 1em")
                 html.Pre("{{ geometry }}", id="view-geometry", style="display: none")
             with layout.content:

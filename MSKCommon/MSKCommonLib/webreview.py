@@ -705,14 +705,8 @@ class ReviewApp:
                         html.Span("{{ w.name }}: ")
                         html.Span("{{ w.status }}", classes="status")
                         html.Div("{{ w.reason }}", v_if="w.reason", classes="reason", style="color: #c00")
-                with html.Div(style="overflow-x: auto"), \
-                        html.Table(id="measurements", style="font-size: 12px; border-collapse: collapse"):
-                    with html.Thead():
-                        with html.Tr():
-                            html.Th("{{ c }}", v_for="c in columns", key="c", style="text-align: left; padding: 2px 4px")
-                    with html.Tbody():
-                        with html.Tr(v_for="(r, i) in rows", key="i"):
-                            html.Td("{{ cell }}", v_for="(cell, j) in r", key="j", style="padding: 2px 4px")
+                with html.Div(style="overflow-x: auto"):
+                    state_table("measurements")
                 with html.Table(id="ends", v_if=("ends.length",), style="font-size: 12px; margin: 4px 0"):
                     with html.Tr():
                         html.Th("End vertebrae", colspan=4, style="text-align: left")
@@ -809,6 +803,19 @@ def protect(wslink_server, token: str) -> None:
     """Put the token check in front of every route of trame's aiohttp server (called from
     trame's ``on_server_bind``, before the server starts)."""
     wslink_server.app.middlewares.insert(0, token_middleware(token))
+
+
+def state_table(table_id: str) -> None:
+    """A table of the page state's ``columns`` (titles) and ``rows`` (lists of cells)."""
+    from trame.widgets import html
+
+    with html.Table(id=table_id, style="font-size: 12px; border-collapse: collapse"):
+        with html.Thead():
+            with html.Tr():
+                html.Th("{{ c }}", v_for="c in columns", key="c", style="text-align: left; padding: 2px 4px")
+        with html.Tbody():
+            with html.Tr(v_for="(r, i) in rows", key="i"):
+                html.Td("{{ cell }}", v_for="(cell, j) in r", key="j", style="padding: 2px 4px")
 
 
 def _cell(value) -> str:
