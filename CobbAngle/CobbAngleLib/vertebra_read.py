@@ -69,7 +69,14 @@ class VertebraReader:
         the refined corners (17, 4, 2) in film pixels and the endplate scales (17, 2) in degrees."""
         frames = patch_frames(stage1)
         corners, scale = read_patches(self.network, extract_patches(film01, frames), self.test_time_flip)
-        return in_order(stage1, gate(stage1, to_film(frames, corners))), scale
+        return on_film(stage1, frames, corners), scale
+
+
+def on_film(stage1: np.ndarray, frames: np.ndarray, patch_corners: np.ndarray) -> np.ndarray:
+    """Stage 2's corners read in the patches (``frames`` from ``stage1``) as the result takes them:
+    back on the film, with stage 1's corners kept where stage 2 turns an endplate too far
+    (``gate``) or puts neighbours out of order (``in_order``)."""
+    return in_order(stage1, gate(stage1, to_film(frames, patch_corners)))
 
 
 def in_order(stage1: np.ndarray, refined: np.ndarray) -> np.ndarray:

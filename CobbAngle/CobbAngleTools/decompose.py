@@ -36,7 +36,7 @@ def with_shapes_of(centres_from: np.ndarray, shapes_from: np.ndarray) -> np.ndar
 def run(args) -> int:
     import torch
 
-    from CobbAngleLib.vertebra_read import gate, read_patches
+    from CobbAngleLib.vertebra_read import on_film, read_patches
 
     run_dir = Path(args.run).expanduser()
     with np.load(run_dir / "validation_stage1.npz") as z:
@@ -52,7 +52,7 @@ def run(args) -> int:
     product, at_truth = [], []
     for name, stage1, patches, fixed in zip(val["names"], val["stage1"], val["patches"], val["fixed"]):
         corners, _ = read_patches(network, patches.astype(np.float32) / 255.0, flip)
-        product.append(gate(stage1, to_film(patch_frames(stage1), corners)))
+        product.append(on_film(stage1, patch_frames(stage1), corners))
         film = cv2.imread(str(Path(args.data) / "images" / str(name)), cv2.IMREAD_GRAYSCALE)
         frames = patch_frames(fixed)
         corners, _ = read_patches(network, extract_patches(intensity_window(film), frames), flip)

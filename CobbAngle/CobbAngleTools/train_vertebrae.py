@@ -34,7 +34,7 @@ import numpy as np
 from CobbAngleLib import geometry
 from CobbAngleLib.frame import FLIP_CORNERS, intensity_window
 from CobbAngleLib.vertebra_patch import (
-    PATCH_HW, VERTEBRA_WIDTH_PX, extract_patches, frames_at, patch_frames, spine_axes, standardise, to_film,
+    PATCH_HW, VERTEBRA_WIDTH_PX, extract_patches, frames_at, patch_frames, spine_axes, standardise,
     to_patch, vertebra_widths,
 )
 
@@ -245,8 +245,10 @@ def score(landmarks: np.ndarray, val: dict) -> dict:
 
 
 def validate(model, val: dict, flip: bool) -> dict:
-    """Stage 2 on the validation patches (stage 1's frames), scored end to end."""
-    from CobbAngleLib.vertebra_read import read_patches
+    """Stage 2 on the validation patches (stage 1's frames), scored end to end as the product
+    takes its corners (``vertebra_read.on_film``: the fall-backs to stage 1 included; runs before
+    2026-12-06 evening logged the corners without them)."""
+    from CobbAngleLib.vertebra_read import on_film, read_patches
 
     def network(x):
         import torch
@@ -258,7 +260,7 @@ def validate(model, val: dict, flip: bool) -> dict:
     refined = []
     for lm, p in zip(val["stage1"], val["patches"]):
         corners, _ = read_patches(network, p.astype(np.float32) / 255.0, flip)
-        refined.append(to_film(patch_frames(lm), corners))
+        refined.append(on_film(lm, patch_frames(lm), corners))
     return score(np.array(refined), val)
 
 
@@ -312,7 +314,7 @@ def run(args) -> int:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     state = {"epoch": 0, "elapsed": 0.0, "best": float("inf"), "step": 0}
     ckpt = out_dir / "last.ckpt"
-    committed = Path(__file__).resolve().parent.parent / "CobbAngleLib" / "models" / DEFAULT_WEIGHTS_NAME
+    from CobbAngleLib.vertebra_read import DEFAULT_WEIGHTS as committed
     if args.resume and ckpt.exists():
         saved = torch.load(ckpt, map_location="cpu", weights_only=False)
         model.load_state_dict(saved["model"])
