@@ -24,6 +24,8 @@ COMMANDS = {
     ("train", "cobb"): ("CobbAngleTools.train", "train the Cobb networks on the AASCE layout"),
     ("train", "cobb-vertebrae"): ("CobbAngleTools.train_vertebrae",
                                   "train the Cobb second stage (each vertebra read from a patch of the film)"),
+    ("train", "cobb-levels"): ("CobbAngleTools.train_levels",
+                               "train the Cobb level network (vertebrae named by their anatomy)"),
     ("bench", "cobb"): ("CobbAngleTools.bench", "seconds and memory per radiograph, CPU and GPU"),
     ("compare", None): ("CobbAngleLib.compare_cli", "has the curve progressed? two Cobb films of one patient compared"),
     ("check", "cobb-labels"): ("CobbAngleTools.label_check", "check AASCE corner labels; list suspect films and fixes"),
