@@ -67,13 +67,18 @@ class CobbPrediction:
     # superior / inferior; None without the second stage)
     stage1_landmarks: Optional[np.ndarray] = None
     endplate_scale_deg: Optional[np.ndarray] = None
+    # the names by anatomy (``vertebra_level``): how many levels the level network moved stage 1's
+    # names (0: none; None: no level network) and its probability of each named level (17,)
+    level_shift: Optional[int] = None
+    level_probability: Optional[np.ndarray] = None
 
 
 class CobbPredictor:
     def __init__(self, weights=None, device: str = "auto", consistency_threshold_deg: float = 10.0,
                  test_time_flip: bool = False, decoding: str = "ordered", threads: Optional[int] = None,
                  backend: str = "onnx", check_file=None, read_mirrored: Optional[bool] = None,
-                 all_check_features: bool = False, stage2: Optional[bool] = None, stage2_weights=None):
+                 all_check_features: bool = False, stage2: Optional[bool] = None, stage2_weights=None,
+                 naming: Optional[bool] = None, level_weights=None, zoom: bool = True):
         """``check_file``: the fitted CHECK (default ``models/cobb_check.json``); ``read_mirrored``:
         also read the mirrored film for the CHECK's flip feature (None: when the CHECK uses it);
         ``all_check_features``: compute every feature of ``check.FEATURES`` (for fitting the CHECK),
@@ -89,11 +94,16 @@ class CobbPredictor:
         if decoding not in DECODINGS:
             raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
         self.decoding = decoding
+        self.zoom = bool(zoom)
         self.network = (_torch_network if self.backend == "torch" else _onnx_network)(self.weights_path, device, threads)
         self.device, self.threads, self.config = self.network.device, self.network.threads, self.network.config
         self.input_hw = (int(self.config.get("input_height", INPUT_HW[0])), int(self.config.get("input_width", INPUT_HW[1])))
-        from . import vertebra_read
+        from . import vertebra_level, vertebra_read
 
+        if naming is None:
+            naming = vertebra_level.available(level_weights)
+        self.level_reader = (vertebra_level.LevelReader(level_weights, device, self.threads, self.backend)
+                             if naming else None)
         if stage2 is None:
             stage2 = vertebra_read.available(stage2_weights)
         self.vertebra_reader = (vertebra_read.VertebraReader(stage2_weights, device, self.threads, self.backend)
@@ -105,15 +115,14 @@ class CobbPredictor:
         self.check_feature_names = tuple(CHECK_FEATURES) if all_check_features else tuple(used)
 
     def networks_fingerprint(self) -> str:
-        """sha256 of the network files in use (stage 1, and '+' stage 2 when it runs): the CHECK was
-        fitted for exactly these."""
+        """sha256 of the network files in use (stage 1, '+' the level network and '+' stage 2 when
+        they run): the CHECK was fitted for exactly these."""
         from MSKCommonLib.runtime import sha256
 
-        in_use = self.network.path if self.backend == "onnx" else self.weights_path
-        out = sha256(in_use)
-        if self.vertebra_reader is not None:
-            stage2 = self.vertebra_reader.path if self.backend == "onnx" else self.vertebra_reader.weights_path
-            out += "+" + sha256(stage2)
+        out = sha256(self.network.path if self.backend == "onnx" else self.weights_path)
+        for reader in (self.level_reader, self.vertebra_reader):
+            if reader is not None:
+                out += "+" + sha256(reader.path if self.backend == "onnx" else reader.weights_path)
         return out
 
     def predict(self, pixels: np.ndarray, progress: Optional[Callable[[float, str], None]] = None,
@@ -133,13 +142,22 @@ class CobbPredictor:
         step(0.05, "Normalising the radiograph")
         m = letterbox_matrix(h, w, self.input_hw)
         film01 = intensity_window(a)
-        net = to_network_frame(film01, m, self.input_hw)
-        x = net[None, None]
-        if self.test_time_flip or self.read_mirrored:
-            x = np.concatenate([x, x[..., ::-1]])
+
+        def read(m):
+            x = to_network_frame(film01, m, self.input_hw)[None, None]
+            if self.test_time_flip or self.read_mirrored:
+                x = np.concatenate([x, x[..., ::-1]])
+            out = self.network(x)
+            return out, *read_corners(out, self.decoding)
+
         step(0.2, "Finding the vertebrae")
-        out = self.network(x)
-        corners, prob = read_corners(out, self.decoding)
+        out, corners, prob = read(m)
+        zoomed = zoom_matrix(m, corners[0], self.input_hw) if self.zoom else None
+        if zoomed is not None:  # the spine is small on this film: read again at the training films' scale,
+            m = zoomed  # then once more centred on the vertebrae that reading found
+            out, corners, prob = read(m)
+            m = zoom_matrix(m, corners[0], self.input_hw, centre_only=True)
+            out, corners, prob = read(m)
         step(0.7, "Measuring the Cobb angles")
         confidence = vertebra_confidence(prob[0])
         seg = out["segmentation"].astype(np.float32)
@@ -158,12 +176,30 @@ class CobbPredictor:
             return points @ inv[:, :2].T + inv[:, 2]
 
         landmarks = to_film(lm_net)
+        labels_net = upsampled_labels(seg[0], self.input_hw)
+        level_shift = level_probability = None
+        if self.level_reader is not None:
+            from .vertebra_level import renamed_corners, renamed_labels
+
+            step(0.4, "Naming the vertebrae by their anatomy")
+            naming = self.level_reader.name(film01, landmarks)
+            if naming.shift < 0 and self.decoding == "ordered":
+                # stage 1's "T1" lies above T1 (on C7): the chain is found again from the true T1
+                # down, so that the lowest vertebrae are found rather than extrapolated
+                first = lm_net[-naming.shift].mean(axis=0)
+                again = to_film(ordered_landmarks(out["heatmap"][:1], out["offsets"][:1], first=first[None])[0][0])
+                if not geometry.vertebrae_out_of_order(again):
+                    landmarks = again
+                    naming = self.level_reader.name(film01, landmarks)
+            level_shift, level_probability = naming.shift, naming.level_probability()
+            confidence = naming.renamed(confidence, fill=0.0)
+            labels_net = renamed_labels(labels_net, naming)
+            landmarks = renamed_corners(landmarks, naming)
         stage1_landmarks = landmarks
         endplate_scale = None
         if self.vertebra_reader is not None:
             step(0.5, "Reading each vertebra at the film's resolution")
             landmarks, endplate_scale = self.vertebra_reader.read(film01, stage1_landmarks)
-        labels_net = upsampled_labels(seg[0], self.input_hw)
         labelmap = cv2.warpAffine(labels_net, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         # the regression head on the readings averaged (the mirrored one only with test-time flip)
@@ -204,6 +240,8 @@ class CobbPredictor:
             check_note=self.check_model.note,
             stage1_landmarks=stage1_landmarks.astype(np.float64),
             endplate_scale_deg=endplate_scale,
+            level_shift=level_shift,
+            level_probability=level_probability,
         )
 
     def _consistency(self, regressed: dict, from_landmarks: dict) -> Optional[str]:
@@ -220,6 +258,35 @@ class CobbPredictor:
             return None
         return ("The two networks disagree by more than %.0f deg; check the vertebra corners. " %
                 self.consistency_threshold_deg) + "; ".join(notes)
+
+
+# the step between neighbouring vertebrae's centres in the network frame (384 x 192): on the AASCE
+# validation films its median per film lies between 16.5 and 22.5 px (the corners' widths do not tell: the offsets come out
+# at about the training films' size whatever the film shows). A film whose spine comes out with
+# steps below ZOOM_BELOW_PX (a spine on a larger cassette, a full-spine film) is read again with
+# the letterbox magnified so that they are ZOOM_TO_PX long, centred on the vertebrae found.
+ZOOM_BELOW_PX = 15.5
+ZOOM_TO_PX = 20.5
+ZOOM_MAX = 3.0
+
+
+def zoom_matrix(m: np.ndarray, corners_net: np.ndarray, input_hw, centre_only: bool = False) -> Optional[np.ndarray]:
+    """The film -> network affine of a second, magnified reading, or None when the vertebrae found
+    at ``m`` (corners (17, 4, 2) in the network frame) lie far enough apart; ``centre_only``: the
+    same scale as ``m``, centred on these vertebrae."""
+    centres_net = np.asarray(corners_net, dtype=np.float64).mean(axis=1)
+    step = float(np.median(np.linalg.norm(np.diff(centres_net, axis=0), axis=1)))
+    if centre_only:
+        factor = 1.0
+    elif not np.isfinite(step) or step <= 0 or step >= ZOOM_BELOW_PX:
+        return None
+    else:
+        factor = min(ZOOM_TO_PX / step, ZOOM_MAX)
+    inv = invert_affine(m)
+    centres = centres_net @ inv[:, :2].T + inv[:, 2]  # film pixels
+    cx, cy = float(np.median(centres[:, 0])), float((centres[:, 1].min() + centres[:, 1].max()) / 2)
+    s = float(m[0, 0]) * factor
+    return np.array([[s, 0, (input_hw[1] - 1) / 2 - s * cx], [0, s, (input_hw[0] - 1) / 2 - s * cy]], dtype=np.float64)
 
 
 def read_corners(out: dict, decoding: str):

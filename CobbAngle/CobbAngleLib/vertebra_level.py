@@ -125,6 +125,18 @@ class Naming:
         self.vertebra_positions = np.arange(N_VERTEBRAE) + extend - shift
         self.shown = on[self.vertebra_positions]
 
+    def renamed(self, per_vertebra: np.ndarray, fill=np.nan) -> np.ndarray:
+        """A per-vertebra array of stage 1 (17, ...) in the new names: T1..L5 take the values of the
+        stage-1 vertebra at their position, ``fill`` where the position is not one stage 1 found or
+        is off the film."""
+        a = np.asarray(per_vertebra)
+        out = np.full(a.shape, fill, dtype=np.result_type(a.dtype, np.asarray(fill).dtype))
+        for k, p in enumerate(self.vertebra_positions):
+            i = p - self.extend
+            if 0 <= i < N_VERTEBRAE and self.on[p]:
+                out[k] = a[i]
+        return out
+
     def level_probability(self) -> np.ndarray:
         """(17,) the level network's probability that each named vertebra is that level."""
         cls = level_class(np.arange(N_VERTEBRAE))
@@ -174,6 +186,17 @@ def renamed_corners(stage1: np.ndarray, naming: Naming) -> np.ndarray:
             nearest = int(np.clip(i, 0, N_VERTEBRAE - 1))
             out[k] = v[nearest] - v[nearest].mean(axis=0) + naming.centres[p]
     return out
+
+
+def renamed_labels(labels: np.ndarray, naming: Naming) -> np.ndarray:
+    """A label map of stage 1 (0 background, 1..17 = stage 1's T1..L5) in the new names (0 where the
+    stage-1 vertebra is not one of the new T1..L5)."""
+    lut = np.zeros(N_VERTEBRAE + 1, dtype=np.uint8)
+    for k, p in enumerate(naming.vertebra_positions):
+        i = p - naming.extend
+        if 0 <= i < N_VERTEBRAE and naming.on[p]:
+            lut[i + 1] = k + 1
+    return lut[np.asarray(labels)]
 
 
 def available(weights=None) -> bool:

@@ -53,8 +53,9 @@ def spine_axes(centres: np.ndarray) -> np.ndarray:
 
 
 def patch_frames(landmarks: np.ndarray, width_px: float = VERTEBRA_WIDTH_PX, patch_hw=PATCH_HW) -> np.ndarray:
-    """(17, 2, 3) affines, film pixels -> each vertebra's patch pixels, from stage 1's corners."""
-    v = np.asarray(landmarks, dtype=np.float64).reshape(N_VERTEBRAE, 4, 2)
+    """(N, 2, 3) affines, film pixels -> each vertebra's patch pixels, from stage 1's corners
+    (N, 4, 2) of N consecutive vertebrae (17, or those a partial film shows)."""
+    v = np.asarray(landmarks, dtype=np.float64).reshape(-1, 4, 2)
     centres = v.mean(axis=1)
     return frames_at(centres, spine_axes(centres), vertebra_widths(v), width_px, patch_hw)
 

@@ -66,10 +66,17 @@ class VertebraReader:
 
     def read(self, film01: np.ndarray, stage1: np.ndarray):
         """Stage 2 on a film in [0, 1] (``frame.intensity_window``) at stage 1's corners (17, 4, 2):
-        the refined corners (17, 4, 2) in film pixels and the endplate scales (17, 2) in degrees."""
-        frames = patch_frames(stage1)
-        corners, scale = read_patches(self.network, extract_patches(film01, frames), self.test_time_flip)
-        return on_film(stage1, frames, corners), scale
+        the refined corners (17, 4, 2) in film pixels and the endplate scales (17, 2) in degrees.
+        Vertebrae not on the film (NaN rows of ``stage1``, a run at either end) stay NaN."""
+        v = np.asarray(stage1, dtype=np.float64)
+        shown = np.all(np.isfinite(v), axis=(1, 2))
+        refined, scale = np.full_like(v, np.nan), np.full((len(v), 2), np.nan)
+        if shown.sum() < 2:
+            return v.copy(), scale
+        frames = patch_frames(v[shown])
+        corners, scale[shown] = read_patches(self.network, extract_patches(film01, frames), self.test_time_flip)
+        refined[shown] = on_film(v[shown], frames, corners)
+        return refined, scale
 
 
 def on_film(stage1: np.ndarray, frames: np.ndarray, patch_corners: np.ndarray) -> np.ndarray:

@@ -59,22 +59,28 @@ def reframe(pixels: np.ndarray, landmarks: np.ndarray, framing: str):
 
 def names_of_true_vertebrae(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(17,) for each true vertebra, the index (name) of the predicted vertebra whose centre is
-    nearest its centre."""
+    nearest its centre (vertebrae the prediction leaves out, NaN corners, are nearest nothing)."""
     p = np.asarray(predicted, float).reshape(17, 4, 2).mean(1)
     t = np.asarray(truth, float).reshape(17, 4, 2).mean(1)
     d = np.linalg.norm(t[:, None] - p[None], axis=-1)
-    return np.argmin(d, axis=1)
+    return np.argmin(np.where(np.isfinite(d), d, np.inf), axis=1)
 
 
 def level_offsets(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(17,) for each predicted vertebra, (index of the nearest true vertebra) - (its own index): 0
     when it is named right, +1 when it sits on the vertebra below the one it is named (a "T1" on T2),
     -1 on the one above. A "T1" put on C7 is nearest the true T1 (no true vertebra lies above it)
-    and shows as 0, but then its neighbours below show -1."""
+    and shows as 0, but then its neighbours below show -1. A vertebra the prediction leaves out (NaN
+    corners) on a film that shows it counts as misnamed (``NOT_SHOWN``)."""
     p = np.asarray(predicted, float).reshape(17, 4, 2).mean(1)
     t = np.asarray(truth, float).reshape(17, 4, 2).mean(1)
     d = np.linalg.norm(p[:, None] - t[None], axis=-1)
-    return np.argmin(d, axis=1) - np.arange(17)
+    out = np.argmin(np.where(np.isfinite(d), d, np.inf), axis=1) - np.arange(17)
+    out[~np.isfinite(p).all(axis=1)] = NOT_SHOWN
+    return out
+
+
+NOT_SHOWN = 99  # the level offset of a vertebra the prediction leaves out
 
 
 def shifted_as_whole(offsets: np.ndarray) -> bool:

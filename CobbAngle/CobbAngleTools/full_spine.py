@@ -30,10 +30,13 @@ def true_vertebrae(phantom) -> tuple[list[str], np.ndarray]:
 
 
 def names_under(predicted: np.ndarray, names: list[str], centres: np.ndarray) -> list[str]:
-    """For each predicted vertebra (17, 4, 2; T1..L5), the name of the true vertebra whose centre is nearest its centre."""
+    """For each predicted vertebra (17, 4, 2; T1..L5), the name of the true vertebra whose centre is
+    nearest its centre ("not shown" where the prediction leaves it out: NaN corners)."""
     p = np.asarray(predicted, float).reshape(17, 4, 2).mean(axis=1)
     d = np.linalg.norm(p[:, None] - centres[None], axis=-1)
-    return [names[j] for j in np.argmin(d, axis=1)]
+    shown = np.isfinite(p).all(axis=1)
+    nearest = np.argmin(np.where(np.isfinite(d), d, np.inf), axis=1)
+    return [names[j] if ok else "not shown" for j, ok in zip(nearest, shown)]
 
 
 def naming_row(phantom, predicted: np.ndarray) -> dict:

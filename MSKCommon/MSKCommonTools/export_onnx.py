@@ -26,6 +26,7 @@ def networks():
     """name -> (.pt path, loader -> (TorchNetwork, example input shape), dynamic batch). The back
     network is exported for one photo at a time (its patch reshapes fix the batch)."""
     from CobbAngleLib import predict as cobb
+    from CobbAngleLib import vertebra_level as level
     from CobbAngleLib import vertebra_read as vertebra
     from KneeLandmarksLib import predict as knee
     from SpineMorphologyLib import predict as back
@@ -37,6 +38,10 @@ def networks():
     def vertebra_net(pt):
         net = vertebra._torch_network(pt, "cpu", 1)
         return net, (17, 1, int(net.config.get("patch_height", 128)), int(net.config.get("patch_width", 96)))
+
+    def level_net(pt):
+        net = level._torch_network(pt, "cpu", 1)
+        return net, (29, 1, int(net.config.get("patch_height", 96)), int(net.config.get("patch_width", 96)))
 
     def knee_net(stage):
         def load(pt):
@@ -53,6 +58,7 @@ def networks():
     return {
         "cobb": (cobb.DEFAULT_WEIGHTS, cobb_net, True),  # batch 2 with test-time flip
         "cobb_vertebra": (vertebra.DEFAULT_WEIGHTS, vertebra_net, True),  # 17 patches a film, 34 with the flip
+        "cobb_level": (level.DEFAULT_WEIGHTS, level_net, True),  # 29 chain positions a film, 58 with the flip
         "knee_detector": (knee.MODELS_DIR / knee.DETECTOR_FILE, knee_net("detector"), True),
         "knee_landmarks": (knee.MODELS_DIR / knee.LANDMARKS_FILE, knee_net("landmarks"), True),  # both knees at once
         "back": (back.DEFAULT_WEIGHTS, back_net, False),
@@ -123,7 +129,7 @@ def compare(net, path: Path, shape, batches=(1, 2)) -> float:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--network", choices=("all", "cobb", "cobb_vertebra", "knee_detector", "knee_landmarks", "back"), default="all")
+    parser.add_argument("--network", choices=("all", "cobb", "cobb_vertebra", "cobb_level", "knee_detector", "knee_landmarks", "back"), default="all")
     parser.add_argument("--weights", type=Path, help="a .pt to export instead of the shipped one (with --network)")
     parser.add_argument("--out", type=Path, help="the .onnx to write (default: beside the .pt)")
     parser.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs torch comparison")
