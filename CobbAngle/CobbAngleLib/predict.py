@@ -67,8 +67,9 @@ class CobbPrediction:
     # superior / inferior; None without the second stage)
     stage1_landmarks: Optional[np.ndarray] = None
     endplate_scale_deg: Optional[np.ndarray] = None
-    # the names by anatomy (``vertebra_level``): how many levels the level network moved stage 1's
-    # names (0: none; None: no level network) and its probability of each named level (17,)
+    # the names by anatomy (``vertebra_level``): by how many levels the level network moved stage
+    # 1's names (0: none, -1: stage 1's "T1" was C7; None: no level network) and its probability of
+    # each named level (17,)
     level_shift: Optional[int] = None
     level_probability: Optional[np.ndarray] = None
 
@@ -189,9 +190,11 @@ class CobbPredictor:
                 first = lm_net[-naming.shift].mean(axis=0)
                 again = to_film(ordered_landmarks(out["heatmap"][:1], out["offsets"][:1], first=first[None])[0][0])
                 if not geometry.vertebrae_out_of_order(again):
+                    moved = naming.shift
                     landmarks = again
                     naming = self.level_reader.name(film01, landmarks)
-            level_shift, level_probability = naming.shift, naming.level_probability()
+                    naming.shift_from_stage1 = moved + naming.shift
+            level_shift, level_probability = naming.shift_from_stage1, naming.level_probability()
             confidence = naming.renamed(confidence, fill=0.0)
             labels_net = renamed_labels(labels_net, naming)
             landmarks = renamed_corners(landmarks, naming)

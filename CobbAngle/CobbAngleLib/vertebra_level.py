@@ -123,6 +123,7 @@ class Naming:
         self.shift, self.centres, self.widths, self.on, self.log_evidence = shift, centres, widths, on, log_evidence
         self.extend = extend
         self.vertebra_positions = np.arange(N_VERTEBRAE) + extend - shift
+        self.shift_from_stage1 = shift  # the predictor's, when it found the chain again from T1
         self.shown = on[self.vertebra_positions]
 
     def renamed(self, per_vertebra: np.ndarray, fill=np.nan) -> np.ndarray:
