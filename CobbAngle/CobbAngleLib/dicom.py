@@ -8,10 +8,12 @@ the finding site (thoracic or lumbar spine) and one measurement "Cobb angle" (SN
 upper end vertebra's and the lower end vertebra's endplate, or mid-axis in the AASCE convention).
 Qualitative evaluations: upper and lower end vertebra and apex (SNOMED CT vertebra codes), the
 convention and the curve's role (private codes). Text: the CHECK warning, the points edited by
-hand, where the landmarks came from. Everything comes from the record (what the JSON holds).
+hand, where the landmarks came from, the vertebrae on the film ("T6-L5", every group). Everything
+comes from the record (what the JSON holds).
 
-SEG: the network's vertebra segmentation (T1..L5), one segment per vertebra, labelled and
-coloured as the Slicer segmentation (``colors.VERTEBRA_COLORS``), when the network ran.
+SEG: the network's vertebra segmentation (the vertebrae on the film of T1..L5), one segment per
+vertebra, labelled and coloured as the Slicer segmentation (``colors.VERTEBRA_COLORS``), when the
+network ran.
 """
 from __future__ import annotations
 
