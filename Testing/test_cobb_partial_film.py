@@ -186,3 +186,19 @@ def test_corners_by_label_puts_the_shown_corners_back_and_names_what_it_cannot_p
         geometry.corners_by_label(points, labels[:-1] + ["F-1"])
     with pytest.raises(geometry.LandmarkError, match="T6 sup-R is given twice"):
         geometry.corners_by_label(points, ["T6 sup-R"] + labels[1:4] + ["T6 sup-R"] + labels[5:])
+
+
+def test_the_networks_check_never_flags_a_curve_off_the_film():
+    """The network's CHECK is given per AASCE curve; a film without T1-L5 has no AASCE curves to take
+    it from: no CHECK on a curve that is not on the film (it has no angle), and CHECK without a
+    confidence on each measured one (before: the AASCE columns by name, PT's CHECK on "not on film")."""
+    from CobbAngleLib.check import for_curves
+
+    spine = synthetic_spine(DOUBLE_CURVE_TILTS)
+    spine[:5] = np.nan
+    measurement = geometry.cobb_angles(spine)
+    confidence, check = for_curves(measurement, None, {"PT": 0.2, "MT": 0.9, "TL_L": 0.9},
+                                   {"PT": True, "MT": False, "TL_L": False})
+    assert measurement.curve("PT").role == geometry.NOT_ON_FILM
+    assert (confidence["PT"], check["PT"]) == (None, None)
+    assert all((confidence[n], check[n]) == (None, True) for n in ("MT", "TL_L"))
