@@ -99,6 +99,14 @@ class CobbAngleWidget(MeasurementWidget):
     def _showNodes(self, live, fitViews: bool = True) -> None:
         MeasurementWidget._showNodes(self, live, fitViews)
         self.ui.chooseEndsButton.enabled = self.ui.automaticEndsButton.enabled = live is not None
+        from CobbAngleLib.geometry import VERTEBRA_NAMES
+
+        # the end vertebrae offered: those on the film (a partial film shows only some)
+        shown = list((live.saved_record().get("vertebrae_present") if live is not None else None) or VERTEBRA_NAMES)
+        for box in (self.ui.upperEndComboBox, self.ui.lowerEndComboBox):
+            if [box.itemText(i) for i in range(box.count)] != shown:
+                box.clear()
+                box.addItems(shown)
 
     def onEndsChosen(self, automatic: bool) -> None:
         """The reader's end vertebrae for a curve (CobbAngleLib.review.choose_ends), or the automatic choice again."""

@@ -1,6 +1,7 @@
 """The browser review as a radiologist reads and signs a film (issue 26), in headless Chromium on
 real trame-slicer views, at 1280 x 720: a film whose corners are given (``--landmarks``, a spine
-with one main thoracic curve, so PT and TL/L are "no curve"); window/level on a left-drag away from
+with one main thoracic curve, so PT and TL/L are "no curve"), and the same spine cut above T6 (a
+partial film: only T6-L5 shown, offered as end vertebrae and written on Accept); window/level on a left-drag away from
 the points, the wheel zooming at the cursor, the level labels and angle texts in the view (and
 gone when toggled off), the table with every column visible, end vertebrae chosen and kept while a
 corner is dragged, undo to the exact previous position, Accept that needs a confirmation of the
@@ -44,6 +45,13 @@ def constructed_film(folder: Path):
     marks.mkdir()
     cv2.imwrite(str(films / "single.png"), pixels)
     scipy.io.savemat(marks / "single.png.mat", {"p2": corners.reshape(68, 2)})
+    # a partial film: the same spine cut above T6 (T1-T5 are NaN in its corners, as the predictor gives them)
+    partial = corners.copy()
+    partial[:5] = np.nan
+    cut = pixels.copy()
+    cut[:int(np.ceil(np.nanmax(corners[4, :, 1]))) + 5] = 60
+    cv2.imwrite(str(films / "partial.png"), cut)
+    scipy.io.savemat(marks / "partial.png.mat", {"p2": partial.reshape(68, 2)})
     return films / "single.png", marks, corners
 
 
@@ -210,3 +218,38 @@ def test_chosen_end_vertebrae_hold_during_a_drag_undo_restores_and_accept_signs(
     assert str(ds.VerifyingObserverSequence[0].VerificationDateTime).startswith(
         review["accepted_at"].replace("-", "").replace(":", "").replace("T", "")[:14])
     assert person_observers(sr) == ["Doe^Jane"]
+
+
+def test_a_partial_film_shows_and_offers_only_the_vertebrae_on_it(server):
+    """The spine cut above T6 (its corners NaN for T1-T5): PT is "not on film", MT is measured
+    from what the film shows, and the end vertebra selectors offer T6-L5 only."""
+    from CobbAngleLib import geometry
+
+    partial = server["corners"].copy()
+    partial[:5] = np.nan
+    expected = geometry.cobb_angles(partial)
+    with browser_page(playwright, server["url"], viewport=VIEWPORT) as page:
+        open_film(page, "partial.png")
+        measure(page)
+        page.wait_for_function("document.querySelectorAll('#measurements tbody tr').length > 0", timeout=30_000)
+        shown = rows(page)
+        assert (shown["PT"]["Angle (deg)"], shown["PT"]["Role"]) == ("", "not on film")
+        mt = expected.curve("MT")
+        assert (shown["MT"]["Angle (deg)"], shown["MT"]["Upper"], shown["MT"]["Lower"]) == (
+            f"{mt.angle_deg:.2f}", mt.upper_end_vertebra, mt.lower_end_vertebra)
+        for which in ("upper", "lower"):
+            options = [o.strip() for o in page.locator(f"#{which}-MT option").all_inner_texts()]
+            assert options == ["auto"] + list(geometry.VERTEBRA_NAMES[5:]), options
+        assert status(page, "partial.png") == "measured"
+        page.fill("#reviewer", "Jane Doe")
+        accept(page)
+        assert status(page, "partial.png") == "accepted"
+    # Accept wrote the shown vertebrae only (no "NaN" in the JSON) and an SR that names them
+    from dicom_checks import dciodvfy_errors, read_sr
+
+    text = (server["out"] / "partial_cobb.json").read_text()
+    assert "NaN" not in text and list(json.loads(text)["landmarks_px"])[0] == "T6 sup-R"
+    assert len(read_points(server["out"] / "partial_landmarks.mrk.json")) == 48
+    sr = server["out"] / "partial_sr.dcm"
+    assert dciodvfy_errors(sr) == []
+    assert {g["texts"]["Vertebrae on the film"] for g in read_sr(sr)} == {"T6-L5"}

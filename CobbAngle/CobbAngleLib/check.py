@@ -132,19 +132,22 @@ def spans_overlap(a: tuple, b: tuple) -> int:
 def for_curves(measurement, aasce_measurement, angle_confidence: dict, check: dict) -> tuple[dict, dict]:
     """The network's CHECK (per AASCE angle) for the curves of ``measurement``: the same in the
     AASCE convention; in the clinical one, each curve takes that of the AASCE curve whose end
-    vertebrae span the most vertebrae in common with it (none in common: CHECK, no confidence)."""
-    if measurement.convention == "aasce" or aasce_measurement is None:
+    vertebrae span the most vertebrae in common with it (none in common: CHECK, no confidence). A
+    film the AASCE computation cannot measure (``aasce_measurement`` None: it does not show T1-L5)
+    gives no AASCE curve to take it from: CHECK, no confidence, for each measured curve."""
+    if measurement.convention == "aasce":
         names = [c.name for c in measurement.curves]
         return ({n: angle_confidence.get(n) for n in names}, {n: check.get(n, True) for n in names})
-    spans = {c.name: (c.upper_line[0], c.lower_line[0]) for c in aasce_measurement.curves}
+    spans = {} if aasce_measurement is None else {
+        c.name: (c.upper_line[0], c.lower_line[0]) for c in aasce_measurement.curves}
     confidence_out, check_out = {}, {}
     for c in measurement.curves:
         if c.angle_deg is None or c.upper_line is None:
             confidence_out[c.name], check_out[c.name] = None, None
             continue
         span = (c.upper_line[0], c.lower_line[0])
-        best = max(spans, key=lambda n: spans_overlap(span, spans[n]))
-        if spans_overlap(span, spans[best]) == 0:
+        best = max(spans, key=lambda n: spans_overlap(span, spans[n]), default=None)
+        if best is None or spans_overlap(span, spans[best]) == 0:
             confidence_out[c.name], check_out[c.name] = None, True
         else:
             confidence_out[c.name], check_out[c.name] = angle_confidence.get(best), check.get(best, True)

@@ -8,10 +8,12 @@ the finding site (thoracic or lumbar spine) and one measurement "Cobb angle" (SN
 upper end vertebra's and the lower end vertebra's endplate, or mid-axis in the AASCE convention).
 Qualitative evaluations: upper and lower end vertebra and apex (SNOMED CT vertebra codes), the
 convention and the curve's role (private codes). Text: the CHECK warning, the points edited by
-hand, where the landmarks came from. Everything comes from the record (what the JSON holds).
+hand, where the landmarks came from, the vertebrae on the film ("T6-L5", every group). Everything
+comes from the record (what the JSON holds).
 
-SEG: the network's vertebra segmentation (T1..L5), one segment per vertebra, labelled and
-coloured as the Slicer segmentation (``colors.VERTEBRA_COLORS``), when the network ran.
+SEG: the network's vertebra segmentation (the vertebrae on the film of T1..L5), one segment per
+vertebra, labelled and coloured as the Slicer segmentation (``colors.VERTEBRA_COLORS``), when the
+network ran.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from MSKCommonLib import dicom_export as dx
 
 from . import geometry
 from .colors import VERTEBRA_COLORS
+from .pipeline import record_landmarks, vertebrae_shown
 
 
 def vertebra_code(name: str):
@@ -29,16 +32,10 @@ def vertebra_code(name: str):
     return getattr(codes.SCT, f"{name}Vertebra")
 
 
-def _landmarks(record: dict) -> np.ndarray:
-    labels = record["landmarks_px"]
-    return np.array([[labels[geometry.corner_label(v, c)] for c in range(4)] for v in range(geometry.N_VERTEBRAE)],
-                    dtype=np.float64)
-
-
 def line_px(record: dict, line: dict) -> np.ndarray:
     """The two end points (pixels) of one line a curve was measured on."""
     index = geometry.VERTEBRA_NAMES.index(line["vertebra"])
-    return np.asarray(geometry.line_endpoints(_landmarks(record), index, line["line"]), dtype=np.float64)
+    return np.asarray(geometry.line_endpoints(record_landmarks(record), index, line["line"]), dtype=np.float64)
 
 
 def build(source, record: dict, live=None, options=None):
@@ -50,6 +47,7 @@ def build(source, record: dict, live=None, options=None):
     options = options or dx.DicomOptions()
     algorithm = dx.algorithm("CobbAngle")
     edited = dx.edited_points(record)
+    shown = vertebrae_shown(record)  # what was measured: "T6-L5"
     groups = []
     for curve in record.get("curves", []):
         site = codes.SCT.LumbarSpine if curve["name"] == "TL_L" else codes.SCT.ThoracicSpine
@@ -57,14 +55,16 @@ def build(source, record: dict, live=None, options=None):
         if curve.get("angle_deg") is None or not curve.get("upper_line") or not curve.get("lower_line"):
             # no curve (its region is on the film and bends nowhere) or not on the film: said, not measured
             status = curve.get("role") or geometry.NO_CURVE
-            groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
+            group = hd.sr.MeasurementsAndQualitativeEvaluations(
                 tracking_identifier=tracking, algorithm_id=algorithm, finding_sites=[hd.sr.FindingSite(site)],
                 qualitative_evaluations=[
                     hd.sr.QualitativeEvaluation(dx.code("curve-status"), dx.code(
                         f"curve-{status.replace(' ', '-')}", status)),
                     hd.sr.QualitativeEvaluation(dx.code("cobb-convention"), dx.code(
                         f"convention-{record['convention']}", f"{record['convention']} convention"))],
-                source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)]))
+                source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)])
+            dx.add_items(group, [dx.text(dx.code("vertebrae-shown"), shown, "CONTAINS")])
+            groups.append(group)
             continue
         lines = [dx.polyline(line_px(record, curve[key]), source) for key in ("upper_line", "lower_line")]
         measurement = hd.sr.Measurement(
@@ -78,15 +78,20 @@ def build(source, record: dict, live=None, options=None):
         ]
         if curve.get("apex"):
             evaluations.append(hd.sr.QualitativeEvaluation(dx.code("apex-vertebra"), vertebra_code(curve["apex"])))
-        if curve.get("role"):
+        role = curve.get("role") or ""
+        coded = role.replace(geometry._FILM_EDGE, "")  # a code's meaning holds 64 characters: the edge note is text
+        if coded:
             evaluations.append(hd.sr.QualitativeEvaluation(dx.code("curve-role"), dx.code(
-                f"curve-role-{curve['role']}", f"{curve['role']} curve")))
+                f"curve-role-{coded}", f"{coded} curve")))
         group = hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=tracking,
             algorithm_id=algorithm, finding_sites=[hd.sr.FindingSite(site)],
             measurements=[measurement], qualitative_evaluations=evaluations,
             source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)])
-        items = [dx.text(dx.code("landmarks-from"), record.get("landmarks_from") or "", "CONTAINS")]
+        items = [dx.text(dx.code("landmarks-from"), record.get("landmarks_from") or "", "CONTAINS"),
+                 dx.text(dx.code("vertebrae-shown"), shown, "CONTAINS")]
+        if coded != role:  # "minor, end vertebra at the film edge: the curve may be larger"
+            items.append(dx.text(dx.code("curve-role"), role, "CONTAINS"))
         if record.get("warning"):
             items.append(dx.text(dx.code("check-warning"), "CHECK: " + record["warning"], "CONTAINS"))
         label = check_label(record, curve["name"])
@@ -105,5 +110,5 @@ def build(source, record: dict, live=None, options=None):
     if labelmap is not None:
         seg = dx.segmentation(source, labelmap, geometry.VERTEBRA_NAMES, VERTEBRA_COLORS, "CobbAngle",
                               types=[vertebra_code(n) for n in geometry.VERTEBRA_NAMES], label="VERTEBRAE",
-                              description="MSKMorphometry vertebrae T1-L5")
+                              description=f"MSKMorphometry vertebrae {vertebrae_shown(record)}")
     return sr, seg

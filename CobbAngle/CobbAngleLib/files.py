@@ -2,7 +2,8 @@
 the browser review's Accept (with the user's moved points), the same way.
 
 Per image (NAME = the file name without extension):
-  NAME_landmarks.mrk.json   the 68 corners (Slicer markups, LPS), labelled T1 sup-R ... L5 inf-L
+  NAME_landmarks.mrk.json   the corners of the vertebrae on the film (68 for T1-L5; Slicer markups,
+                            LPS), labelled T1 sup-R ... L5 inf-L
   NAME_cobb.json            the record: angles, end vertebrae, apices, convention, corners in pixels,
                             warnings, and which points were moved by hand
   NAME_overlay.png          the radiograph with the vertebrae, the angle lines and the angles
@@ -19,13 +20,14 @@ from pathlib import Path
 from MSKCommonLib import mrml as common
 
 from . import geometry
+from .pipeline import vertebrae_shown
 
 COLUMNS = (
     "PT", "MT", "TL_L", "convention",
     "PT_upper", "PT_lower", "PT_apex", "MT_upper", "MT_lower", "MT_apex", "TL_L_upper", "TL_L_lower", "TL_L_apex",
     "landmarks_from", "warning", "edited", "PT_check", "MT_check", "TL_L_check",
     "PT_confidence", "MT_confidence", "TL_L_confidence",
-    "PT_status", "MT_status", "TL_L_status",
+    "PT_status", "MT_status", "TL_L_status", "vertebrae",
 )
 POINT_FILES = {"landmarks": "{stem}_landmarks.mrk.json"}
 RECORD_FILE = "{stem}_cobb.json"
@@ -94,6 +96,7 @@ def csv_values(record: dict) -> dict:
         values[f"{name}_confidence"] = None if edited else (record.get("angle_confidence") or {}).get(name)
     values["convention"] = record.get("convention")
     values["landmarks_from"] = record.get("landmarks_from")
+    values["vertebrae"] = vertebrae_shown(record) or None  # the vertebrae on the film: "T1-L5", "T6-L5"
     values["warning"] = record.get("warning")
     values["edited"] = ", ".join(sum(record.get("review", {}).get("edited_points", {}).values(), [])) or None
     return values

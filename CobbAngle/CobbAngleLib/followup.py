@@ -82,13 +82,12 @@ def landmarks_of(record: dict) -> np.ndarray:
     labels = record.get("landmarks_px")
     if not isinstance(labels, dict):
         raise FollowUpError(f"{record.get('image', 'the record')} holds no corner landmarks (landmarks_px)")
-    v = np.full((geometry.N_VERTEBRAE, 4, 2), np.nan)
-    for i in range(geometry.N_VERTEBRAE):
-        for c in range(4):
-            xy = labels.get(geometry.corner_label(i, c))
-            if xy is not None and len(xy) == 2 and None not in xy:
-                v[i, c] = [float(xy[0]), float(xy[1])]
-    return v
+    from .pipeline import record_landmarks
+
+    try:
+        return record_landmarks(record)
+    except geometry.LandmarkError as e:
+        raise FollowUpError(f"{record.get('image', 'the record')}: {e}") from None
 
 
 def reading_from_record(record: dict) -> Reading:

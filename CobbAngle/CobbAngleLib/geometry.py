@@ -130,18 +130,58 @@ def as_vertebra_array(landmarks) -> np.ndarray:
     return a
 
 
+def shown_vertebrae(landmarks) -> list[int]:
+    """The vertebrae on the film: indices (T1 = 0 .. L5 = 16) of those with all four corners (a
+    vertebra that is not on the film is a row of NaN)."""
+    v = as_vertebra_array(landmarks)
+    return [int(i) for i in np.flatnonzero(np.all(np.isfinite(v), axis=(1, 2)))]
+
+
+def shown_corners(landmarks) -> tuple[np.ndarray, list[str]]:
+    """The corners of the vertebrae on the film, (4 x shown, 2) in T1..L5 order, and their labels
+    (``T7 inf-R``): what the landmarks node, the files and the record hold. ``corners_by_label``
+    puts them back."""
+    v = as_vertebra_array(landmarks)
+    shown = shown_vertebrae(v)
+    return v[shown].reshape(-1, 2), [corner_label(i, c) for i in shown for c in range(4)]
+
+
+def corners_by_label(points, labels) -> np.ndarray:
+    """Points labelled ``T7 inf-R`` (``shown_corners``) back into the (17, 4, 2) layout, NaN for
+    the vertebrae not among them. Raises ``LandmarkError`` naming a point whose label is no
+    corner, a corner given twice, or a vertebra that has only some of its corners."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    labels = list(labels)
+    if len(labels) != len(points):
+        raise LandmarkError(f"{len(points)} points but {len(labels)} labels")
+    index = {corner_label(i, c): (i, c) for i in range(N_VERTEBRAE) for c in range(4)}
+    v = np.full((N_VERTEBRAE, 4, 2), np.nan)
+    for label, xy in zip(labels, points):
+        if label not in index:
+            raise LandmarkError(f"the point {label!r} is not a vertebra corner (labels T1 sup-R ... L5 inf-L)")
+        i, c = index[label]
+        if np.isfinite(v[i, c]).all():
+            raise LandmarkError(f"the corner {label} is given twice")
+        v[i, c] = xy
+    given = np.isfinite(v).all(axis=2)
+    for i in np.flatnonzero(given.any(axis=1) & ~given.all(axis=1)):
+        missing = [corner_label(i, c) for c in range(4) if not given[i, c]]
+        raise LandmarkError(f"{VERTEBRA_NAMES[i]} has {int(given[i].sum())} of its 4 corners "
+                            f"({', '.join(missing)} missing)")
+    return v
+
+
 def present_range(v: np.ndarray, check_order: bool = True) -> tuple[int, int]:
     """First and last index of the vertebrae that have all four corners; they must be contiguous
     and (``check_order``) run T1 -> L5 down the spine (``vertebrae_out_of_order``)."""
-    ok = np.all(np.isfinite(v), axis=(1, 2))
-    idx = np.flatnonzero(ok)
+    idx = np.asarray(shown_vertebrae(v), dtype=int)
     if idx.size < 2:
         raise LandmarkError(
             f"at least 2 vertebrae with all 4 corners are needed to measure a Cobb angle; got {idx.size}"
         )
     first, last = int(idx[0]), int(idx[-1])
     if idx.size != last - first + 1:
-        missing = [VERTEBRA_NAMES[i] for i in range(first, last + 1) if not ok[i]]
+        missing = [VERTEBRA_NAMES[i] for i in range(first, last + 1) if i not in idx]
         raise LandmarkError(
             "vertebrae must be contiguous; corners are missing for " + ", ".join(missing)
         )

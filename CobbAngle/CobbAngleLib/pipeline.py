@@ -71,7 +71,7 @@ class CobbResult:
             "network_angles_deg": self.regressed_angles,
             "warning": self.warning,
             "vertebra_confidence": None if self.vertebra_confidence is None else [
-                round(float(c), 4) for c in self.vertebra_confidence],
+                round(float(c), 4) if np.isfinite(c) else None for c in self.vertebra_confidence],
             "angle_confidence": self.angle_confidence,
             "check": self.check,
             "check_edited": [],
@@ -81,9 +81,25 @@ class CobbResult:
 
 
 def labelled_landmarks(landmarks_px) -> dict:
-    v = geometry.as_vertebra_array(landmarks_px)
-    return {geometry.corner_label(i, c): [round(float(x), 3) for x in v[i, c]]
-            for i in range(geometry.N_VERTEBRAE) for c in range(4)}
+    """{"T7 inf-R": [x, y], ...} for the vertebrae on the film only: a vertebra not on the film
+    (NaN) is absent, never "NaN" (the record's ``vertebrae_present`` names those shown);
+    ``geometry.corners_by_label`` reads it back."""
+    points, labels = geometry.shown_corners(landmarks_px)
+    return {label: [round(float(x), 3) for x in xy] for label, xy in zip(labels, points)}
+
+
+def record_landmarks(record: dict) -> np.ndarray:
+    """The record's corners (``landmarks_px``, ``labelled_landmarks``) back in the (17, 4, 2)
+    layout, NaN for the vertebrae not on the film (absent, or [null, null])."""
+    given = {label: xy for label, xy in (record.get("landmarks_px") or {}).items()
+             if xy is not None and len(xy) == 2 and None not in xy}
+    return geometry.corners_by_label(list(given.values()), list(given))
+
+
+def vertebrae_shown(record: dict) -> str:
+    """The vertebrae on the film, as a radiologist writes them: "T1-L5", "T6-L5" ("" when none)."""
+    shown = geometry.shown_vertebrae(record_landmarks(record))
+    return f"{geometry.VERTEBRA_NAMES[shown[0]]}-{geometry.VERTEBRA_NAMES[shown[-1]]}" if shown else ""
 
 
 def result_from_landmarks(image, landmarks, convention: str = "clinical", source: str = "given landmarks",

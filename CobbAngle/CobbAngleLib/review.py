@@ -1,8 +1,9 @@
 """CobbAngle's nodes for the review layer (``MSKCommonLib.review``): how a Cobb result is drawn.
 
 A result is a set of ordinary nodes on the radiograph's volume:
-- ``landmarks``: a fiducial node with the 68 vertebra corners, labelled ``T7 inf-R`` etc.
-  (editable; moving one measures again through ``geometry``, the pipeline's own code);
+- ``landmarks``: a fiducial node with the corners of the vertebrae on the film (68 for T1-L5),
+  labelled ``T7 inf-R`` etc. (editable; moving one measures again through ``geometry``, the
+  pipeline's own code, the points mapped back to T1..L5 by their labels);
 - ``line.<curve>.<upper|lower>``: one line node per endplate (or mid-axis) an angle uses
   (locked: they follow the corners);
 - ``segmentation``: one segment per vertebra, drawn from the network's corners (when it ran);
@@ -16,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from MSKCommonLib import mrml as common
-from MSKCommonLib.review import MeasureError, Presenter
+from MSKCommonLib.review import ATTR_LABELS, MeasureError, Presenter
 
 from . import geometry
 from .colors import CURVE_COLORS, LANDMARK_COLOR, VERTEBRA_COLORS
@@ -25,7 +26,7 @@ from .pipeline import labelled_landmarks
 LINE_ROLES = tuple(f"line.{curve}.{end}" for curve in geometry.CURVE_NAMES for end in ("upper", "lower"))
 ANGLE_ROLES = tuple(f"angle.{curve}" for curve in geometry.CURVE_NAMES)  # each curve's angle and ends, at its lines
 LABEL_COLOR = (0.95, 0.95, 0.95)
-CORNER_LABELS = [geometry.corner_label(v, c) for v in range(geometry.N_VERTEBRAE) for c in range(4)]
+CORNER_LABELS = [geometry.corner_label(v, c) for v in range(geometry.N_VERTEBRAE) for c in range(4)]  # T1-L5
 
 
 class CobbPresenter(Presenter):
@@ -34,8 +35,9 @@ class CobbPresenter(Presenter):
 
     def build(self, live, result) -> None:
         base = live.volume.GetName()
+        points, labels = geometry.shown_corners(result.landmarks_px)  # the vertebrae on the film only
         fiducial = live.add_points("landmarks", "vtkMRMLMarkupsFiducialNode", f"{base} Cobb landmarks",
-                                   result.landmarks_px.reshape(-1, 2), CORNER_LABELS, LANDMARK_COLOR)
+                                   points, labels, LANDMARK_COLOR)
         display = fiducial.GetDisplayNode()
         if display is not None:
             display.SetPointLabelsVisibility(False)  # 68 labels clutter the film; they show on hover
@@ -69,11 +71,8 @@ class CobbPresenter(Presenter):
 
     def measure(self, live, changed_role: Optional[str]):
         record = live.saved_record()
-        points = live.points_px("landmarks")
-        if len(points) != 4 * geometry.N_VERTEBRAE:
-            raise MeasureError(f"the landmarks node has {len(points)} points; 68 corners (T1-L5 x 4) are needed")
+        v = corners_now(live)
         spacing = record.get("pixel_spacing_mm")
-        v = points.reshape(geometry.N_VERTEBRAE, 4, 2)
         measurement = geometry.cobb_angles(v, record.get("convention", "clinical"),
                                            image_height=record["image_size_px"][1], spacing_mm=spacing)
         return with_chosen_ends(measurement, v, chosen_ends(live), spacing)
@@ -111,8 +110,8 @@ class CobbPresenter(Presenter):
         return checks
 
     def record(self, live, record: dict, measurement) -> dict:
-        points = live.points_px("landmarks")
-        if len(points) == 4 * geometry.N_VERTEBRAE:
+        points = landmarks_px(live)
+        if points.shape == (geometry.N_VERTEBRAE, 4, 2):
             record["landmarks_px"] = labelled_landmarks(points)
         if measurement is not None:
             record.update(measurement.to_dict())
@@ -206,10 +205,30 @@ def automatic_changes(live, measurement) -> list[str]:
     return notes
 
 
+def corners_now(live) -> np.ndarray:
+    """The corners as they are now (pixels), mapped by their labels to the (17, 4, 2) layout with
+    NaN for the vertebrae not on the film (``geometry.corners_by_label``). ``MeasureError`` naming
+    the corners the result showed that were removed, or a point that is no corner."""
+    points, labels = live.points_px("landmarks"), live.labels("landmarks")
+    shown = common.json_attribute(live.node("landmarks"), ATTR_LABELS) or []
+    removed = [label for label in shown if label not in labels]
+    if removed:
+        raise MeasureError(f"the landmarks node has {len(points)} of the result's {len(shown)} corners ("
+                           + ", ".join(removed[:4]) + (" ..." if len(removed) > 4 else "")
+                           + " removed); put them back (Undo or Reset)")
+    try:
+        return geometry.corners_by_label(points, labels)
+    except geometry.LandmarkError as e:
+        raise MeasureError(f"the landmarks node cannot be measured: {e}") from None
+
+
 def landmarks_px(live) -> np.ndarray:
-    """The corners as they are now (pixels): (17, 4, 2) when all 68 exist, else (N, 2)."""
-    points = live.points_px("landmarks")
-    return points.reshape(geometry.N_VERTEBRAE, 4, 2) if len(points) == 4 * geometry.N_VERTEBRAE else points
+    """The corners as they are now (pixels): (17, 4, 2) with NaN for the vertebrae not on the film
+    when they can be mapped by their labels (``corners_now``), else the (N, 2) points as they are."""
+    try:
+        return corners_now(live)
+    except MeasureError:
+        return live.points_px("landmarks")
 
 
 def set_convention(live, convention: str) -> None:
@@ -267,9 +286,10 @@ def _draw_labels(live, measurement) -> None:
     points = landmarks_px(live)
     if live.node("labels") is not None:
         if points.shape == (geometry.N_VERTEBRAE, 4, 2):
-            side = (points[:, 0] + points[:, 2]) / 2  # the image-left side of each vertebra
-            across = points[:, 1] - points[:, 0]
-            live.set_points("labels", side - 0.45 * across, list(geometry.VERTEBRA_NAMES))
+            shown = geometry.shown_vertebrae(points)  # the levels on the film only
+            side = (points[shown, 0] + points[shown, 2]) / 2  # the image-left side of each vertebra
+            across = points[shown, 1] - points[shown, 0]
+            live.set_points("labels", side - 0.45 * across, [geometry.VERTEBRA_NAMES[i] for i in shown])
         else:
             live.set_points("labels", np.zeros((0, 2)))
     curves = {} if measurement is None else {c.name: c for c in measurement.curves}

@@ -44,6 +44,7 @@ CODES = {
     "curve-status": "Curve status",
     "points-edited": "Points edited by hand",
     "landmarks-from": "Landmarks from",
+    "vertebrae-shown": "Vertebrae on the film",
     "check-warning": "Check warning",
     "angle-check": "Check of this angle",
     "jsw-medial-min": "Medial minimum joint space width",

@@ -321,13 +321,14 @@ class ReviewApp:
         if self._picking is None:
             return
         live = self._live()
-        from CobbAngleLib.geometry import N_VERTEBRAE, VERTEBRA_NAMES
+        from CobbAngleLib.geometry import N_VERTEBRAE, VERTEBRA_NAMES, shown_vertebrae
         from CobbAngleLib.review import landmarks_px
 
         from .mrml import ras_to_pixels
 
         corners = landmarks_px(live) if live is not None else None
-        if corners is None or corners.shape != (N_VERTEBRAE, 4, 2):
+        shown = shown_vertebrae(corners) if corners is not None and corners.shape == (N_VERTEBRAE, 4, 2) else []
+        if not shown:  # the vertebrae on the film only
             self._picking = None
             return
         slice_node = self.slicer.scene.GetNodeByID(self._slice_view().get_view_node_id())
@@ -335,7 +336,7 @@ class ReviewApp:
         x, y = interactor.GetEventPosition()
         ras = [sum(m.GetElement(r, c) * v for c, v in enumerate((x, y, 0, 1))) for r in range(3)]
         film_px = ras_to_pixels(live.volume, [ras])[0]
-        vertebra = int(((corners.mean(axis=1) - film_px) ** 2).sum(axis=1).argmin())
+        vertebra = shown[int(((corners[shown].mean(axis=1) - film_px) ** 2).sum(axis=1).argmin())]
         interactor.GetCommand(self._pick_tag).SetAbortFlag(1)  # a pick, not a window/level drag
         curve, picked = self._picking
         picked.append(vertebra)
