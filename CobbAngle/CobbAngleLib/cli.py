@@ -36,6 +36,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "vertebra, curves named by their apex; aasce: the AASCE 2019 challenge's computation (comparable with "
         "published results; its PT column holds the largest curve)",
     )
+    parser.add_argument(
+        "--named", action="append", default=[], type=named_vertebra, metavar="NAME:X,Y",
+        help="the reader's name for the vertebra at film pixel X,Y (e.g. T1:412,380); the network counts the "
+        "vertebrae from it instead of from where it finds T1. Repeat for more (T1 and T12 name them best); one image only",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="network device")
     parser.add_argument("--backend", default="onnx", choices=("onnx", "torch"),
                         help="network runtime: onnx (default, ONNX Runtime; the GPU with onnxruntime-gpu) or torch "
@@ -47,17 +52,32 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     batch.add_dicom_options(parser)
 
 
+def named_vertebra(text: str) -> tuple:
+    """'T1:412,380' -> ('T1', 412.0, 380.0)."""
+    try:
+        name, xy = text.split(":")
+        x, y = (float(v) for v in xy.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME:X,Y (e.g. T1:412,380), got {text!r}") from None
+    return name.strip().upper(), x, y
+
+
 class _Runner(batch.Runner):
     def options_for(self, item: batch.Item, image):
         args = self.args
         landmark_file = landmarks_for_image(args.landmarks, item.path, self.single)
         return self.spec.options(convention=args.convention, device=args.device, backend=args.backend,
                                  weights=None if args.weights is None else str(args.weights),
-                                 landmarks_file=None if landmark_file is None else str(landmark_file))
+                                 landmarks_file=None if landmark_file is None else str(landmark_file),
+                                 named_vertebrae=tuple(args.named))
 
 
 def run(args) -> int:
     items = batch.expand_inputs(args.inputs)
+    if args.named and len(items) != 1:
+        raise SystemExit(f"mskmorph cobb: --named points at one film; got {len(items)} images")
+    if args.named and args.landmarks:
+        raise SystemExit("mskmorph cobb: --named guides the network's count; it cannot be used with --landmarks")
     args.out.mkdir(parents=True, exist_ok=True)
     runner = _Runner(args, MODULES["cobb"], single=len(items) == 1)
     batch.run_batch(items, runner.process, "Cobb angles")

@@ -133,7 +133,7 @@ def vertebra_confidence(prob: np.ndarray, radius: int = 2) -> np.ndarray:
 
 
 def ordered_peaks(prob: np.ndarray, candidates: int = 40, gap_weight: float = 12.0, t1_weight: float = 1.0,
-                  floor: float = 0.02, own_candidates: int = 3, first=None) -> tuple[np.ndarray, np.ndarray]:
+                  floor: float = 0.02, own_candidates: int = 3, anchors=()) -> tuple[np.ndarray, np.ndarray]:
     """(K,) flat indices of the vertebra centres T1..L5 found in order, and the name-free
     vertebra map (h, w) (sum of the K heatmaps); prob (K, h, w) softmaxed heatmaps.
 
@@ -142,8 +142,9 @@ def ordered_peaks(prob: np.ndarray, candidates: int = 40, gap_weight: float = 12
     name-free map (and, for T1 only, ``t1_weight`` times -log of T1's heatmap: the anchor); each
     step must go downwards and is penalised by ``gap_weight`` times its squared relative departure
     from the film's expected step (a Theil-Sen line through the steps between the heatmaps' own
-    peaks, robust to one skipped vertebra). ``first``: (x, y) input pixels where T1 is known to lie
-    (the level network's name for one of the vertebrae found): the candidate nearest it is T1."""
+    peaks, robust to one skipped vertebra). ``anchors``: [(k, x, y)], vertebra k (0 = T1 .. 16 = L5)
+    is known to lie at (x, y) input pixels (a reader's click, or the level network's name for one
+    of the vertebrae found): that cell is a candidate and vertebra k's only one."""
     k, h, w = prob.shape
     vertebrae = prob.sum(0)
     is_max = (vertebrae == ndimage.maximum_filter(vertebrae, size=3, mode="nearest")) & (vertebrae > floor * vertebrae.max())
@@ -154,25 +155,32 @@ def ordered_peaks(prob: np.ndarray, candidates: int = 40, gap_weight: float = 12
     own = prob == ndimage.maximum_filter(prob, size=(1, 3, 3), mode="nearest")
     own_score = np.where(own, prob, 0).reshape(k, -1)
     flat = np.unique(np.concatenate([flat, np.argsort(-own_score, axis=-1, kind="stable")[:, :own_candidates].ravel()]))
+    cells = [anchor_cell(a[1:], h, w) for a in anchors]
+    flat = np.unique(np.append(flat, cells)).astype(np.int64)
     cy, cx = (flat // w).astype(np.float64), (flat % w).astype(np.float64)
     unary = np.repeat(-np.log(np.maximum(vertebrae.reshape(-1)[flat], 1e-12))[None, :], k, axis=0)
     unary[0] -= t1_weight * np.log(np.maximum(prob[0].reshape(-1)[flat], 1e-12))
-    if first is not None:
-        xs, ys = cell_centres(h, w)
-        nearest = np.argmin(np.hypot(xs[cx.astype(int)] - first[0], ys[cy.astype(int)] - first[1]))
-        unary[0] = np.where(np.arange(len(flat)) == nearest, unary[0], 1e6)
+    for a, cell in zip(anchors, cells):
+        unary[int(a[0])] = np.where(flat == cell, 0.0, 1e6)
     chosen = spine_viterbi(unary, np.broadcast_to(cy, unary.shape), np.broadcast_to(cx, unary.shape),
                            expected_steps(prob.reshape(k, -1).argmax(-1), w), gap_weight)
     return flat[chosen], vertebrae
 
 
+def anchor_cell(xy, h: int, w: int) -> int:
+    """The flat index of the output cell (stride 4) nearest (x, y) input pixels."""
+    row = int(np.clip(round((float(xy[1]) - (STRIDE - 1) / 2) / STRIDE), 0, h - 1))
+    col = int(np.clip(round((float(xy[0]) - (STRIDE - 1) / 2) / STRIDE), 0, w - 1))
+    return row * w + col
+
+
 def ordered_landmarks(heatmap: np.ndarray, offsets: np.ndarray, centre_window: int = 2, offset_window: int = 3,
-                      first=None):
+                      anchors=None):
     """Vertebra corners (B, 17, 4, 2) float64 in input pixels, found in order (``ordered_peaks``),
     and the heatmap probabilities (B, 17, h, w). Each centre = the name-free map's soft-argmax
     within ``centre_window`` cells of its peak (neighbours lie 3..6 cells away); corners = centre +
     the offsets averaged under the name-free map within ``offset_window`` cells. (The windows were
-    chosen on 240 training films: see the model card.) ``first``: (B, 2) where each film's T1 lies
+    chosen on 240 training films: see the model card.) ``anchors``: per film a list of (k, x, y)
     (``ordered_peaks``), or None."""
     b, k, h, w = heatmap.shape
     prob = softmax(heatmap.reshape(b, k, h * w).astype(np.float32), -1).reshape(b, k, h, w)
@@ -183,7 +191,7 @@ def ordered_landmarks(heatmap: np.ndarray, offsets: np.ndarray, centre_window: i
     xx = np.arange(w)[None, None, :]
     out = np.empty((b, k, 4, 2), dtype=np.float64)
     for i in range(b):
-        peaks, vertebrae = ordered_peaks(prob[i], first=None if first is None else first[i])
+        peaks, vertebrae = ordered_peaks(prob[i], anchors=() if anchors is None else anchors[i])
         py, px = (peaks // w)[:, None, None], (peaks % w)[:, None, None]
 
         def weights(window: int) -> np.ndarray:
@@ -193,6 +201,8 @@ def ordered_landmarks(heatmap: np.ndarray, offsets: np.ndarray, centre_window: i
 
         wc, wo = weights(centre_window), weights(offset_window)
         centre = np.stack([wc @ gx, wc @ gy], -1)
+        for a in (() if anchors is None else anchors[i]):  # a named vertebra lies where it was named
+            centre[int(a[0])] = (float(a[1]), float(a[2]))
         off = wo @ offsets[i].reshape(offsets.shape[1], -1).astype(np.float64).T
         out[i] = centre[:, None, :] + off.reshape(k, 4, 2)
     return out, prob

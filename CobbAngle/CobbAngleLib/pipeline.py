@@ -39,6 +39,9 @@ class CobbOptions:
     device: str = "auto"
     backend: str = "onnx"  # or "torch" (development; needs the torch extra)
     weights: Optional[str] = None  # network weights (default: the shipped ones)
+    # the reader's names for some vertebrae: ((name, x, y) film pixels, ...), e.g. (("T1", 412, 380),);
+    # the network counts the vertebrae from them (``CobbPredictor.predict``'s ``named``)
+    named_vertebrae: tuple = ()
 
 
 @dataclass
@@ -57,6 +60,7 @@ class CobbResult:
     angle_confidence: Optional[dict] = None
     check: Optional[dict] = None
     check_note: str = ""  # why the old rule is used, when it is
+    named_vertebrae: tuple = ()  # the reader's names the network counted from ((name, x, y), ...)
 
     @property
     def warning(self) -> Optional[str]:
@@ -76,6 +80,8 @@ class CobbResult:
             "check": self.check,
             "check_edited": [],
             "check_note": self.check_note or None,
+            "named_by_reader": [{"vertebra": n, "x": round(float(x), 3), "y": round(float(y), 3)}
+                                for n, x, y in self.named_vertebrae],
             "landmarks_px": labelled_landmarks(self.landmarks_px),
         }
 
@@ -155,6 +161,8 @@ class CobbPipeline:
         labelmap = regressed = confidence = prediction = None
         warnings = []
         check_order = True
+        if options.landmarks_file and options.named_vertebrae:
+            raise ValueError("named vertebrae guide the network's count; they cannot be used with a landmark file")
         if options.landmarks_file:
             from pathlib import Path
 
@@ -165,7 +173,7 @@ class CobbPipeline:
             check_order, warnings = order_of_file(landmarks, options.convention, path.name)
         else:
             prediction = self.predictor(options.device, options.weights, options.backend).predict(
-                image.pixels, progress=progress, should_cancel=should_cancel)
+                image.pixels, progress=progress, should_cancel=should_cancel, named=options.named_vertebrae)
             found = int((prediction.vertebra_confidence >= SURE_VERTEBRA).sum())
             if found < MIN_VERTEBRAE:
                 raise ValueError(f"no spine found on {image.name}: the network is sure of {found} of the 17 vertebrae "
@@ -177,12 +185,16 @@ class CobbPipeline:
             regressed, confidence = prediction.regressed_angles, prediction.vertebra_confidence
             if prediction.check_note and prediction.consistency_warning:  # the old rule
                 warnings.append(prediction.consistency_warning)
-            source = f"network ({prediction.device})"
+            source = f"network ({prediction.device})" + (
+                "; counted from " + ", ".join(str(n[0]).upper() for n in options.named_vertebrae) + " as named by the reader"
+                if options.named_vertebrae else "")
         result = result_from_landmarks(image, landmarks, options.convention, source, check_order,
                                        vertebra_labelmap=labelmap,
                                        regressed_angles=regressed, warnings=warnings, vertebra_confidence=confidence)
         if prediction is not None:
             from .check import for_curves
+
+            result.named_vertebrae = tuple(options.named_vertebrae)
 
             try:
                 aasce = geometry.cobb_angles(landmarks, "aasce", image.pixels.shape[0])

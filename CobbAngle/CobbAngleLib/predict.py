@@ -127,7 +127,10 @@ class CobbPredictor:
         return out
 
     def predict(self, pixels: np.ndarray, progress: Optional[Callable[[float, str], None]] = None,
-                should_cancel: Optional[Callable[[], bool]] = None) -> CobbPrediction:
+                should_cancel: Optional[Callable[[], bool]] = None, named=()) -> CobbPrediction:
+        """``named``: [(name, x, y)], the reader's names for vertebrae at (x, y) film pixels (e.g.
+        [("T1", 412, 380)]: "this is T1"); the vertebrae are then counted from them instead of from
+        where T1's heatmap fires (``decode.ordered_peaks``)."""
         t0 = time.perf_counter()
 
         def step(fraction: float, message: str) -> None:
@@ -140,6 +143,7 @@ class CobbPredictor:
         if a.ndim != 2 or min(a.shape) < 32:  # colour is made gray by the reader (MSKCommonLib.image)
             raise ValueError(f"expected a 2-D grayscale radiograph, got an array of shape {np.shape(pixels)}")
         h, w = a.shape
+        anchored = named_vertebrae(named, a.shape)  # refused before any work
         step(0.05, "Normalising the radiograph")
         m = letterbox_matrix(h, w, self.input_hw)
         film01 = intensity_window(a)
@@ -159,6 +163,11 @@ class CobbPredictor:
             out, corners, prob = read(m)
             m = zoom_matrix(m, corners[0], self.input_hw, centre_only=True)
             out, corners, prob = read(m)
+        if anchored:  # the reader's names for some vertebrae: counted from them
+            net = [(k, *(np.asarray(xy, dtype=np.float64) @ m[:, :2].T + m[:, 2])) for k, xy in anchored]
+            mirrored_net = [(k, self.input_hw[1] - 1 - x, y) for k, x, y in net]
+            corners, prob = ordered_landmarks(out["heatmap"], out["offsets"],
+                                              anchors=[net, mirrored_net][:len(out["heatmap"])])
         step(0.7, "Measuring the Cobb angles")
         confidence = vertebra_confidence(prob[0])
         seg = out["segmentation"].astype(np.float32)
@@ -179,7 +188,7 @@ class CobbPredictor:
         landmarks = to_film(lm_net)
         labels_net = upsampled_labels(seg[0], self.input_hw)
         level_shift = level_probability = None
-        if self.level_reader is not None:
+        if self.level_reader is not None and not anchored:
             from .vertebra_level import renamed_corners, renamed_labels
 
             step(0.4, "Naming the vertebrae by their anatomy")
@@ -188,7 +197,8 @@ class CobbPredictor:
                 # stage 1's "T1" lies above T1 (on C7): the chain is found again from the true T1
                 # down, so that the lowest vertebrae are found rather than extrapolated
                 first = lm_net[-naming.shift].mean(axis=0)
-                again = to_film(ordered_landmarks(out["heatmap"][:1], out["offsets"][:1], first=first[None])[0][0])
+                again = to_film(ordered_landmarks(out["heatmap"][:1], out["offsets"][:1],
+                                                  anchors=[[(0, *first)]])[0][0])
                 if not geometry.vertebrae_out_of_order(again):
                     moved = naming.shift
                     landmarks = again
@@ -290,6 +300,31 @@ def zoom_matrix(m: np.ndarray, corners_net: np.ndarray, input_hw, centre_only: b
     cx, cy = float(np.median(centres[:, 0])), float((centres[:, 1].min() + centres[:, 1].max()) / 2)
     s = float(m[0, 0]) * factor
     return np.array([[s, 0, (input_hw[1] - 1) / 2 - s * cx], [0, s, (input_hw[0] - 1) / 2 - s * cy]], dtype=np.float64)
+
+
+def named_vertebrae(named, film_hw) -> list:
+    """[(index 0..16, (x, y))] of a reader's names [(name, x, y)] (sorted down the spine), or
+    ValueError saying what is wrong with them."""
+    out = []
+    h, w = film_hw
+    for item in named or ():
+        try:
+            name, x, y = item
+            x, y = float(x), float(y)
+        except (TypeError, ValueError):
+            raise ValueError(f"a named vertebra is (name, x, y), e.g. ('T1', 412, 380); got {item!r}") from None
+        if str(name).upper() not in geometry.VERTEBRA_NAMES:
+            raise ValueError(f"{name!r} is not one of the vertebrae measured ({', '.join(geometry.VERTEBRA_NAMES)})")
+        if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
+            raise ValueError(f"the point ({x:.0f}, {y:.0f}) named {name} lies off the film ({w} x {h} pixels)")
+        out.append((geometry.VERTEBRA_NAMES.index(str(name).upper()), (x, y)))
+    out.sort()
+    for (k0, p0), (k1, p1) in zip(out, out[1:]):
+        if k0 == k1:
+            raise ValueError(f"{geometry.VERTEBRA_NAMES[k0]} is named twice")
+        if p1[1] - p0[1] <= 0:
+            raise ValueError(f"{geometry.VERTEBRA_NAMES[k1]} is named above {geometry.VERTEBRA_NAMES[k0]}")
+    return out
 
 
 def read_corners(out: dict, decoding: str):
