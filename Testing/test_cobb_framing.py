@@ -46,16 +46,32 @@ def test_naming_figures_count_a_whole_spine_shifted_by_one_level():
     np.testing.assert_array_equal(names_of_true_vertebrae(spine, spine), np.arange(17))
     # a reader that names every framing right, then one that names the shrunk film a level off
     truths = iter([reframe(film, spine, f)[1] for f in FRAMINGS])
-    right = framing_figures([("drawn", film, spine)], lambda px: next(truths))
+    right = framing_figures([("drawn", film, spine)], lambda px, named: next(truths))
     assert all(r["misnamed_share"] == 0 and r["films_shifted"] == 0 for r in right["framings"].values())
     assert right["same_name_share"] == 1.0
     truths = iter([reframe(film, spine, f)[1] for f in FRAMINGS])
     off = iter([False, False, False, True])
 
-    def reader(px):
+    def reader(px, named):
         lm = next(truths)
         return np.concatenate([lm[1:], lm[-1:] + np.array([0, 72])]) if next(off) else lm
 
     wrong = framing_figures([("drawn", film, spine)], reader)
     assert wrong["framings"]["shrunk"]["films_shifted"] == 1 and wrong["framings"]["as-is"]["films_shifted"] == 0
     assert wrong["same_name_share"] < 0.1  # the shrunk film names 16 of 17 vertebrae otherwise
+
+
+def test_the_reader_names_the_vertebrae_at_their_true_centres_in_each_framing():
+    film, spine = drawn_film()
+    seen = []
+
+    def reader(px, named):
+        seen.append(named)
+        return spine
+
+    framing_figures([("drawn", film, spine)], reader, ("T1", "T12"))
+    assert len(seen) == len(FRAMINGS)
+    for framing, named in zip(FRAMINGS, seen):
+        lm = reframe(film, spine, framing)[1]
+        assert [n for n, _, _ in named] == ["T1", "T12"]
+        np.testing.assert_allclose([xy for _, *xy in named], [lm[0].mean(0), lm[11].mean(0)])

@@ -48,6 +48,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="also measure the labelled films framed four ways (as stored, cut 0.3 vertebra heights "
                              "above T1, cut below L5, shrunk on a larger canvas; CobbAngleTools.framing): vertebrae "
                              "misnamed, films shifted a level as a whole, names kept across framings")
+    parser.add_argument("--named-levels", default="", metavar="T1,T12",
+                        help="with --framings or --full-spine: a reader names these vertebrae (at their true centres) and the "
+                             "network counts from them (mskmorph cobb --named)")
     parser.add_argument("--full-spine", type=int, default=0, metavar="N",
                         help="render N full-spine phantoms (C1 to the pelvis, `mskmorph phantom spine --field full`) "
                              "and report how often T1 and L5 are named right (CobbAngleTools.full_spine)")
@@ -384,7 +387,9 @@ def run_full_spine(args) -> int:
         raise SystemExit("--full-spine needs at least 1 film")
     device = (args.devices or "cpu").split(",")[0]
     predictor = CobbPredictor(args.weights, device=device, decoding=args.decoding, backend=args.backend)
-    print_full_spine(args.full_spine, args.full_spine_seed, lambda px: predictor.predict(px).landmarks)
+    levels = named_levels(args)
+    print_full_spine(args.full_spine, args.full_spine_seed, lambda px, named: predictor.predict(px, named=named).landmarks,
+                     levels)
     return 0
 
 
@@ -410,6 +415,11 @@ def run_repeatability(args) -> int:
     return 0
 
 
+def named_levels(args) -> tuple:
+    """``--named-levels T1,T12`` -> ("T1", "T12")."""
+    return tuple(n.strip().upper() for n in (args.named_levels or "").split(",") if n.strip())
+
+
 def print_framings(files: list, args) -> None:
     """The framing figures (``framing.framing_figures``) of the labelled films among ``files``."""
     from CobbAngleLib.predict import CobbPredictor
@@ -422,7 +432,10 @@ def print_framings(files: list, args) -> None:
     if not films:
         print("framings: no labelled films")
         return
-    figures = framing_figures(films, lambda px: predictor.predict(px).landmarks)
+    levels = named_levels(args)
+    figures = framing_figures(films, lambda px, named: predictor.predict(px, named=named).landmarks, levels)
+    if levels:
+        print(f"framings with {', '.join(levels)} named by the reader at their true centres:")
     for framing, row in figures["framings"].items():
         print(f"framing {framing:13}: {row['misnamed_share']:.1%} of vertebrae misnamed, {row['films_shifted']} of "
               f"{row['films']} films shifted a level as a whole")

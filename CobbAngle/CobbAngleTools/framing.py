@@ -91,16 +91,25 @@ def shifted_as_whole(offsets: np.ndarray) -> bool:
     return False
 
 
-def framing_figures(films: list, predict) -> dict:
-    """``films``: [(name, pixels, landmarks)]; ``predict(pixels) -> (17, 4, 2) corners``. Returns
-    per framing {misnamed_share, films_shifted, films}, and ``same_name_share`` across framings."""
+def framing_figures(films: list, predict, named_levels=()) -> dict:
+    """``films``: [(name, pixels, landmarks)]; ``predict(pixels, named) -> (17, 4, 2) corners``,
+    ``named`` the reader's names [(name, x, y)]: the vertebrae of ``named_levels`` (e.g. ("T1",
+    "T12")) at their true centres in each framing, as a reader who named them would (empty: the
+    network counts alone). Returns per framing {misnamed_share, films_shifted, films}, and
+    ``same_name_share`` across framings."""
+    from CobbAngleLib.geometry import VERTEBRA_NAMES
+
     out = {f: {"misnamed": 0, "vertebrae": 0, "films_shifted": 0, "films": 0, "shifted": []} for f in FRAMINGS}
     same, total = 0, 0
     for name, pixels, truth in films:
         names = []
         for framing in FRAMINGS:
             px, lm, m = reframe(pixels, truth, framing)
-            predicted = predict(px)
+            named = [(n, *lm[VERTEBRA_NAMES.index(n)].mean(axis=0)) for n in named_levels]
+            # a reader names only what the film shows (a label set whose T1 lies below the cut of a
+            # film cut below L5 is a label error: 1 validation film)
+            named = [(n, x, y) for n, x, y in named if 0 <= x <= px.shape[1] - 1 and 0 <= y <= px.shape[0] - 1]
+            predicted = predict(px, named)
             offsets = level_offsets(predicted, lm)
             row = out[framing]
             row["misnamed"] += int(np.count_nonzero(offsets))

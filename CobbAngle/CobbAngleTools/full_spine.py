@@ -61,28 +61,32 @@ def summarise(rows: list) -> dict:
     }
 
 
-def full_spine_figures(seeds, predict, height: int = 2400, width: int = 900, field: str = "full") -> dict:
-    """``predict(pixels) -> (17, 4, 2)`` corners, on the full-spine phantom of each seed (``field``
-    "aasce": the same spines framed as AASCE films, C6, C7 and S1 the extra true vertebrae);
-    ``summarise``'s figures."""
+def full_spine_figures(seeds, predict, height: int = 2400, width: int = 900, field: str = "full",
+                       named_levels=()) -> dict:
+    """``predict(pixels, named) -> (17, 4, 2)`` corners, on the full-spine phantom of each seed
+    (``field`` "aasce": the same spines framed as AASCE films, C6, C7 and S1 the extra true
+    vertebrae); ``named``: the vertebrae of ``named_levels`` at their true centres, as a reader
+    names them (``mskmorph cobb --named``); ``summarise``'s figures."""
     rows = []
     for seed in seeds:
         ph = render_spine_phantom(int(seed), height=height, width=width, field=field)
-        rows.append(naming_row(ph, predict(ph.pixels)))
+        named = [(n, *np.asarray(ph.landmarks[NAMES.index(n)], float).mean(axis=0)) for n in named_levels]
+        rows.append(naming_row(ph, predict(ph.pixels, named)))
     return summarise(rows)
 
 
-def print_full_spine(n: int, first_seed: int, predict) -> dict:
+def print_full_spine(n: int, first_seed: int, predict, named_levels=()) -> dict:
     """The figures of the full-spine films, then of the same spines framed as AASCE films (the control)."""
-    figures = full_spine_figures(range(first_seed, first_seed + n), predict)
-    print(f"full-spine phantoms (seeds {first_seed}..{first_seed + n - 1}, {figures['films']} films, C1 to the pelvis):")
+    figures = full_spine_figures(range(first_seed, first_seed + n), predict, named_levels=named_levels)
+    print(f"full-spine phantoms (seeds {first_seed}..{first_seed + n - 1}, {figures['films']} films, C1 to the pelvis)"
+          + (f", {', '.join(named_levels)} named by the reader:" if named_levels else ":"))
     print(f"  T1 named right on {figures['t1_right_share']:.0%} of films; the predicted T1 lies on: "
           + ", ".join(f"{k} {v}" for k, v in figures["under_t1"].items()))
     print(f"  L5 named right on {figures['l5_right_share']:.0%} of films; the predicted L5 lies on: "
           + ", ".join(f"{k} {v}" for k, v in figures["under_l5"].items()))
     print(f"  vertebrae misnamed (nearest true vertebra, C1..C7 and S1 included, not their own): "
           f"{figures['misnamed_share']:.1%}")
-    control = full_spine_figures(range(first_seed, first_seed + n), predict, field="aasce")
+    control = full_spine_figures(range(first_seed, first_seed + n), predict, field="aasce", named_levels=named_levels)
     print(f"the same spines framed as AASCE films (C7 to the sacrum): T1 named right on {control['t1_right_share']:.0%}, "
           f"L5 on {control['l5_right_share']:.0%}, vertebrae misnamed {control['misnamed_share']:.1%} (C6, C7, S1 included)")
     figures["aasce_framed"] = control
