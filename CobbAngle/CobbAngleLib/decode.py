@@ -132,6 +132,12 @@ def vertebra_confidence(prob: np.ndarray, radius: int = 2) -> np.ndarray:
     return np.clip(np.array(conf, dtype=np.float64), 0.0, 1.0)
 
 
+# how far the spacing of the reader's named vertebrae may differ from the one the heatmaps give (a
+# ratio) before the named spacing is taken instead (a full-spine film: the heatmaps spread T1..L5
+# over C1..S1)
+NAMED_SPACING_AGREES = 1.25
+
+
 def ordered_peaks(prob: np.ndarray, candidates: int = 40, gap_weight: float = 12.0, t1_weight: float = 1.0,
                   floor: float = 0.02, own_candidates: int = 3, anchors=()) -> tuple[np.ndarray, np.ndarray]:
     """(K,) flat indices of the vertebra centres T1..L5 found in order, and the name-free
@@ -162,8 +168,17 @@ def ordered_peaks(prob: np.ndarray, candidates: int = 40, gap_weight: float = 12
     unary[0] -= t1_weight * np.log(np.maximum(prob[0].reshape(-1)[flat], 1e-12))
     for a, cell in zip(anchors, cells):
         unary[int(a[0])] = np.where(flat == cell, 0.0, 1e6)
+    expected = expected_steps(prob.reshape(k, -1).argmax(-1), w)
+    if len(anchors) >= 2:  # two named vertebrae say how far apart the vertebrae between them lie:
+        # where the heatmaps' steps disagree with that by more than NAMED_SPACING_AGREES, the steps
+        # keep their growth down the spine, scaled to span the named distance
+        a = sorted((int(k_), float(x), float(y)) for k_, x, y in anchors)
+        (k0, x0, y0), (k1, x1, y1) = a[0], a[-1]
+        ratio = (np.hypot(x1 - x0, y1 - y0) / STRIDE) / max(float(expected[k0:k1].sum()), 1e-6)
+        if not 1 / NAMED_SPACING_AGREES <= ratio <= NAMED_SPACING_AGREES:
+            expected = expected * ratio
     chosen = spine_viterbi(unary, np.broadcast_to(cy, unary.shape), np.broadcast_to(cx, unary.shape),
-                           expected_steps(prob.reshape(k, -1).argmax(-1), w), gap_weight)
+                           expected, gap_weight)
     return flat[chosen], vertebrae
 
 

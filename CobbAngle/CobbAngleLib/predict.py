@@ -86,7 +86,7 @@ class CobbPredictor:
         not only those the CHECK in use reads (the others are then nan); ``stage2``: read each
         vertebra again from the film's own pixels (``vertebra_read``; None: when its weights are
         shipped)."""
-        from MSKCommonLib.runtime import check_backend
+        from MSKCommonLib.runtime import check_backend, load_network
 
         self.backend = check_backend(backend)
         self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
@@ -96,7 +96,8 @@ class CobbPredictor:
             raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
         self.decoding = decoding
         self.zoom = bool(zoom)
-        self.network = (_torch_network if self.backend == "torch" else _onnx_network)(self.weights_path, device, threads)
+        self.network = load_network(self.weights_path, WEIGHTS_FORMAT, build_network, OUTPUTS, device, threads,
+                                    self.backend, "Cobb")
         self.device, self.threads, self.config = self.network.device, self.network.threads, self.network.config
         self.input_hw = (int(self.config.get("input_height", INPUT_HW[0])), int(self.config.get("input_width", INPUT_HW[1])))
         from . import vertebra_level, vertebra_read
@@ -157,11 +158,11 @@ class CobbPredictor:
 
         step(0.2, "Finding the vertebrae")
         out, corners, prob = read(m)
-        zoomed = zoom_matrix(m, corners[0], self.input_hw) if self.zoom else None
+        zoomed = zoom_matrix(m, spine_found(corners[0], anchored, m), self.input_hw) if self.zoom else None
         if zoomed is not None:  # the spine is small on this film: read again at the training films' scale,
             m = zoomed  # then once more centred on the vertebrae that reading found
             out, corners, prob = read(m)
-            m = zoom_matrix(m, corners[0], self.input_hw, centre_only=True)
+            m = zoom_matrix(m, spine_found(corners[0], anchored, m), self.input_hw, centre_only=True)
             out, corners, prob = read(m)
         if anchored:  # the reader's names for some vertebrae: counted from them
             net = [(k, *(np.asarray(xy, dtype=np.float64) @ m[:, :2].T + m[:, 2])) for k, xy in anchored]
@@ -302,6 +303,30 @@ def zoom_matrix(m: np.ndarray, corners_net: np.ndarray, input_hw, centre_only: b
     return np.array([[s, 0, (input_hw[1] - 1) / 2 - s * cx], [0, s, (input_hw[0] - 1) / 2 - s * cy]], dtype=np.float64)
 
 
+def spine_found(corners_net: np.ndarray, anchored: list, m: np.ndarray) -> np.ndarray:
+    """The vertebrae (17, n, 2) a zoom is decided on: those found, unless the reader named two or
+    more whose spacing disagrees with theirs by more than ``decode.NAMED_SPACING_AGREES`` (a
+    full-spine film: stage 1 spreads T1..L5 over C1..S1); then where the named ones say T1..L5 lie."""
+    from .decode import NAMED_SPACING_AGREES
+
+    if len(anchored) < 2:
+        return corners_net
+    named = named_chain(anchored, m)
+    centres = np.asarray(corners_net, dtype=np.float64).mean(axis=1)
+    ratio = np.linalg.norm(named[-1] - named[0]) / max(float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum()), 1e-6)
+    return named[:, None, :] if not 1 / NAMED_SPACING_AGREES <= ratio <= NAMED_SPACING_AGREES else corners_net
+
+
+def named_chain(anchored: list, m: np.ndarray) -> np.ndarray:
+    """(17, 2) where T1..L5 would lie in the network frame ``m`` if they were evenly spaced along
+    the line through the reader's named vertebrae (two or more; ``named_vertebrae``)."""
+    k = np.array([i for i, _ in anchored], dtype=np.float64)
+    xy = np.array([p for _, p in anchored], dtype=np.float64) @ m[:, :2].T + m[:, 2]
+    fit = [np.polyfit(k, xy[:, c], 1) for c in (0, 1)]
+    ks = np.arange(geometry.N_VERTEBRAE, dtype=np.float64)
+    return np.stack([np.polyval(fit[0], ks), np.polyval(fit[1], ks)], axis=-1)
+
+
 def named_vertebrae(named, film_hw) -> list:
     """[(index 0..16, (x, y))] of a reader's names [(name, x, y)] (sorted down the spine), or
     ValueError saying what is wrong with them."""
@@ -424,18 +449,8 @@ def upsampled_labels(segmentation: np.ndarray, input_hw) -> np.ndarray:
     return up.argmax(-1).astype(np.uint8)
 
 
-def _onnx_network(weights: Path, device: str, threads):
-    from MSKCommonLib.runtime import onnx_network
+def build_network(config: dict):
+    """The torch module for a stage-1 weights file (its config names nothing to change)."""
+    from .network import Seg4RegNet
 
-    return onnx_network(weights, WEIGHTS_FORMAT, device, threads)
-
-
-def _torch_network(weights: Path, device: str, threads):
-    from MSKCommonLib.runtime import torch_network
-
-    def build(config):
-        from .network import Seg4RegNet
-
-        return Seg4RegNet(pretrained=False)
-
-    return torch_network(weights, WEIGHTS_FORMAT, build, OUTPUTS, device, threads, "Cobb")
+    return Seg4RegNet(pretrained=False)

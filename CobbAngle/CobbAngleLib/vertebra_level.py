@@ -21,12 +21,12 @@ Numpy and OpenCV only (both backends, inference and training).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
 from MSKCommonLib.resources import packaged
+from MSKCommonLib.runtime import PackagedNetwork, shipped
 
 from .vertebra_patch import extract_patches, frames_at, spine_axes, standardise, vertebra_widths
 
@@ -144,18 +144,10 @@ class Naming:
         return np.exp(self.log_evidence[self.vertebra_positions, cls])
 
 
-class LevelReader:
+class LevelReader(PackagedNetwork):
     def __init__(self, weights=None, device: str = "auto", threads: Optional[int] = None, backend: str = "onnx"):
-        from MSKCommonLib.runtime import check_backend
-
-        self.backend = check_backend(backend)
-        self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        self.network = (_torch_network if self.backend == "torch" else _onnx_network)(self.weights_path, device, threads)
-        self.config = self.network.config
-
-    @property
-    def path(self) -> Path:
-        return getattr(self.network, "path", self.weights_path)
+        super().__init__(DEFAULT_WEIGHTS if weights is None else weights, WEIGHTS_FORMAT, build_network, OUTPUTS,
+                         device, threads, backend, "Cobb level")
 
     def name(self, film01: np.ndarray, stage1: np.ndarray) -> Naming:
         """The names of stage 1's vertebrae (17, 4, 2) on a film in [0, 1]."""
@@ -201,22 +193,12 @@ def renamed_labels(labels: np.ndarray, naming: Naming) -> np.ndarray:
 
 
 def available(weights=None) -> bool:
-    p = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    return p.is_file() or p.with_suffix(".onnx").is_file()
+    """Whether the level network's weights are shipped (the .pt or its .onnx)."""
+    return shipped(DEFAULT_WEIGHTS if weights is None else weights)
 
 
-def _onnx_network(weights: Path, device: str, threads):
-    from MSKCommonLib.runtime import onnx_network
+def build_network(config: dict):
+    """The torch module for a level network weights file's ``config``."""
+    from .level_network import LevelNet
 
-    return onnx_network(weights, WEIGHTS_FORMAT, device, threads)
-
-
-def _torch_network(weights: Path, device: str, threads):
-    from MSKCommonLib.runtime import torch_network
-
-    def build(config):
-        from .level_network import LevelNet
-
-        return LevelNet(tuple(config.get("widths", (16, 32, 64, 128))))
-
-    return torch_network(weights, WEIGHTS_FORMAT, build, OUTPUTS, device, threads, "Cobb level")
+    return LevelNet(tuple(config.get("widths", (16, 32, 64, 128))))

@@ -12,12 +12,12 @@ post-processing are this module's numpy code for both backends.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
 from MSKCommonLib.resources import packaged
+from MSKCommonLib.runtime import PackagedNetwork, shipped
 
 from .frame import FLIP_CORNERS
 from .vertebra_patch import PATCH_HW, extract_patches, patch_frames, standardise, to_film
@@ -50,19 +50,11 @@ def read_patches(network: Callable[[np.ndarray], dict], patches01: np.ndarray, t
     return corners, scale
 
 
-class VertebraReader:
+class VertebraReader(PackagedNetwork):
     def __init__(self, weights=None, device: str = "auto", threads: Optional[int] = None, backend: str = "onnx"):
-        from MSKCommonLib.runtime import check_backend
-
-        self.backend = check_backend(backend)
-        self.weights_path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        self.network = (_torch_network if self.backend == "torch" else _onnx_network)(self.weights_path, device, threads)
-        self.config = self.network.config
+        super().__init__(DEFAULT_WEIGHTS if weights is None else weights, WEIGHTS_FORMAT, build_network, OUTPUTS,
+                         device, threads, backend, "Cobb vertebra")
         self.test_time_flip = bool(self.config.get("test_time_flip", False))
-
-    @property
-    def path(self) -> Path:
-        return getattr(self.network, "path", self.weights_path)
 
     def read(self, film01: np.ndarray, stage1: np.ndarray):
         """Stage 2 on a film in [0, 1] (``frame.intensity_window``) at stage 1's corners (17, 4, 2):
@@ -121,22 +113,11 @@ def gate(stage1: np.ndarray, refined: np.ndarray, max_deg: float = GATE_DEG) -> 
 
 def available(weights=None) -> bool:
     """Whether the second stage's weights are shipped (the .pt and its .onnx)."""
-    p = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    return p.is_file() or p.with_suffix(".onnx").is_file()
+    return shipped(DEFAULT_WEIGHTS if weights is None else weights)
 
 
-def _onnx_network(weights: Path, device: str, threads):
-    from MSKCommonLib.runtime import onnx_network
+def build_network(config: dict):
+    """The torch module for a stage-2 weights file's ``config``."""
+    from .vertebra_network import VertebraNet
 
-    return onnx_network(weights, WEIGHTS_FORMAT, device, threads)
-
-
-def _torch_network(weights: Path, device: str, threads):
-    from MSKCommonLib.runtime import torch_network
-
-    def build(config):
-        from .vertebra_network import VertebraNet
-
-        return VertebraNet(tuple(config.get("widths", (16, 32, 64, 128))))
-
-    return torch_network(weights, WEIGHTS_FORMAT, build, OUTPUTS, device, threads, "Cobb vertebra")
+    return VertebraNet(tuple(config.get("widths", (16, 32, 64, 128))))

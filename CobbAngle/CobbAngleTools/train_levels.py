@@ -42,6 +42,7 @@ from CobbAngleLib.vertebra_level import (
 from CobbAngleLib.vertebra_patch import extract_patches, frames_at, spine_axes, standardise, vertebra_widths
 
 from . import data as D
+from .run_state import learning_rate, load_weights, resume, save_checkpoint, save_weights
 from .train_vertebrae import read_cache
 
 WEIGHTS_FORMAT = "mskmorph-cobb-level-v1"
@@ -211,24 +212,15 @@ def validate(model, val: dict) -> dict:
 # ------------------------------------------------------------------------------------------
 
 def export_weights(model, path: Path, extra: dict) -> None:
-    import torch
-
     config = {"format": WEIGHTS_FORMAT, "patch_height": CONTEXT_HW[0], "patch_width": CONTEXT_HW[1],
               "vertebra_width_px": CONTEXT_WIDTH_PX, "levels": list(LEVELS), "widths": list(model.widths), **extra}
-    torch.save({"state_dict": {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
-                "config": config}, path)
+    save_weights(model, path, config)
 
 
 def load_model(path: Path):
-    import torch
+    from CobbAngleLib.vertebra_level import build_network
 
-    from CobbAngleLib.level_network import LevelNet
-
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = LevelNet(tuple(saved["config"].get("widths", (16, 32, 64, 128))))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()})
-    model.config = dict(saved["config"])
-    return model
+    return load_weights(path, build_network)
 
 
 def run(args) -> int:
@@ -259,11 +251,9 @@ def run(args) -> int:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-3)
     state = {"epoch": 0, "elapsed": 0.0, "best": float("inf"), "step": 0}
     ckpt = out_dir / "last.ckpt"
-    if args.resume and ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        state = saved["state"]
+    resumed = resume(ckpt, model, opt) if args.resume else None
+    if resumed is not None:
+        state = resumed
         print(f"resumed after epoch {state['epoch']} ({state['elapsed'] / 60:.1f} min, best {state['best']:.4f})", flush=True)
     else:
         init = Path(args.init_from) if args.init_from else (committed if committed.exists() else None)
@@ -283,7 +273,7 @@ def run(args) -> int:
         loss_sum, right, seen, steps = 0.0, 0, 0, 0
         for b in range(0, n - args.batch_size + 1, args.batch_size):
             progress = min(1.0, (state["elapsed"] + time.time() - epoch_start) / budget)
-            lr = args.lr * min(1.0, (state["step"] + 1) / 200) * 0.5 * (1 + math.cos(math.pi * progress))
+            lr = learning_rate(args.lr, state["step"], progress)
             for g in opt.param_groups:
                 g["lr"] = lr
             idx = order[b:b + args.batch_size]
@@ -319,8 +309,7 @@ def run(args) -> int:
                            {"epoch": state["epoch"], "validation": scores,
                             "trained_on": f"{len(train_names)} AASCE 2019 training films (fixed labels), "
                                           f"{n} positions (T1..L5 and 3 extrapolated above and below)"})
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state}, str(ckpt) + ".tmp")
-        Path(str(ckpt) + ".tmp").replace(ckpt)
+        save_checkpoint(ckpt, model, opt, state)
     print(f"done: {state['epoch']} epochs, best mean misnamed share {state['best']:.4f}", flush=True)
     return 0
 

@@ -39,6 +39,7 @@ from CobbAngleLib.vertebra_patch import (
 )
 
 from . import data as D
+from .run_state import learning_rate, load_weights, resume, save_checkpoint, save_weights
 
 WEIGHTS_FORMAT = "mskmorph-cobb-vertebra-v1"
 CACHE_HW = (224, 192)  # the cached window around each vertebra, at the patch scale
@@ -267,24 +268,15 @@ def validate(model, val: dict, flip: bool) -> dict:
 # ------------------------------------------------------------------------------------------
 
 def export_weights(model, path: Path, extra: dict) -> None:
-    import torch
-
     config = {"format": WEIGHTS_FORMAT, "patch_height": PATCH_HW[0], "patch_width": PATCH_HW[1],
               "vertebra_width_px": VERTEBRA_WIDTH_PX, "widths": list(model.widths), **extra}
-    torch.save({"state_dict": {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
-                "config": config}, path)
+    save_weights(model, path, config)
 
 
-def load_model(path: Path, widths=None):
-    import torch
+def load_model(path: Path):
+    from CobbAngleLib.vertebra_read import build_network
 
-    from CobbAngleLib.vertebra_network import VertebraNet
-
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = VertebraNet(tuple(saved["config"].get("widths", widths or (16, 32, 64, 128))))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()})
-    model.config = dict(saved["config"])
-    return model
+    return load_weights(path, build_network)
 
 
 def run(args) -> int:
@@ -315,11 +307,9 @@ def run(args) -> int:
     state = {"epoch": 0, "elapsed": 0.0, "best": float("inf"), "step": 0}
     ckpt = out_dir / "last.ckpt"
     from CobbAngleLib.vertebra_read import DEFAULT_WEIGHTS as committed
-    if args.resume and ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        state = saved["state"]
+    resumed = resume(ckpt, model, opt) if args.resume else None
+    if resumed is not None:
+        state = resumed
         print(f"resumed after epoch {state['epoch']} ({state['elapsed'] / 60:.1f} min, best SMAPE {state['best']:.2f})",
               flush=True)
     else:
@@ -345,7 +335,7 @@ def run(args) -> int:
         steps = 0
         for b in range(0, n - args.batch_size + 1, args.batch_size):
             progress = min(1.0, (state["elapsed"] + time.time() - epoch_start) / budget)
-            lr = args.lr * (min(1.0, (state["step"] + 1) / 200)) * 0.5 * (1 + math.cos(math.pi * progress))
+            lr = learning_rate(args.lr, state["step"], progress)
             for g in opt.param_groups:
                 g["lr"] = lr
             idx = order[b:b + args.batch_size]
@@ -382,9 +372,7 @@ def run(args) -> int:
                             "validation": flipped if flipped["smape_official"] < plain["smape_official"] else plain,
                             "trained_on": f"{len(train_names)} AASCE 2019 training films (fixed labels), "
                                           f"{n} vertebrae"})
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state},
-                   str(ckpt) + ".tmp")
-        Path(str(ckpt) + ".tmp").replace(ckpt)
+        save_checkpoint(ckpt, model, opt, state)
     print(f"done: {state['epoch']} epochs, best validation SMAPE {state['best']:.2f}", flush=True)
     return 0
 

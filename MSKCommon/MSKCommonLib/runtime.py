@@ -190,6 +190,43 @@ def torch_network(weights, weights_format: str, build, outputs: Sequence[str], d
     return TorchNetwork(model, outputs, device=device, threads=threads, config=config)
 
 
+def load_network(weights, weights_format: str, build, outputs: Sequence[str], device: str, threads, backend: str,
+                 what: str = "network"):
+    """The network of ``weights`` on ``backend``: the .onnx beside it in ONNX Runtime
+    (``onnx_network``), or the .pt itself in PyTorch (``torch_network``, ``build(config)``)."""
+    if check_backend(backend) == "torch":
+        return torch_network(weights, weights_format, build, outputs, device, threads, what)
+    return onnx_network(weights, weights_format, device, threads)
+
+
+def shipped(weights) -> bool:
+    """Whether a network's weights are there: the .pt, or the .onnx beside it."""
+    from pathlib import Path
+
+    p = Path(weights)
+    return p.is_file() or p.with_suffix(".onnx").is_file()
+
+
+class PackagedNetwork:
+    """A network shipped as a .pt with its .onnx beside it, loaded for one backend: ``network``
+    (called on a batch, named outputs), its ``config``, ``weights_path`` and the file in use
+    (``path``: the .onnx on ONNX Runtime)."""
+
+    def __init__(self, weights, weights_format: str, build, outputs: Sequence[str], device: str, threads,
+                 backend: str, what: str):
+        from pathlib import Path
+
+        self.backend = check_backend(backend)
+        self.weights_path = Path(weights)
+        self.network = load_network(self.weights_path, weights_format, build, outputs, device, threads, self.backend,
+                                    what)
+        self.config = self.network.config
+
+    @property
+    def path(self):
+        return getattr(self.network, "path", self.weights_path)
+
+
 def sha256(path) -> str:
     import hashlib
 

@@ -31,16 +31,19 @@ def networks():
     from KneeLandmarksLib import predict as knee
     from SpineMorphologyLib import predict as back
 
+    from MSKCommonLib.runtime import torch_network
+
     def cobb_net(pt):
-        net = cobb._torch_network(pt, "cpu", 1)
+        net = torch_network(pt, cobb.WEIGHTS_FORMAT, cobb.build_network, cobb.OUTPUTS, "cpu", 1, "Cobb")
         return net, (1, 1, int(net.config.get("input_height", 512)), int(net.config.get("input_width", 256)))
 
     def vertebra_net(pt):
-        net = vertebra._torch_network(pt, "cpu", 1)
+        net = torch_network(pt, vertebra.WEIGHTS_FORMAT, vertebra.build_network, vertebra.OUTPUTS, "cpu", 1,
+                            "Cobb vertebra")
         return net, (17, 1, int(net.config.get("patch_height", 128)), int(net.config.get("patch_width", 96)))
 
     def level_net(pt):
-        net = level._torch_network(pt, "cpu", 1)
+        net = torch_network(pt, level.WEIGHTS_FORMAT, level.build_network, level.OUTPUTS, "cpu", 1, "Cobb level")
         return net, (29, 1, int(net.config.get("patch_height", 96)), int(net.config.get("patch_width", 96)))
 
     def knee_net(stage):
