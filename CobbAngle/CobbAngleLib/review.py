@@ -218,10 +218,12 @@ def count_from_names(logic, volume, options, on_existing: str = "ask", python=No
     gave (``names_given``): the one re-run with names both front ends call, on the path Apply /
     Measure takes (``logic.start_job``). Returns the started job; its result is shown as Apply's
     is, ``logic.present(volume, job.result(), on_existing)``, which replaces the shown result.
-    Before any work, and changing nothing, it raises ``ValueError`` for no names or names the
-    pipeline refuses (``predict.named_vertebrae``'s reason: "T12 is named above T1", a point off
-    the film, ...) and ``EditedResultExists`` when the shown result has points moved by hand and
-    ``on_existing`` is "ask" (the review layer's re-run choice: ask keep / replace)."""
+    Before any work, and changing nothing, it raises ``ValueError`` when no name is given (or
+    with a landmark file) and ``EditedResultExists`` when the shown result has points moved by
+    hand and ``on_existing`` is "ask" (the review layer's re-run choice: ask keep / replace). Names
+    the pipeline refuses ("T12 is named above T1", a point off the film: ``predict``'s check, in
+    the worker, before the network runs; Slicer's process never imports ``predict``) end the job
+    with that reason as its error, and nothing is shown."""
     import dataclasses
 
     named = tuple((n["vertebra"], n["x"], n["y"]) for n in names_given(volume))
@@ -230,9 +232,6 @@ def count_from_names(logic, volume, options, on_existing: str = "ask", python=No
     if getattr(options, "landmarks_file", None):
         raise ValueError("named vertebrae guide the network's count; they cannot be used with a landmark file")
     image = logic.read(volume)
-    from .predict import named_vertebrae  # the pipeline's own check and message
-
-    named_vertebrae(named, image.pixels.shape[:2])
     logic.check_rerun(volume, on_existing)
     return logic.start_job(image, dataclasses.replace(options, named_vertebrae=named), python=python)
 
