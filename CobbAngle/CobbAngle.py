@@ -3,6 +3,7 @@ pipeline and review layer nodes, run by MSKCommonLib's widget toolkit (see MSKCo
 import pathlib
 from typing import Annotated
 
+import qt
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
@@ -118,8 +119,7 @@ class CobbAngleWidget(MeasurementWidget):
         self.ui.nameVertebraButton.enabled = volume is not None
         self.ui.clearNamesButton.enabled = self.ui.countFromNamesButton.enabled = bool(names)
 
-    def onNameVertebra(self) -> None:
-        """The next click on the film names the vertebra there (place mode on a node removed once placed)."""
+    def onNameVertebra(self) -> None:  # the next click on the film names the vertebra there (place mode)
         volume, level = self._parameterNode.inputVolume, self.ui.nameLevelComboBox.currentText
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"name {level}")
 
@@ -127,7 +127,7 @@ class CobbAngleWidget(MeasurementWidget):
             from CobbAngleLib.review import name_vertebra
             from MSKCommonLib.mrml import control_points, ras_to_pixels
             x, y = ras_to_pixels(volume, control_points(caller))[0]
-            slicer.mrmlScene.RemoveNode(caller)
+            qt.QTimer.singleShot(0, lambda: slicer.mrmlScene.RemoveNode(caller))  # not inside its own event
             with slicer.util.tryWithErrorDisplay(_("Failed to name the vertebra.")):
                 name_vertebra(volume, level, x, y)
                 self._showNodes(self.logic.find(volume), fitViews=False)

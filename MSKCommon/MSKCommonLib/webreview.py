@@ -376,8 +376,8 @@ class ReviewApp:
         the mouse, or the nearest one), upper or lower whichever order."""
         if self._live() is None or self._live().measurement is None:
             return
-        self._picking = (curve, [])
-        self._push(picking=curve, message=f"{curve}: click the upper and the lower end vertebra on the film")
+        self._picking, self._naming = (curve, []), None
+        self._push(picking=curve, naming=False, message=f"{curve}: click the upper and the lower end vertebra on the film")
 
     def _pick(self, interactor, _event):
         if self._naming is not None and self.volumes.get(self.current) is not None:
