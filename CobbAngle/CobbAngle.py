@@ -3,6 +3,7 @@ pipeline and review layer nodes, run by MSKCommonLib's widget toolkit (see MSKCo
 import pathlib
 from typing import Annotated
 
+import qt
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
@@ -10,7 +11,7 @@ from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
 from MSKCommonLib.logic import ModuleLogic
-from MSKCommonLib.widgets import MeasurementWidget, ensure_requirements
+from MSKCommonLib.widgets import MeasurementWidget, ask_keep_replace, ensure_requirements
 
 SAMPLE_NAME = "SpinePhantom_AP"
 
@@ -95,6 +96,10 @@ class CobbAngleWidget(MeasurementWidget):
         self.ui.lowerEndComboBox.addItems(list(VERTEBRA_NAMES))
         self.ui.chooseEndsButton.connect("clicked(bool)", lambda: self.onEndsChosen(automatic=False))
         self.ui.automaticEndsButton.connect("clicked(bool)", lambda: self.onEndsChosen(automatic=True))
+        self.ui.nameLevelComboBox.addItems(list(VERTEBRA_NAMES))
+        self.ui.nameVertebraButton.connect("clicked(bool)", self.onNameVertebra)
+        self.ui.clearNamesButton.connect("clicked(bool)", self.onClearNames)
+        self.ui.countFromNamesButton.connect("clicked(bool)", self.onCountFromNames)
 
     def _showNodes(self, live, fitViews: bool = True) -> None:
         MeasurementWidget._showNodes(self, live, fitViews)
@@ -107,6 +112,54 @@ class CobbAngleWidget(MeasurementWidget):
             if [box.itemText(i) for i in range(box.count)] != shown:
                 box.clear()
                 box.addItems(shown)
+        from CobbAngleLib.review import names_given
+        volume = self._parameterNode.inputVolume if self._parameterNode else None
+        names = names_given(volume) if volume is not None else []
+        self.ui.namedVertebraeLabel.text = ", ".join(f"{n['vertebra']} ({n['x']:.0f}, {n['y']:.0f})" for n in names)
+        self.ui.nameVertebraButton.enabled = volume is not None
+        self.ui.clearNamesButton.enabled = self.ui.countFromNamesButton.enabled = bool(names)
+
+    def onNameVertebra(self) -> None:  # the next click on the film names the vertebra there (place mode)
+        volume, level = self._parameterNode.inputVolume, self.ui.nameLevelComboBox.currentText
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"name {level}")
+
+        def placed(caller, event):
+            from CobbAngleLib.review import name_vertebra
+            from MSKCommonLib.mrml import control_points, ras_to_pixels
+            x, y = ras_to_pixels(volume, control_points(caller))[0]
+            qt.QTimer.singleShot(0, lambda: slicer.mrmlScene.RemoveNode(caller))  # not inside its own event
+            with slicer.util.tryWithErrorDisplay(_("Failed to name the vertebra.")):
+                name_vertebra(volume, level, x, y)
+                self._showNodes(self.logic.find(volume), fitViews=False)
+
+        node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, placed)
+        slicer.modules.markups.logic().SetActiveList(node)
+        slicer.modules.markups.logic().StartPlaceMode(False)
+        self.ui.statusLabel.text = _("Click the centre of {level} on the film.").format(level=level)
+
+    def onClearNames(self) -> None:
+        from CobbAngleLib.review import clear_names
+        clear_names(self._parameterNode.inputVolume)
+        self._showNodes(self.logic.find(self._parameterNode.inputVolume), fitViews=False)
+
+    def onCountFromNames(self) -> None:
+        """The network again counting from the names (review.count_from_names), on Apply's job path."""
+        from CobbAngleLib.review import count_from_names
+        from MSKCommonLib.review import EditedResultExists
+        if self._job is not None or not ensure_requirements(self.logic.spec):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Not counted from the names."), waitCursor=True):
+            volume, options, onExisting = self._parameterNode.inputVolume, self.options(), "ask"
+            try:
+                self._job = count_from_names(self.logic, volume, options, onExisting)
+            except EditedResultExists as e:
+                onExisting = ask_keep_replace(str(e), _("Edited points"))
+                if onExisting is None:
+                    self.ui.statusLabel.text = _("Cancelled: the edited result was kept.")
+                    return
+                self._job = count_from_names(self.logic, volume, options, onExisting)
+            self._pending = (volume, onExisting)
+            self._setRunning(True)
 
     def onEndsChosen(self, automatic: bool) -> None:
         """The reader's end vertebrae for a curve (CobbAngleLib.review.choose_ends), or the automatic choice again."""

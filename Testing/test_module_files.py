@@ -237,3 +237,19 @@ def test_accept_in_slicer_confirms_the_open_checks_before_it_signs():
     cobb = ast.parse((REPO / "CobbAngle" / "CobbAngle.py").read_text())
     chosen = next(n for n in ast.walk(cobb) if isinstance(n, ast.FunctionDef) and n.name == "onEndsChosen")
     assert "choose_ends" in {n.func.id for n in ast.walk(chosen) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+
+
+def test_the_cobb_panel_counts_from_names_through_the_review_layer_after_the_requirement_step():
+    """"Count from these names" (not runnable here): the requirement step, then the review layer's
+    one re-run with names (``count_from_names``, asked again with the answer to keep / replace)
+    on Apply's pending-job path; a click names through ``name_vertebra``."""
+    cobb = ast.parse((REPO / "CobbAngle" / "CobbAngle.py").read_text())
+    count = next(n for n in ast.walk(cobb) if isinstance(n, ast.FunctionDef) and n.name == "onCountFromNames")
+    calls = sorted((n.lineno, n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", ""))
+                   for n in ast.walk(count) if isinstance(n, ast.Call))
+    names = [name for _, name in calls]
+    first = {name: line for line, name in reversed(calls)}
+    assert first["ensure_requirements"] < first["count_from_names"] < first["ask_keep_replace"] < first["_setRunning"]
+    assert names.count("count_from_names") == 2 and "start_job" not in names
+    name = next(n for n in ast.walk(cobb) if isinstance(n, ast.FunctionDef) and n.name == "onNameVertebra")
+    assert "name_vertebra" in ast.unparse(name) and "StartPlaceMode" in ast.unparse(name)

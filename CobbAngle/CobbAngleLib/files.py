@@ -116,4 +116,8 @@ def report_line(record: dict) -> str:
                                        role if role in ("major", "chosen") else "") if x)
         parts.append(f"{label} {c['angle_deg']:.1f} deg {c.get('upper_end_vertebra')}-{c.get('lower_end_vertebra')}"
                      + (f" ({detail})" if detail else ""))
-    return f"Cobb angles ({record.get('convention', 'clinical')} convention): " + "; ".join(parts)
+    from .review import counted_from
+
+    named = counted_from(record)
+    return f"Cobb angles ({record.get('convention', 'clinical')} convention): " + "; ".join(parts) + (
+        f"; {named[0].lower()}{named[1:]}" if named else "")

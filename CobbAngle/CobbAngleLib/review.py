@@ -182,6 +182,67 @@ def choose_ends(live, curve: str, upper: Optional[str], lower: Optional[str]) ->
     live.changed_by_user(None)
 
 
+# --- the reader names vertebrae and the network counts from them (``CobbOptions.named_vertebrae``)
+
+ATTR_NAMES = "MSKMorphometry.CobbAngle.NamedVertebrae"  # on the film's volume: [{"vertebra", "x", "y"}] (pixels)
+NAMED_TITLE = "Vertebrae named"  # the table's column (only on a result counted from names)
+
+
+def names_given(volume) -> list[dict]:
+    """The names the reader gave on this film so far, down the spine: [{"vertebra": "T1", "x", "y"}]
+    (film pixels, x right, y down), as the record's ``named_by_reader``."""
+    names = common.json_attribute(volume, ATTR_NAMES) or []
+    return sorted(names, key=lambda n: geometry.VERTEBRA_NAMES.index(n["vertebra"]))
+
+
+def name_vertebra(volume, name: str, x: float, y: float) -> list[dict]:
+    """The reader says the vertebra whose centre is at (x, y) film pixels is ``name`` (T1..L5);
+    naming a level again moves its name. Returns the names given so far. ``ValueError`` (and
+    nothing changes) for a name that is no level measured."""
+    level = str(name or "").strip().upper()
+    if level not in geometry.VERTEBRA_NAMES:
+        raise ValueError(f"{name!r} is not one of the vertebrae measured ({', '.join(geometry.VERTEBRA_NAMES)})")
+    names = [n for n in names_given(volume) if n["vertebra"] != level]
+    names.append({"vertebra": level, "x": round(float(x), 3), "y": round(float(y), 3)})
+    common.json_attribute(volume, ATTR_NAMES, names)
+    return names_given(volume)
+
+
+def clear_names(volume) -> None:
+    """Forget the names given on this film (a result already counted from them stays as it is)."""
+    volume.RemoveAttribute(ATTR_NAMES)
+
+
+def count_from_names(logic, volume, options, on_existing: str = "ask", python=None):
+    """Run the network again on ``volume``'s film counting the vertebrae from the names the reader
+    gave (``names_given``): the one re-run with names both front ends call, on the path Apply /
+    Measure takes (``logic.start_job``). Returns the started job; its result is shown as Apply's
+    is, ``logic.present(volume, job.result(), on_existing)``, which replaces the shown result.
+    Before any work, and changing nothing, it raises ``ValueError`` when no name is given (or
+    with a landmark file) and ``EditedResultExists`` when the shown result has points moved by
+    hand and ``on_existing`` is "ask" (the review layer's re-run choice: ask keep / replace). Names
+    the pipeline refuses ("T12 is named above T1", a point off the film: ``predict``'s check, in
+    the worker, before the network runs; Slicer's process never imports ``predict``) end the job
+    with that reason as its error, and nothing is shown."""
+    import dataclasses
+
+    named = tuple((n["vertebra"], n["x"], n["y"]) for n in names_given(volume))
+    if not named:
+        raise ValueError("name a vertebra first: choose its level and click its centre on the film")
+    if getattr(options, "landmarks_file", None):
+        raise ValueError("named vertebrae guide the network's count; they cannot be used with a landmark file")
+    image = logic.read(volume)
+    logic.check_rerun(volume, on_existing)
+    return logic.start_job(image, dataclasses.replace(options, named_vertebrae=named), python=python)
+
+
+def counted_from(record: dict) -> str:
+    """"Vertebrae counted from T1, T12 (named by the reader)" for a result counted from the reader's
+    names (the record's ``named_by_reader``), else ""."""
+    named = [n.get("vertebra") for n in record.get("named_by_reader") or []]
+    return f"Vertebrae counted from {', '.join(named)} (named by the reader)" if named else ""
+
+
 def automatic_changes(live, measurement) -> list[str]:
     """Curves whose automatic end vertebrae or role are no longer those the result was shown with
     (a corner moved): said in the table, never silently."""
@@ -339,6 +400,9 @@ def _fill_table(live, measurement) -> None:
         shown = dict(record, check_edited=edited_curves(measurement, live.edited_labels().get("landmarks", []),
                                                         record.get("curves", [])))
         columns.append(("Check", [check_label(shown, c.name) for c in curves]))
+    named = [n.get("vertebra") for n in record.get("named_by_reader") or []]
+    if named:  # the names the network counted from
+        columns.append((NAMED_TITLE, [", ".join(named) + " (by the reader)"] * len(curves)))
     columns.append(("Edited points", [edited] * len(curves)))
     columns.append(("Note", [warning] * len(curves)))
     common.fill_table(live.table, columns)

@@ -26,7 +26,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ANY_ADDRESS = ("0.0.0.0", "::", "")
 # the page's table fits beside the film in a 1280 x 720 window: what the page shows elsewhere
 # (the convention in the note, the edited points below) or repeats is left out, long titles shortened
-PAGE_HIDDEN_COLUMNS = ("Region", "Convention", "Edited points")
+PAGE_HIDDEN_COLUMNS = ("Region", "Convention", "Edited points", "Vertebrae named")  # the last: in the names panel
 PAGE_COLUMN_TITLES = {"Upper end vertebra": "Upper", "Lower end vertebra": "Lower"}
 SIGN_OFF_COLUMNS = ("accepted_by", "accepted_at", "checks_acknowledged")  # the CSV's sign-off, after the module's
 NOTE_COLUMNS = ("Note",)  # the presenters' notes: shown as CHECK warnings, not as table columns
@@ -120,6 +120,9 @@ class ReviewApp:
         self.layout_manager.set_layout("film")
         film_interaction(self._slice_view(), self.slicer.scene)
         self._picking = None  # (curve, [vertebra index picked so far]) while the reader clicks end vertebrae
+        self._naming = None  # the level (T1..L5) the next click on the film names (Cobb)
+        self._job_named = False  # the running job counts from the reader's names
+        self._asked_named = False  # the keep / replace question was asked for a count from names
         self._pick_tag = self._slice_view().interactor().AddObserver("LeftButtonPressEvent", self._pick, 20.0)
         self.slicer.scene.GetNodeByID(self._slice_view().get_view_node_id()).AddObserver(
             "ModifiedEvent", lambda *_: self._push(view_geometry=self._geometry_json()))
@@ -139,7 +142,8 @@ class ReviewApp:
                           show_labels=True, show_angles=True, show_lines=True, has_labels=False, ends=[],
                           spacing="" if spacing is None else str(spacing), needs_spacing=False,
                           calibrating=False, calibration_px=0.0, calibration_mm="", picking="",
-                          vertebrae=[], edited_points=[], can_undo=False, can_redo=False,
+                          vertebrae=[], edited_points=[], levels=self._levels(), name_level="T1", naming=False,
+                          named=[], counted_from="", can_undo=False, can_redo=False,
                           reviewer=reviewer or "", checks_question=False, open_checks=[], report="", signed="")
         self.state.change("show_segmentation")(self._show_segmentation)
         self.state.change("window_preset", "invert")(self._window)
@@ -153,6 +157,7 @@ class ReviewApp:
         self.ctrl.accept_with_checks = self.accept_with_checks
         self.state.change("show_labels", "show_angles", "show_lines")(self._show_roles)
         self.ctrl.answer = self.answer
+        self.ctrl.count_from_names = self.count_from_names
         self._build_ui()
 
     # --- state
@@ -202,7 +207,7 @@ class ReviewApp:
             self.status[self.current] = "edited" if live.edited() else "measured"
         signed = {} if live is None else live.acceptance()  # withdrawn by an edit after Accept
         self._push(columns=columns, rows=rows, warnings=warnings, edited=edited, view_geometry=self._geometry_json(),
-                   ends=self._ends(live), vertebrae=self._vertebrae(live), edited_points=self._edited_points(live),
+                   ends=self._ends(live), vertebrae=self._vertebrae(live), **self._names(live), edited_points=self._edited_points(live),
                    can_undo=live is not None and live.can_undo, can_redo=live is not None and live.can_redo,
                    has_labels=live is not None and live.node("labels") is not None,
                    has_segmentation=live is not None and live.node("segmentation") is not None,
@@ -278,6 +283,63 @@ class ReviewApp:
                             "label": labels[i] if i < len(labels) and labels[i] else f"{role} {i + 1}"})
         return out
 
+    # --- the reader names vertebrae; the network counts from them (Cobb; CobbAngleLib.review)
+    def _levels(self) -> list:
+        if self.logic.spec.key != "cobb":
+            return []
+        from CobbAngleLib.geometry import VERTEBRA_NAMES
+
+        return list(VERTEBRA_NAMES)
+
+    def _names(self, live) -> dict:
+        volume = self.volumes.get(self.current)
+        if self.logic.spec.key != "cobb" or volume is None:
+            return {"named": [], "counted_from": ""}
+        from CobbAngleLib.review import counted_from, names_given
+
+        return {"named": [dict(n, x=round(n["x"]), y=round(n["y"])) for n in names_given(volume)],
+                "counted_from": "" if live is None else counted_from(live.saved_record())}
+
+    def pick_name(self):
+        """The next click on the film names the vertebra there (its centre) with the level chosen."""
+        if self.volumes.get(self.current) is None or not self._levels():
+            return
+        self._picking, self._naming = None, self.state.name_level
+        self._push(naming=True, picking="", message=f"click the centre of {self._naming} on the film")
+
+    def clear_names(self):
+        volume = self.volumes.get(self.current)
+        if volume is not None and self._levels():
+            from CobbAngleLib.review import clear_names
+
+            clear_names(volume)
+            self._naming = None
+            self._refresh_table(naming=False, message="names cleared")
+
+    def count_from_names(self):
+        self.measure(named=True)
+
+    def _film_px(self, interactor, volume):
+        """The film pixel (x, y) under the mouse of ``interactor``'s event."""
+        from .mrml import ras_to_pixels
+
+        m = self.slicer.scene.GetNodeByID(self._slice_view().get_view_node_id()).GetXYToRAS()
+        x, y = interactor.GetEventPosition()
+        return ras_to_pixels(volume, [[sum(m.GetElement(r, c) * v for c, v in enumerate((x, y, 0, 1))) for r in range(3)]])[0]
+
+    def _name_at(self, interactor):
+        from CobbAngleLib.review import name_vertebra
+
+        interactor.GetCommand(self._pick_tag).SetAbortFlag(1)  # a name, not a window/level drag
+        level, self._naming = self._naming, None
+        x, y = self._film_px(interactor, self.volumes[self.current])
+        try:
+            name_vertebra(self.volumes[self.current], level, x, y)
+        except ValueError as e:
+            self._refresh_table(naming=False, message=f"Not named: {e}")
+            return
+        self._refresh_table(naming=False, message=f"{level} named at ({x:.0f}, {y:.0f})")
+
     def choose_end(self, curve, which, value):
         """A selector of the end vertebrae table: the reader's ``which`` ("upper"/"lower") end of
         ``curve``, or "" for the automatic choice."""
@@ -314,28 +376,25 @@ class ReviewApp:
         the mouse, or the nearest one), upper or lower whichever order."""
         if self._live() is None or self._live().measurement is None:
             return
-        self._picking = (curve, [])
-        self._push(picking=curve, message=f"{curve}: click the upper and the lower end vertebra on the film")
+        self._picking, self._naming = (curve, []), None
+        self._push(picking=curve, naming=False, message=f"{curve}: click the upper and the lower end vertebra on the film")
 
     def _pick(self, interactor, _event):
+        if self._naming is not None and self.volumes.get(self.current) is not None:
+            self._name_at(interactor)
+            return
         if self._picking is None:
             return
         live = self._live()
         from CobbAngleLib.geometry import N_VERTEBRAE, VERTEBRA_NAMES, shown_vertebrae
         from CobbAngleLib.review import landmarks_px
 
-        from .mrml import ras_to_pixels
-
         corners = landmarks_px(live) if live is not None else None
         shown = shown_vertebrae(corners) if corners is not None and corners.shape == (N_VERTEBRAE, 4, 2) else []
         if not shown:  # the vertebrae on the film only
             self._picking = None
             return
-        slice_node = self.slicer.scene.GetNodeByID(self._slice_view().get_view_node_id())
-        m = slice_node.GetXYToRAS()
-        x, y = interactor.GetEventPosition()
-        ras = [sum(m.GetElement(r, c) * v for c, v in enumerate((x, y, 0, 1))) for r in range(3)]
-        film_px = ras_to_pixels(live.volume, [ras])[0]
+        film_px = self._film_px(interactor, live.volume)
         vertebra = shown[int(((corners[shown].mean(axis=1) - film_px) ** 2).sum(axis=1).argmin())]
         interactor.GetCommand(self._pick_tag).SetAbortFlag(1)  # a pick, not a window/level drag
         curve, picked = self._picking
@@ -469,6 +528,7 @@ class ReviewApp:
         if not 0 <= index < len(self.items):
             return
         self.current = index
+        self._naming = None  # a name clicked on another film names nothing here
         item = self.items[index]
         if index not in self.volumes and item.error is None:
             try:
@@ -488,7 +548,7 @@ class ReviewApp:
         self.slicer.display_manager.reset_views()
         self._window(self.state.window_preset, self.state.invert)
         self._watch_table()
-        self._refresh_table(current=index, message=item.error or "", calibrating=False, calibration_px=0.0)
+        self._refresh_table(current=index, message=item.error or "", calibrating=False, calibration_px=0.0, naming=False)
 
     def _watch_table(self):
         live = self._live()
@@ -496,26 +556,35 @@ class ReviewApp:
             self._watched.add(live.table.GetID())
             live.table.AddObserver("ModifiedEvent", self._refresh_table)
 
-    def measure(self, on_existing="ask"):
+    def measure(self, on_existing="ask", named=False):
+        """Measure the current film (the worker process); ``named``: the network counts from the
+        reader's names (``CobbAngleLib.review.count_from_names``: names checked, then the re-run
+        question, before any work)."""
         from .review import EditedResultExists
 
         volume = self.volumes.get(self.current)
         if volume is None or self.job is not None:
             return
-        try:
-            self.logic.check_rerun(volume, on_existing)
-        except EditedResultExists:
-            self._push(question=True)
-            return
-        self._on_existing = "replace" if on_existing == "ask" else on_existing
+        job = None
         try:
             options = self._options()
-        except ValueError as e:
-            self._push(message=f"Not measured: {e}")
+            if named:
+                from CobbAngleLib.review import count_from_names
+
+                job = count_from_names(self.logic, volume, options, on_existing, python=sys.executable)
+            else:
+                self.logic.check_rerun(volume, on_existing)
+        except EditedResultExists:
+            self._asked_named = named
+            self._push(question=True)
             return
-        self.job = self.logic.start_job(self.logic.read(volume), options, python=sys.executable)
-        self._job_index = self.current
-        self._push(busy=True, progress=0, message="Measuring")
+        except ValueError as e:
+            self._push(message=f"Not {'counted' if named else 'measured'}: {e}")
+            return
+        self._on_existing = "replace" if on_existing == "ask" else on_existing
+        self.job = job or self.logic.start_job(self.logic.read(volume), options, python=sys.executable)
+        self._job_index, self._job_named = self.current, named
+        self._push(busy=True, progress=0, message="Counting from the names" if named else "Measuring")
         from trame.app import asynchronous
 
         asynchronous.create_task(self._poll())
@@ -550,6 +619,9 @@ class ReviewApp:
                 continue
             job, self.job = self.job, None
             if state.error or state.cancelled:
+                if state.error and self._job_named:  # a count from names refused: the shown result stays
+                    self._push(busy=False, message=f"Not counted: {state.error}")
+                    return
                 if state.error:  # refused by the module (no spine, no knee...): the worklist says so and why
                     self.items[self._job_index].error = state.error
                     self.status[self._job_index] = "refused"
@@ -567,13 +639,13 @@ class ReviewApp:
                 self._watch_table()
                 for view in self.slicer.view_manager.get_threed_views():
                     view.reset_camera()  # the back's surface in the 3D view
-            self._refresh_table(busy=False, message="Measured")  # the table with the message, in one push
+            self._refresh_table(busy=False, message="Counted from the names" if self._job_named else "Measured")
             return
 
     def answer(self, choice):
         self._push(question=False)
         if choice in ("keep", "replace"):
-            self.measure(choice)
+            self.measure(choice, named=self._asked_named)
 
     def cancel(self):
         if self.job is not None:
@@ -725,6 +797,21 @@ class ReviewApp:
                                       id=("'pick-' + e.curve",), click=(self.pick_ends, "[e.curve]"),
                                       style="cursor: pointer; text-decoration: underline; color: #06c",
                                       title="click the upper and the lower end vertebra on the film")
+                with html.Div(id="names", v_if=("levels.length && current >= 0",),
+                              style="display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 4px 0; "
+                                    "font-size: 12px"):
+                    link = "cursor: pointer; text-decoration: underline; color: #06c"
+                    html.Span("Name a vertebra", style="font-weight: bold")
+                    with html.Select(id="name-level", v_model=("name_level",)):
+                        html.Option("{{ n }}", v_for="n in levels", key="n", value=("n",))
+                    html.Span("{{ naming ? 'click its centre' : 'click on the film' }}", id="name-pick",
+                              click=self.pick_name, style=link, title="the next click on the film names the vertebra there")
+                    html.Span("{{ n.vertebra }} ({{ n.x }}, {{ n.y }})", v_for="n in named", key="n.vertebra",
+                              classes="named", style="color: #606")
+                    html.Span("clear", id="clear-names", v_if=("named.length",), click=self.clear_names, style=link)
+                    v.VBtn("Count from these names", id="count-from-names", click=self.count_from_names, size="small",
+                           disabled=("busy || !named.length",), title="run the network again, counting from these names")
+                    html.Div("{{ counted_from }}", id="counted-from", v_if=("counted_from",), style="width: 100%; color: #606")
                 html.Div("Edited: {{ edited }}", id="edited")
                 with html.Div(id="edited-points", style="font-size: 12px"):
                     with html.Div(v_for="p in edited_points", key="p.key", classes="edited-point"):
