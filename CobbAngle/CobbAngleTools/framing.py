@@ -109,6 +109,9 @@ def framing_figures(films: list, predict, named_levels=()) -> dict:
             # a reader names only what the film shows (a label set whose T1 lies below the cut of a
             # film cut below L5 is a label error: 1 validation film)
             named = [(n, x, y) for n, x, y in named if 0 <= x <= px.shape[1] - 1 and 0 <= y <= px.shape[0] - 1]
+            # nor names a vertebra above one it names higher up the spine (an out-of-order label set:
+            # the organisers' files hold a few)
+            named = [p for i, p in enumerate(named) if all(q[2] < p[2] for q in named[:i])]
             predicted = predict(px, named)
             offsets = level_offsets(predicted, lm)
             row = out[framing]
