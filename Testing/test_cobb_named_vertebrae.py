@@ -77,3 +77,29 @@ def test_cli_records_the_readers_names_and_refuses_them_with_many_films(tmp_path
     assert not (tmp_path / "o2").exists()
     with pytest.raises(SystemExit):
         main(["cobb", str(SAMPLE), "--named", "T1-412-380", "--out", str(tmp_path / "o3")])
+
+
+def test_a_film_cut_above_t3_with_t3_and_t12_named_shows_t3_to_l5():
+    """A partial film names what it shows when the reader names its top vertebra: cut 0.3 vertebra
+    heights above T3 (constructed from labelled validation films), T3 and T12 named at their
+    centres: T1 and T2 are not shown, the top vertebra shown is T3 on the true T3, and the
+    clinical convention measures T3-L5 (12 of 12 films when this was added)."""
+    aasce = require_aasce()
+    from CobbAngleLib import geometry
+    from CobbAngleLib.predict import CobbPredictor
+    from CobbAngleTools.data import read_landmarks, read_split
+    from CobbAngleTools.framing import vertebra_height
+    from MSKCommonLib.image import read_image
+
+    predictor = CobbPredictor(device="cpu", threads=1)
+    for name in read_split()["validation"][:FILMS]:
+        pixels, labels = read_image(aasce / "images" / name).pixels, read_landmarks(aasce, name, "fixed")
+        y = max(0, int(np.floor(min(labels[2, 0, 1], labels[2, 1, 1]) - 0.3 * vertebra_height(labels, 2))))
+        cut, moved = pixels[y:], labels - np.array([0, y])
+        pred = predictor.predict(cut, named=[("T3", *moved[2].mean(axis=0)), ("T12", *moved[11].mean(axis=0))])
+        shown = np.flatnonzero(np.all(np.isfinite(pred.landmarks), axis=(1, 2)))
+        assert shown[0] == 2 and shown[-1] == 16 and len(shown) == 15, shown
+        top = pred.landmarks[2].mean(axis=0)
+        assert int(np.argmin(np.linalg.norm(moved.mean(axis=1) - top, axis=1))) == 2
+        measured = geometry.cobb_angles(pred.landmarks, "clinical", cut.shape[0])
+        assert measured.curves  # measured on what the film shows

@@ -187,6 +187,8 @@ class CobbPredictor:
             return points @ inv[:, :2].T + inv[:, 2]
 
         landmarks = to_film(lm_net)
+        if anchored:  # counted from the reader's names: the vertebrae beyond the film's edge are not on it
+            landmarks = beyond_the_film(landmarks, a.shape, anchored)
         labels_net = upsampled_labels(seg[0], self.input_hw)
         level_shift = level_probability = None
         if self.level_reader is not None and not anchored:
@@ -315,6 +317,28 @@ def spine_found(corners_net: np.ndarray, anchored: list, m: np.ndarray) -> np.nd
     centres = np.asarray(corners_net, dtype=np.float64).mean(axis=1)
     ratio = np.linalg.norm(named[-1] - named[0]) / max(float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum()), 1e-6)
     return named[:, None, :] if not 1 / NAMED_SPACING_AGREES <= ratio <= NAMED_SPACING_AGREES else corners_net
+
+
+def beyond_the_film(landmarks: np.ndarray, film_hw, anchored: list) -> np.ndarray:
+    """``landmarks`` (17, 4, 2) counted from the reader's names ``anchored``, with NaN for the
+    vertebrae the film does not show: counting outwards from the highest and the lowest named
+    vertebra, the first whose centre lies off the film or that does not follow its neighbour along
+    the spine (the count ran out of vertebrae: a film cut through the spine), and all beyond it."""
+    h, w = film_hw
+    v = np.array(landmarks, dtype=np.float64, copy=True)
+    c = v.mean(axis=1)
+    on = (c[:, 0] >= 0) & (c[:, 0] <= w - 1) & (c[:, 1] >= 0) & (c[:, 1] <= h - 1)
+    wrong = set(geometry.vertebrae_out_of_order(v))  # i: vertebra i + 1 does not follow i
+    top, bottom = min(k for k, _ in anchored), max(k for k, _ in anchored)
+    for j in range(top - 1, -1, -1):
+        if not on[j] or j in wrong:
+            v[:j + 1] = np.nan
+            break
+    for j in range(bottom + 1, len(v)):
+        if not on[j] or (j - 1) in wrong:
+            v[j:] = np.nan
+            break
+    return v
 
 
 def named_chain(anchored: list, m: np.ndarray) -> np.ndarray:
