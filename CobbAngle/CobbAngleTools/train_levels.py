@@ -42,7 +42,7 @@ from CobbAngleLib.vertebra_level import (
 from CobbAngleLib.vertebra_patch import extract_patches, frames_at, spine_axes, standardise, vertebra_widths
 
 from . import data as D
-from .run_state import learning_rate, load_weights, resume, save_checkpoint, save_weights
+from .run_state import add_run_options, learning_rate, load_weights, log_epoch, prepare, resume, save_checkpoint, save_weights
 from .train_vertebrae import read_cache
 
 WEIGHTS_FORMAT = "mskmorph-cobb-level-v1"
@@ -52,20 +52,7 @@ DEFAULT_WEIGHTS_NAME = "cobb_level.pt"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--data", required=True, help="AASCE 2019 training folder (images/, labels/)")
-    parser.add_argument("--out", required=True, help="run folder (cache, checkpoints, log, weights): keep it outside the work tree")
-    parser.add_argument("--max-minutes", type=float, default=60.0,
-                        help="wall-time budget of this run's schedule (the cosine learning rate follows its elapsed share)")
-    parser.add_argument("--batch-size", type=int, default=48)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt when it is there")
-    parser.add_argument("--init-from", default=None,
-                        help="start from these weights (default: the committed models/cobb_level.pt when it exists)")
-    parser.add_argument("--split", default=str(D.SPLIT_FILE), help="split JSON (train/validation names)")
-    parser.add_argument("--limit", type=int, default=None, help="use only N training/validation films (smoke tests)")
-    parser.add_argument("--widths", default="16,32,64,128", help="channels at strides 2, 4, 8, 16")
+    add_run_options(parser, 60.0, 48, DEFAULT_WEIGHTS_NAME)
     return parser
 
 
@@ -230,15 +217,7 @@ def run(args) -> int:
     from CobbAngleLib.level_network import LevelNet
     from CobbAngleLib.vertebra_level import DEFAULT_WEIGHTS as committed
 
-    torch.set_num_threads(max(1, args.threads))
-    cv2.setNumThreads(max(1, args.threads))
-    torch.manual_seed(args.seed)
-    out_dir = Path(args.out).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    split = D.read_split(Path(args.split))
-    train_names, val_names = split["train"], split["validation"]
-    if args.limit:
-        train_names, val_names = train_names[:args.limit], val_names[:max(2, args.limit // 4)]
+    out_dir, train_names, val_names = prepare(args)
     data_dir = Path(args.data)
     t0 = time.time()
     cache = build_window_cache(data_dir, train_names, out_dir / "windows.npz")
@@ -300,9 +279,7 @@ def run(args) -> int:
         line = {"epoch": state["epoch"], "minutes": round(state["elapsed"] / 60, 2), "lr": lr,
                 "train_loss": loss_sum / max(steps, 1), "train_accuracy": right / max(seen, 1),
                 **{f"val_{k}": v for k, v in scores.items()}}
-        with open(out_dir / "log.jsonl", "a") as log:
-            log.write(json.dumps(line) + "\n")
-        print(json.dumps(line), flush=True)
+        log_epoch(out_dir, line)
         if scores["misnamed_mean"] <= state["best"]:
             state["best"] = scores["misnamed_mean"]
             export_weights(model, out_dir / DEFAULT_WEIGHTS_NAME,

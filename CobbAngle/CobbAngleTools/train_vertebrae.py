@@ -39,7 +39,7 @@ from CobbAngleLib.vertebra_patch import (
 )
 
 from . import data as D
-from .run_state import learning_rate, load_weights, resume, save_checkpoint, save_weights
+from .run_state import add_run_options, learning_rate, load_weights, log_epoch, prepare, resume, save_checkpoint, save_weights
 
 WEIGHTS_FORMAT = "mskmorph-cobb-vertebra-v1"
 CACHE_HW = (224, 192)  # the cached window around each vertebra, at the patch scale
@@ -47,22 +47,9 @@ DEFAULT_WEIGHTS_NAME = "cobb_vertebra.pt"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--data", required=True, help="AASCE 2019 training folder (images/, labels/)")
-    parser.add_argument("--out", required=True, help="run folder (cache, checkpoints, log, weights): keep it outside the work tree")
-    parser.add_argument("--max-minutes", type=float, default=90.0,
-                        help="wall-time budget of this run's schedule (the cosine learning rate follows its elapsed share)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt when it is there")
-    parser.add_argument("--init-from", default=None,
-                        help="start from these weights (default: the committed models/cobb_vertebra.pt when it exists)")
-    parser.add_argument("--split", default=str(D.SPLIT_FILE), help="split JSON (train/validation names)")
+    add_run_options(parser, 90.0, 32, DEFAULT_WEIGHTS_NAME)
     parser.add_argument("--train-names", default=None,
                         help="JSON list of training film names (default: the split's train; out-of-fold runs)")
-    parser.add_argument("--limit", type=int, default=None, help="use only N training/validation films (smoke tests)")
-    parser.add_argument("--widths", default="16,32,64,128", help="channels at strides 2, 4, 8, 16")
     return parser
 
 
@@ -284,16 +271,8 @@ def run(args) -> int:
 
     from CobbAngleLib.vertebra_network import VertebraNet
 
-    torch.set_num_threads(max(1, args.threads))
-    cv2.setNumThreads(max(1, args.threads))
-    torch.manual_seed(args.seed)
-    out_dir = Path(args.out).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    split = D.read_split(Path(args.split))
-    train_names = json.loads(Path(args.train_names).read_text()) if args.train_names else split["train"]
-    val_names = split["validation"]
-    if args.limit:
-        train_names, val_names = train_names[:args.limit], val_names[:max(2, args.limit // 4)]
+    out_dir, train_names, val_names = prepare(args, json.loads(Path(args.train_names).read_text())
+                                              if args.train_names else None)
     data_dir = Path(args.data)
     t0 = time.time()
     cache = build_patch_cache(data_dir, train_names, out_dir / "patches.npz")
@@ -361,9 +340,7 @@ def run(args) -> int:
         line = {"epoch": state["epoch"], "minutes": round(state["elapsed"] / 60, 2), "lr": lr,
                 **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                 **{f"val_{k}": v for k, v in plain.items()}, **{f"val_flip_{k}": v for k, v in flipped.items()}}
-        with open(out_dir / "log.jsonl", "a") as log:
-            log.write(json.dumps(line) + "\n")
-        print(json.dumps(line), flush=True)
+        log_epoch(out_dir, line)
         chosen = min(plain["smape_official"], flipped["smape_official"])
         if chosen < state["best"]:
             state["best"] = chosen
