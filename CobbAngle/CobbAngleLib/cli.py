@@ -16,6 +16,7 @@ from MSKCommonLib.modules import MODULES
 from . import geometry
 from .files import COLUMNS
 from .landmarks_io import landmarks_for_image
+from .pipeline import NAMED_WITH_LANDMARKS
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +78,7 @@ def run(args) -> int:
     if args.named and len(items) != 1:
         raise SystemExit(f"mskmorph cobb: --named points at one film; got {len(items)} images")
     if args.named and args.landmarks:
-        raise SystemExit("mskmorph cobb: --named guides the network's count; it cannot be used with --landmarks")
+        raise SystemExit(f"mskmorph cobb: --named with --landmarks: {NAMED_WITH_LANDMARKS}")
     args.out.mkdir(parents=True, exist_ok=True)
     runner = _Runner(args, MODULES["cobb"], single=len(items) == 1)
     batch.run_batch(items, runner.process, "Cobb angles")

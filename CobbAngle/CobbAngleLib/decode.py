@@ -138,6 +138,11 @@ def vertebra_confidence(prob: np.ndarray, radius: int = 2) -> np.ndarray:
 NAMED_SPACING_AGREES = 1.25
 
 
+def spacing_agrees(ratio: float) -> bool:
+    """Whether a named spacing over the one found (a ratio) is within ``NAMED_SPACING_AGREES``."""
+    return 1 / NAMED_SPACING_AGREES <= ratio <= NAMED_SPACING_AGREES
+
+
 def ordered_peaks(prob: np.ndarray, candidates: int = 40, gap_weight: float = 12.0, t1_weight: float = 1.0,
                   floor: float = 0.02, own_candidates: int = 3, anchors=()) -> tuple[np.ndarray, np.ndarray]:
     """(K,) flat indices of the vertebra centres T1..L5 found in order, and the name-free
@@ -175,7 +180,7 @@ def ordered_peaks(prob: np.ndarray, candidates: int = 40, gap_weight: float = 12
         a = sorted((int(k_), float(x), float(y)) for k_, x, y in anchors)
         (k0, x0, y0), (k1, x1, y1) = a[0], a[-1]
         ratio = (np.hypot(x1 - x0, y1 - y0) / STRIDE) / max(float(expected[k0:k1].sum()), 1e-6)
-        if not 1 / NAMED_SPACING_AGREES <= ratio <= NAMED_SPACING_AGREES:
+        if not spacing_agrees(ratio):
             expected = expected * ratio
     chosen = spine_viterbi(unary, np.broadcast_to(cy, unary.shape), np.broadcast_to(cx, unary.shape),
                            expected, gap_weight)

@@ -64,6 +64,21 @@ class LandmarkError(ValueError):
     """Landmarks that cannot be measured (wrong shape, too few vertebrae, gaps, vertebrae out of order)."""
 
 
+def vertebra_index(name) -> int:
+    """0..16 for T1..L5 (any case); ``ValueError`` saying so for a name that is not a vertebra measured."""
+    level = str(name or "").strip().upper()
+    if level not in VERTEBRA_NAMES:
+        raise ValueError(f"{name!r} is not one of the vertebrae measured ({', '.join(VERTEBRA_NAMES)})")
+    return VERTEBRA_NAMES.index(level)
+
+
+def points_on_film(points, film_hw) -> np.ndarray:
+    """(N,) whether each point (x, y) pixels lies on a film of ``film_hw`` (height, width)."""
+    h, w = film_hw
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return (p[:, 0] >= 0) & (p[:, 0] <= w - 1) & (p[:, 1] >= 0) & (p[:, 1] <= h - 1)
+
+
 def corner_label(vertebra_index: int, corner_index: int) -> str:
     """The label a radiologist reads for one corner, e.g. ``T7 inf-R``."""
     return f"{VERTEBRA_NAMES[vertebra_index]} {CORNER_NAMES[corner_index]}"

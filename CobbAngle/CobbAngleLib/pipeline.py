@@ -32,6 +32,9 @@ SURE_VERTEBRA = 0.4
 MIN_VERTEBRAE = 8
 
 
+NAMED_WITH_LANDMARKS = "named vertebrae guide the network's count; they cannot be used with a landmark file"
+
+
 @dataclass
 class CobbOptions:
     convention: str = "clinical"  # or "aasce" (the AASCE challenge's own computation)
@@ -162,7 +165,7 @@ class CobbPipeline:
         warnings = []
         check_order = True
         if options.landmarks_file and options.named_vertebrae:
-            raise ValueError("named vertebrae guide the network's count; they cannot be used with a landmark file")
+            raise ValueError(NAMED_WITH_LANDMARKS)
         if options.landmarks_file:
             from pathlib import Path
 

@@ -307,16 +307,16 @@ def zoom_matrix(m: np.ndarray, corners_net: np.ndarray, input_hw, centre_only: b
 
 def spine_found(corners_net: np.ndarray, anchored: list, m: np.ndarray) -> np.ndarray:
     """The vertebrae (17, n, 2) a zoom is decided on: those found, unless the reader named two or
-    more whose spacing disagrees with theirs by more than ``decode.NAMED_SPACING_AGREES`` (a
+    more whose spacing disagrees with theirs (``decode.spacing_agrees``: a
     full-spine film: stage 1 spreads T1..L5 over C1..S1); then where the named ones say T1..L5 lie."""
-    from .decode import NAMED_SPACING_AGREES
+    from .decode import spacing_agrees
 
     if len(anchored) < 2:
         return corners_net
     named = named_chain(anchored, m)
     centres = np.asarray(corners_net, dtype=np.float64).mean(axis=1)
     ratio = np.linalg.norm(named[-1] - named[0]) / max(float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum()), 1e-6)
-    return named[:, None, :] if not 1 / NAMED_SPACING_AGREES <= ratio <= NAMED_SPACING_AGREES else corners_net
+    return corners_net if spacing_agrees(ratio) else named[:, None, :]
 
 
 def beyond_the_film(landmarks: np.ndarray, film_hw, anchored: list) -> np.ndarray:
@@ -324,10 +324,8 @@ def beyond_the_film(landmarks: np.ndarray, film_hw, anchored: list) -> np.ndarra
     vertebrae the film does not show: counting outwards from the highest and the lowest named
     vertebra, the first whose centre lies off the film or that does not follow its neighbour along
     the spine (the count ran out of vertebrae: a film cut through the spine), and all beyond it."""
-    h, w = film_hw
     v = np.array(landmarks, dtype=np.float64, copy=True)
-    c = v.mean(axis=1)
-    on = (c[:, 0] >= 0) & (c[:, 0] <= w - 1) & (c[:, 1] >= 0) & (c[:, 1] <= h - 1)
+    on = geometry.points_on_film(v.mean(axis=1), film_hw)
     wrong = set(geometry.vertebrae_out_of_order(v))  # i: vertebra i + 1 does not follow i
     top, bottom = min(k for k, _ in anchored), max(k for k, _ in anchored)
     for j in range(top - 1, -1, -1):
@@ -362,11 +360,10 @@ def named_vertebrae(named, film_hw) -> list:
             x, y = float(x), float(y)
         except (TypeError, ValueError):
             raise ValueError(f"a named vertebra is (name, x, y), e.g. ('T1', 412, 380); got {item!r}") from None
-        if str(name).upper() not in geometry.VERTEBRA_NAMES:
-            raise ValueError(f"{name!r} is not one of the vertebrae measured ({', '.join(geometry.VERTEBRA_NAMES)})")
-        if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
+        k = geometry.vertebra_index(name)
+        if not geometry.points_on_film((x, y), film_hw)[0]:
             raise ValueError(f"the point ({x:.0f}, {y:.0f}) named {name} lies off the film ({w} x {h} pixels)")
-        out.append((geometry.VERTEBRA_NAMES.index(str(name).upper()), (x, y)))
+        out.append((k, (x, y)))
     out.sort()
     for (k0, p0), (k1, p1) in zip(out, out[1:]):
         if k0 == k1:

@@ -21,7 +21,7 @@ from MSKCommonLib.review import ATTR_LABELS, MeasureError, Presenter
 
 from . import geometry
 from .colors import CURVE_COLORS, LANDMARK_COLOR, VERTEBRA_COLORS
-from .pipeline import labelled_landmarks
+from .pipeline import NAMED_WITH_LANDMARKS, labelled_landmarks
 
 LINE_ROLES = tuple(f"line.{curve}.{end}" for curve in geometry.CURVE_NAMES for end in ("upper", "lower"))
 ANGLE_ROLES = tuple(f"angle.{curve}" for curve in geometry.CURVE_NAMES)  # each curve's angle and ends, at its lines
@@ -199,9 +199,7 @@ def name_vertebra(volume, name: str, x: float, y: float) -> list[dict]:
     """The reader says the vertebra whose centre is at (x, y) film pixels is ``name`` (T1..L5);
     naming a level again moves its name. Returns the names given so far. ``ValueError`` (and
     nothing changes) for a name that is no level measured."""
-    level = str(name or "").strip().upper()
-    if level not in geometry.VERTEBRA_NAMES:
-        raise ValueError(f"{name!r} is not one of the vertebrae measured ({', '.join(geometry.VERTEBRA_NAMES)})")
+    level = geometry.VERTEBRA_NAMES[geometry.vertebra_index(name)]
     names = [n for n in names_given(volume) if n["vertebra"] != level]
     names.append({"vertebra": level, "x": round(float(x), 3), "y": round(float(y), 3)})
     common.json_attribute(volume, ATTR_NAMES, names)
@@ -230,7 +228,7 @@ def count_from_names(logic, volume, options, on_existing: str = "ask", python=No
     if not named:
         raise ValueError("name a vertebra first: choose its level and click its centre on the film")
     if getattr(options, "landmarks_file", None):
-        raise ValueError("named vertebrae guide the network's count; they cannot be used with a landmark file")
+        raise ValueError(NAMED_WITH_LANDMARKS)
     image = logic.read(volume)
     logic.check_rerun(volume, on_existing)
     return logic.start_job(image, dataclasses.replace(options, named_vertebrae=named), python=python)

@@ -28,6 +28,7 @@ import numpy as np
 from MSKCommonLib.resources import packaged
 from MSKCommonLib.runtime import PackagedNetwork, shipped
 
+from .geometry import points_on_film as on_film  # noqa: F401  (whether each centre lies on the film)
 from .vertebra_patch import extract_patches, frames_at, spine_axes, standardise, vertebra_widths
 
 DEFAULT_WEIGHTS = packaged("CobbAngleLib", "models", "cobb_level.pt")  # the .onnx lies beside it
@@ -66,13 +67,6 @@ def extended_chain(centres: np.ndarray, widths: np.ndarray, extend: int = EXTEND
 def context_frames(centres: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """(N, 2, 3) affines film -> context patch at the given chain positions."""
     return frames_at(centres, spine_axes(centres), widths, CONTEXT_WIDTH_PX, CONTEXT_HW)
-
-
-def on_film(centres: np.ndarray, film_hw) -> np.ndarray:
-    """(N,) whether each centre lies on the film."""
-    h, w = film_hw
-    c = np.asarray(centres, dtype=np.float64)
-    return (c[:, 0] >= 0) & (c[:, 0] <= w - 1) & (c[:, 1] >= 0) & (c[:, 1] <= h - 1)
 
 
 def shift_scores(log_evidence: np.ndarray, shown: np.ndarray, extend: int = EXTEND) -> np.ndarray:

@@ -97,7 +97,7 @@ def framing_figures(films: list, predict, named_levels=()) -> dict:
     "T12")) at their true centres in each framing, as a reader who named them would (empty: the
     network counts alone). Returns per framing {misnamed_share, films_shifted, films}, and
     ``same_name_share`` across framings."""
-    from CobbAngleLib.geometry import VERTEBRA_NAMES
+    from CobbAngleLib.geometry import VERTEBRA_NAMES, points_on_film
 
     out = {f: {"misnamed": 0, "vertebrae": 0, "films_shifted": 0, "films": 0, "shifted": []} for f in FRAMINGS}
     same, total = 0, 0
@@ -108,7 +108,7 @@ def framing_figures(films: list, predict, named_levels=()) -> dict:
             named = [(n, *lm[VERTEBRA_NAMES.index(n)].mean(axis=0)) for n in named_levels]
             # a reader names only what the film shows (a label set whose T1 lies below the cut of a
             # film cut below L5 is a label error: 1 validation film)
-            named = [(n, x, y) for n, x, y in named if 0 <= x <= px.shape[1] - 1 and 0 <= y <= px.shape[0] - 1]
+            named = [(n, x, y) for n, x, y in named if points_on_film((x, y), px.shape)[0]]
             # nor names a vertebra above one it names higher up the spine (an out-of-order label set:
             # the organisers' files hold a few)
             named = [p for i, p in enumerate(named) if all(q[2] < p[2] for q in named[:i])]
