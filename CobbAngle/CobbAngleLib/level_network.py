@@ -4,7 +4,8 @@ A small CNN (plain 3x3 convolutions and residual blocks, quick on one CPU thread
 16; the last feature map is kept as a map (not pooled away: whether a rib's head lies at the centre
 vertebra or at its neighbour is a matter of where) and read by two fully connected layers.
 
-Input (B, 1, 96, 96) standardised patches (``vertebra_patch.standardise``); output ``level_logits``
+Input (B, 1, H, W) standardised patches (96 x 96 unless the weights say otherwise; H and W
+multiples of 16) (``vertebra_patch.standardise``); output ``level_logits``
 (B, 21). Torch only, no Slicer.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ class LevelNet(nn.Module):
         super().__init__()
         c2, c4, c8, c16 = widths
         self.widths = tuple(widths)
+        self.hw = tuple(hw)
         self.features = nn.Sequential(
             conv_bn(1, c2, 2), conv_bn(c2, c4, 2), Residual(c4),
             conv_bn(c4, c8, 2), Residual(c8),

@@ -64,9 +64,16 @@ def extended_chain(centres: np.ndarray, widths: np.ndarray, extend: int = EXTEND
             np.concatenate([np.full(extend, w[0]), w, np.full(extend, w[-1])]))
 
 
-def context_frames(centres: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """(N, 2, 3) affines film -> context patch at the given chain positions."""
-    return frames_at(centres, spine_axes(centres), widths, CONTEXT_WIDTH_PX, CONTEXT_HW)
+def context_frames(centres: np.ndarray, widths: np.ndarray, hw=CONTEXT_HW, width_px: float = CONTEXT_WIDTH_PX):
+    """(N, 2, 3) affines film -> context patch (``hw``, the vertebra ``width_px`` wide) at the
+    given chain positions."""
+    return frames_at(centres, spine_axes(centres), widths, width_px, hw)
+
+
+def context_of(config: dict):
+    """(patch height x width, vertebra width in px) a level network's weights were trained at."""
+    return ((int(config.get("patch_height", CONTEXT_HW[0])), int(config.get("patch_width", CONTEXT_HW[1]))),
+            float(config.get("vertebra_width_px", CONTEXT_WIDTH_PX)))
 
 
 def shift_scores(log_evidence: np.ndarray, shown: np.ndarray, extend: int = EXTEND) -> np.ndarray:
@@ -145,14 +152,15 @@ class LevelReader(PackagedNetwork):
 
     def name(self, film01: np.ndarray, stage1: np.ndarray) -> Naming:
         """The names of stage 1's vertebrae (17, 4, 2) on a film in [0, 1]."""
-        return name_chain(self.network, film01, stage1)
+        return name_chain(self.network, film01, stage1, EXTEND, *context_of(self.config))
 
 
-def name_chain(network, film01: np.ndarray, stage1: np.ndarray, extend: int = EXTEND) -> Naming:
+def name_chain(network, film01: np.ndarray, stage1: np.ndarray, extend: int = EXTEND, hw=CONTEXT_HW,
+               width_px: float = CONTEXT_WIDTH_PX) -> Naming:
     v = np.asarray(stage1, dtype=np.float64).reshape(N_VERTEBRAE, 4, 2)
     centres, widths = extended_chain(v.mean(axis=1), vertebra_widths(v), extend)
     on = on_film(centres, np.shape(film01))
-    patches = extract_patches(film01, context_frames(centres, widths), CONTEXT_HW)
+    patches = extract_patches(film01, context_frames(centres, widths, hw, width_px), hw)
     log_evidence = read_levels(network, patches)
     return Naming(choose_shift(log_evidence, on, extend), centres, widths, on, log_evidence, extend)
 
@@ -195,4 +203,4 @@ def build_network(config: dict):
     """The torch module for a level network weights file's ``config``."""
     from .level_network import LevelNet
 
-    return LevelNet(tuple(config.get("widths", (16, 32, 64, 128))))
+    return LevelNet(tuple(config.get("widths", (16, 32, 64, 128))), context_of(config)[0])

@@ -46,14 +46,31 @@ from .run_state import add_run_options, learning_rate, load_weights, log_epoch, 
 from .train_vertebrae import read_cache
 
 WEIGHTS_FORMAT = "mskmorph-cobb-level-v1"
-CACHE_HW = (144, 144)  # the cached window around each position, at the context scale
+CACHE_SCALE = 1.5  # the cached window around each position: the context patch's size times this
 TRAIN_EXTEND = 3  # positions around the true vertebrae that are trained (C7, above C7 x2; S1, below S1 x2)
 DEFAULT_WEIGHTS_NAME = "cobb_level.pt"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     add_run_options(parser, 60.0, 48, DEFAULT_WEIGHTS_NAME)
+    parser.add_argument("--context", default=f"{CONTEXT_HW[0]}x{CONTEXT_HW[1]}",
+                        help="context patch height x width in px (default %(default)s)")
+    parser.add_argument("--context-width-px", type=float, default=CONTEXT_WIDTH_PX,
+                        help="a vertebra's width in the context patch (default %(default)s)")
     return parser
+
+
+def context_option(args):
+    """(patch height x width, vertebra width in px) of ``--context`` and ``--context-width-px``."""
+    h, w = (int(x) for x in args.context.lower().split("x"))
+    return (h, w), float(args.context_width_px)
+
+
+def cache_name(stem: str, hw, width_px: float) -> str:
+    """The run folder's cache file for one context (the default context keeps the first run's names)."""
+    if tuple(hw) == tuple(CONTEXT_HW) and width_px == CONTEXT_WIDTH_PX:
+        return f"{stem}.npz"
+    return f"{stem}_{hw[0]}x{hw[1]}_{width_px:g}px.npz"
 
 
 # ------------------------------------------------------------------------------------------
@@ -67,22 +84,24 @@ def training_positions(v: np.ndarray):
     return centres, widths, level_class(levels)
 
 
-def build_window_cache(data_dir: Path, names: list[str], cache_file: Path) -> dict:
+def build_window_cache(data_dir: Path, names: list[str], cache_file: Path, hw=CONTEXT_HW,
+                       width_px: float = CONTEXT_WIDTH_PX) -> dict:
     cached = read_cache(cache_file, names)
     if cached is not None:
         return cached
+    window_hw = (int(round(hw[0] * CACHE_SCALE)), int(round(hw[1] * CACHE_SCALE)))
     windows, classes, steps, film_of = [], [], [], []
     for i, name in enumerate(names):
         film = cv2.imread(str(Path(data_dir) / "images" / name), cv2.IMREAD_GRAYSCALE)
         v = D.read_landmarks(data_dir, name, "fixed")
         centres, widths, cls = training_positions(v)
         keep = on_film(centres, film.shape)
-        frames = frames_at(centres, spine_axes(centres), widths, CONTEXT_WIDTH_PX, CACHE_HW)
-        w = extract_patches(intensity_window(film), frames[keep], CACHE_HW)
+        frames = frames_at(centres, spine_axes(centres), widths, width_px, window_hw)
+        w = extract_patches(intensity_window(film), frames[keep], window_hw)
         windows.append(np.round(w * 255).astype(np.uint8))
         classes.append(cls[keep])
         # the step to the neighbouring position, at the context scale
-        step = np.linalg.norm(np.gradient(centres, axis=0), axis=1) * CONTEXT_WIDTH_PX / widths
+        step = np.linalg.norm(np.gradient(centres, axis=0), axis=1) * width_px / widths
         steps.append(step[keep].astype(np.float32))
         film_of.extend([i] * int(keep.sum()))
         if (i + 1) % 50 == 0:
@@ -94,13 +113,15 @@ def build_window_cache(data_dir: Path, names: list[str], cache_file: Path) -> di
     return out
 
 
-def augmented(window: np.ndarray, step: float, rng: np.random.Generator) -> np.ndarray:
-    """One training patch (``CONTEXT_HW``, float32 in [0, 1]) from a cached window."""
-    h, w = CONTEXT_HW
+def augmented(window: np.ndarray, step: float, rng: np.random.Generator, hw=CONTEXT_HW,
+              width_px: float = CONTEXT_WIDTH_PX) -> np.ndarray:
+    """One training patch (``hw``, float32 in [0, 1]) from a cached window; a film edge lies
+    0.3 to 2.5 vertebra steps from the vertebra, or anywhere in a taller patch."""
+    h, w = hw
     ch, cw = window.shape
     angle = math.radians(rng.normal(0, 6.0))
     zoom = float(np.exp(rng.normal(0, 0.12)))
-    shift = np.array([rng.normal(0, 0.1 * CONTEXT_WIDTH_PX), rng.normal(0, 0.15 * step)])
+    shift = np.array([rng.normal(0, 0.1 * width_px), rng.normal(0, 0.15 * step)])
     rot = zoom * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     m = np.zeros((2, 3))
     m[:, :2] = rot
@@ -108,7 +129,7 @@ def augmented(window: np.ndarray, step: float, rng: np.random.Generator) -> np.n
     patch = cv2.warpAffine(window.astype(np.float32) / 255.0, m, (w, h), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
     if rng.random() < 0.5:  # a film edge above or below the vertebra
-        d = int(round(rng.uniform(0.3, 2.5) * step * 0.8))
+        d = int(round(rng.uniform(0.3, max(2.5, h / 2 / (step * 0.8))) * step * 0.8))
         row = int(np.clip((h - 1) / 2 + shift[1] + (d if rng.random() < 0.5 else -d), 1, h - 2))
         below = row > (h - 1) / 2
         fill = patch[row] if rng.random() < 0.6 else np.full(w, np.percentile(patch, rng.uniform(0, 5)), np.float32)
@@ -133,7 +154,8 @@ def augmented(window: np.ndarray, step: float, rng: np.random.Generator) -> np.n
 # ------------------------------------------------------------------------------------------
 # validation: stage 1's chains in the four framings, named as the product names them
 
-def validation_chains(data_dir: Path, names: list[str], cache_file: Path) -> dict:
+def validation_chains(data_dir: Path, names: list[str], cache_file: Path, hw=CONTEXT_HW,
+                      width_px: float = CONTEXT_WIDTH_PX) -> dict:
     cached = read_cache(cache_file, names)
     if cached is not None:
         return cached
@@ -150,8 +172,8 @@ def validation_chains(data_dir: Path, names: list[str], cache_file: Path) -> dic
             px, lm, _ = reframe(film, v, framing)
             s1 = predictor.predict(px).landmarks
             centres, widths = extended_chain(s1.mean(axis=1), vertebra_widths(s1), EXTEND)
-            patches.append(np.round(extract_patches(intensity_window(px), context_frames(centres, widths), CONTEXT_HW)
-                                    * 255).astype(np.uint8))
+            frames = context_frames(centres, widths, hw, width_px)
+            patches.append(np.round(extract_patches(intensity_window(px), frames, hw) * 255).astype(np.uint8))
             on.append(on_film(centres, px.shape))
             truth.append(lm)
             chain.append(centres)
@@ -198,9 +220,9 @@ def validate(model, val: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------
 
-def export_weights(model, path: Path, extra: dict) -> None:
-    config = {"format": WEIGHTS_FORMAT, "patch_height": CONTEXT_HW[0], "patch_width": CONTEXT_HW[1],
-              "vertebra_width_px": CONTEXT_WIDTH_PX, "levels": list(LEVELS), "widths": list(model.widths), **extra}
+def export_weights(model, path: Path, extra: dict, hw=CONTEXT_HW, width_px: float = CONTEXT_WIDTH_PX) -> None:
+    config = {"format": WEIGHTS_FORMAT, "patch_height": hw[0], "patch_width": hw[1],
+              "vertebra_width_px": width_px, "levels": list(LEVELS), "widths": list(model.widths), **extra}
     save_weights(model, path, config)
 
 
@@ -220,13 +242,14 @@ def run(args) -> int:
     out_dir, train_names, val_names = prepare(args)
     data_dir = Path(args.data)
     t0 = time.time()
-    cache = build_window_cache(data_dir, train_names, out_dir / "windows.npz")
-    val = validation_chains(data_dir, val_names, out_dir / "validation_levels.npz")
+    hw, width_px = context_option(args)
+    cache = build_window_cache(data_dir, train_names, out_dir / cache_name("windows", hw, width_px), hw, width_px)
+    val = validation_chains(data_dir, val_names, out_dir / cache_name("validation_levels", hw, width_px), hw, width_px)
     counts = np.bincount(cache["classes"], minlength=len(LEVELS))
     print(f"cache: {len(cache['windows'])} training positions, per level {counts.tolist()}; "
           f"{len(val['names'])} validation films x {len(val['framings'])} framings ({time.time() - t0:.0f} s)", flush=True)
     widths = tuple(int(x) for x in args.widths.split(","))
-    model = LevelNet(widths)
+    model = LevelNet(widths, hw)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-3)
     state = {"epoch": 0, "elapsed": 0.0, "best": float("inf"), "step": 0}
     ckpt = out_dir / "last.ckpt"
@@ -236,8 +259,12 @@ def run(args) -> int:
         print(f"resumed after epoch {state['epoch']} ({state['elapsed'] / 60:.1f} min, best {state['best']:.4f})", flush=True)
     else:
         init = Path(args.init_from) if args.init_from else (committed if committed.exists() else None)
+        start = load_model(init) if init is not None else None
+        if start is not None and start.hw != tuple(hw):
+            print(f"not started from {init}: its context is {start.hw[0]}x{start.hw[1]}", flush=True)
+            init = None
         if init is not None:
-            model.load_state_dict(load_model(init).state_dict())
+            model.load_state_dict(start.state_dict())
             print(f"started from {init}", flush=True)
             print("validation before training:", json.dumps(validate(model.eval(), val)), flush=True)
     # the rare levels (C7, above C7, below S1) weigh as much per class as the common ones, within a cap
@@ -256,8 +283,8 @@ def run(args) -> int:
             for g in opt.param_groups:
                 g["lr"] = lr
             idx = order[b:b + args.batch_size]
-            x = torch.from_numpy(standardise(np.stack([augmented(cache["windows"][i], float(cache["steps"][i]), rng)
-                                                       for i in idx]))[:, None])
+            x = torch.from_numpy(standardise(np.stack([augmented(cache["windows"][i], float(cache["steps"][i]), rng,
+                                                                 hw, width_px) for i in idx]))[:, None])
             y = torch.from_numpy(cache["classes"][idx].astype(np.int64))
             logits = model(x)["level_logits"]
             loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=0.05)
@@ -285,7 +312,8 @@ def run(args) -> int:
             export_weights(model, out_dir / DEFAULT_WEIGHTS_NAME,
                            {"epoch": state["epoch"], "validation": scores,
                             "trained_on": f"{len(train_names)} AASCE 2019 training films (fixed labels), "
-                                          f"{n} positions (T1..L5 and 3 extrapolated above and below)"})
+                                          f"{n} positions (T1..L5 and 3 extrapolated above and below)"},
+                           hw, width_px)
         save_checkpoint(ckpt, model, opt, state)
     print(f"done: {state['epoch']} epochs, best mean misnamed share {state['best']:.4f}", flush=True)
     return 0
