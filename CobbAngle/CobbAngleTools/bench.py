@@ -29,6 +29,9 @@ SHARED_AASCE = shared_data() / "aasce2019-train"
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="*", help="radiograph files or folders (default: AASCE validation films)")
     parser.add_argument("--weights", default=None, help="weights file (default: the packaged model)")
+    parser.add_argument("--level-weights", default=None, metavar="FILE",
+                        help="the level network's weights (names by anatomy; default: the packaged ones when "
+                             "shipped); a .pt reads with --backend torch unless its .onnx lies beside it")
     parser.add_argument("--devices", default=None,
                         help="comma-separated devices to time (default: cpu, plus cuda / mps when present)")
     parser.add_argument("--limit", type=int, default=20, help="at most this many films")
@@ -258,14 +261,14 @@ def score_film(film: Path, pred, shape) -> Optional[dict]:
 
 
 def bench_device(device: str, files: list[Path], weights, flip: bool = True, score: bool = False,
-                 decoding: str = "ordered", backend: str = "onnx") -> dict:
+                 decoding: str = "ordered", backend: str = "onnx", level_weights=None) -> dict:
     import torch
 
     from CobbAngleLib import geometry
     from CobbAngleLib.predict import CobbPredictor
 
     predictor = CobbPredictor(weights, device=device, test_time_flip=flip, decoding=decoding,
-                              threads=torch.get_num_threads(), backend=backend)
+                              threads=torch.get_num_threads(), backend=backend, level_weights=level_weights)
     records = []
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -318,7 +321,7 @@ def run(args) -> int:
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             devices.append("mps")
-    rows = [bench_device(d, files, args.weights, args.flip, args.accuracy, args.decoding, args.backend)
+    rows = [bench_device(d, files, args.weights, args.flip, args.accuracy, args.decoding, args.backend, args.level_weights)
             for d in devices]
     print(f"{'device':8} {'films':>5} {'median s':>9} {'max s':>7} {'memory MB':>10}  memory")
     for r in rows:
@@ -386,7 +389,8 @@ def run_full_spine(args) -> int:
     if args.full_spine < 1:
         raise SystemExit("--full-spine needs at least 1 film")
     device = (args.devices or "cpu").split(",")[0]
-    predictor = CobbPredictor(args.weights, device=device, decoding=args.decoding, backend=args.backend)
+    predictor = CobbPredictor(args.weights, device=device, decoding=args.decoding, backend=args.backend,
+                              level_weights=args.level_weights)
     levels = named_levels(args)
     print_full_spine(args.full_spine, args.full_spine_seed, lambda px, named: predictor.predict(px, named=named).landmarks,
                      levels)
@@ -426,7 +430,8 @@ def print_framings(files: list, args) -> None:
 
     from .framing import framing_figures
 
-    predictor = CobbPredictor(args.weights, device="cpu", decoding=args.decoding, backend=args.backend)
+    predictor = CobbPredictor(args.weights, device="cpu", decoding=args.decoding, backend=args.backend,
+                              level_weights=args.level_weights)
     films = [(f.name, read_pixels(f), aasce_labels(f)) for f in files]
     films = [x for x in films if x[2] is not None]
     if not films:
