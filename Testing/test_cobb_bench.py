@@ -47,19 +47,25 @@ def test_limits_of_agreement_and_plots(tmp_path):
         assert image is not None and image.shape[0] > 100 and image.std() > 0
 
 
+def aasce_layout(folder):
+    """The bundled phantom in the AASCE layout (images/, labels/<name>.mat); returns the film."""
+    import shutil
+
+    (folder / "images").mkdir()
+    (folder / "labels").mkdir()
+    shutil.copy(SAMPLE_DATA / "SpinePhantom_AP.png", folder / "images")
+    shutil.copy(SAMPLE_DATA / "SpinePhantom_AP.png.mat", folder / "labels")
+    return folder / "images" / "SpinePhantom_AP.png"
+
+
 def test_accuracy_on_a_labelled_film_scores_both_label_sets_segments_and_plots(tmp_path, capsys):
     """The bundled phantom in the AASCE layout (images/, labels/<name>.mat): `bench --accuracy`
     prints the official and the fixed labels' accuracy (the same here: no fix applies), the
     Bland-Altman limits, the segments' Dice (drawn from the corners: one piece each) and writes
     the plots."""
-    import shutil
-
     from MSKCommonLib.cli import main
 
-    (tmp_path / "images").mkdir()
-    (tmp_path / "labels").mkdir()
-    shutil.copy(SAMPLE_DATA / "SpinePhantom_AP.png", tmp_path / "images")
-    shutil.copy(SAMPLE_DATA / "SpinePhantom_AP.png.mat", tmp_path / "labels")
+    aasce_layout(tmp_path)
     plots = tmp_path / "plots"
     assert main(["bench", "cobb", str(tmp_path / "images"), "--devices", "cpu", "--threads", "1", "--accuracy",
                  "--plots", str(plots)]) == 0
@@ -71,3 +77,22 @@ def test_accuracy_on_a_labelled_film_scores_both_label_sets_segments_and_plots(t
     segments = next(l for l in out.splitlines() if l.startswith("segments on cpu"))
     assert "segments_drawn_one_piece_share 1.000" in segments
     assert len(list(plots.glob("bland_altman_*.png"))) == 6 and len(list(plots.glob("predicted_vs_true_*.png"))) == 6
+
+
+def test_accuracy_with_vertebrae_named_by_the_reader(tmp_path, capsys):
+    """`bench --accuracy --named-levels T1,T12`: the reader's names are the labelled vertebrae's
+    centres (none on a film without labels), and the network counts from them."""
+    from CobbAngleTools.bench import aasce_labels, reader_names
+    from MSKCommonLib.cli import main
+
+    film = aasce_layout(tmp_path)
+    truth = aasce_labels(film)
+    names = reader_names(film, ("T1", "T12"))
+    assert [n for n, _, _ in names] == ["T1", "T12"]
+    assert np.allclose([xy for _, *xy in names], truth[[0, 11]].mean(axis=1))
+    assert reader_names(film, ()) == [] and reader_names(SAMPLE_DATA / "SpinePhantom_AP.png", ("T1",)) == []
+    assert main(["bench", "cobb", str(film.parent), "--devices", "cpu", "--threads", "1", "--accuracy", "--plots", "",
+                 "--named-levels", "T1,T12"]) == 0
+    out = capsys.readouterr().out
+    assert "the reader named T1, T12 at their true centres" in out
+    assert "identity_errors_share_of_vertebrae 0.000" in out

@@ -52,8 +52,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                              "above T1, cut below L5, shrunk on a larger canvas; CobbAngleTools.framing): vertebrae "
                              "misnamed, films shifted a level as a whole, names kept across framings")
     parser.add_argument("--named-levels", default="", metavar="T1,T12",
-                        help="with --framings or --full-spine: a reader names these vertebrae (at their true centres) and the "
-                             "network counts from them (mskmorph cobb --named)")
+                        help="with --accuracy, --framings or --full-spine: a reader names these vertebrae (at their true "
+                             "centres; the fixed labels with --accuracy) and the network counts from them "
+                             "(mskmorph cobb --named)")
     parser.add_argument("--full-spine", type=int, default=0, metavar="N",
                         help="render N full-spine phantoms (C1 to the pelvis, `mskmorph phantom spine --field full`) "
                              "and report how often T1 and L5 are named right (CobbAngleTools.full_spine)")
@@ -234,6 +235,20 @@ def segmentation_scores(records: list) -> dict:
     return out
 
 
+def reader_names(film: Path, levels) -> list:
+    """[(name, x, y)] of ``levels`` (e.g. ("T1", "T12")) at their true centres on a labelled film
+    (the fixed labels): what a reader who named them would give; [] without labels or levels."""
+    official = aasce_labels(film) if levels else None
+    if official is None:
+        return []
+    from CobbAngleLib.geometry import VERTEBRA_NAMES
+
+    from .label_check import fixed_landmarks
+
+    fixed = fixed_landmarks(film.name, official, "fixed")
+    return [(n, *fixed[VERTEBRA_NAMES.index(n)].mean(axis=0)) for n in levels]
+
+
 def score_film(film: Path, pred, shape) -> Optional[dict]:
     """The truth on both label sets and the segment scores of one film, or None without AASCE labels."""
     from CobbAngleLib import geometry
@@ -261,7 +276,7 @@ def score_film(film: Path, pred, shape) -> Optional[dict]:
 
 
 def bench_device(device: str, files: list[Path], weights, flip: bool = True, score: bool = False,
-                 decoding: str = "ordered", backend: str = "onnx", level_weights=None) -> dict:
+                 decoding: str = "ordered", backend: str = "onnx", level_weights=None, named_levels=()) -> dict:
     import torch
 
     from CobbAngleLib import geometry
@@ -277,7 +292,8 @@ def bench_device(device: str, files: list[Path], weights, flip: bool = True, sco
     for f in files:
         t = time.perf_counter()
         pixels = read_pixels(f)
-        pred = predictor.predict(pixels)
+        named = reader_names(f, named_levels)
+        pred = predictor.predict(pixels, named=named) if named else predictor.predict(pixels)
         try:  # what a result does: measure, or say why not
             geometry.cobb_angles(pred.landmarks, "clinical")
         except geometry.LandmarkError:
@@ -321,8 +337,11 @@ def run(args) -> int:
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             devices.append("mps")
-    rows = [bench_device(d, files, args.weights, args.flip, args.accuracy, args.decoding, args.backend, args.level_weights)
+    rows = [bench_device(d, files, args.weights, args.flip, args.accuracy, args.decoding, args.backend, args.level_weights,
+                         named_levels(args) if args.accuracy else ())
             for d in devices]
+    if args.accuracy and named_levels(args):
+        print(f"the reader named {', '.join(named_levels(args))} at their true centres (fixed labels) on every film")
     print(f"{'device':8} {'films':>5} {'median s':>9} {'max s':>7} {'memory MB':>10}  memory")
     for r in rows:
         print(f"{r['device']:8} {r['films']:5d} {r['median_s']:9.3f} {r['max_s']:7.3f} {r['memory_mb']:10.0f}  {r['memory_kind']}")
