@@ -29,6 +29,8 @@ COMMANDS = {
     ("bench", "cobb"): ("CobbAngleTools.bench", "seconds and memory per radiograph, CPU and GPU"),
     ("compare", None): ("CobbAngleLib.compare_cli", "has the curve progressed? two Cobb films of one patient compared"),
     ("check", "cobb-labels"): ("CobbAngleTools.label_check", "check AASCE corner labels; list suspect films and fixes"),
+    ("check", "cobb-level-consistency"): ("CobbAngleTools.level_consistency",
+                                          "are a patient's films labelled T1..L5 the same way? (level network, sizes)"),
     ("check", "cobb-fit"): ("CobbAngleTools.check_fit", "fit the Cobb CHECK (per-angle confidence) on the training films"),
     ("knee", None): ("KneeLandmarksLib.cli", "KNEEL landmarks and joint space width on knee radiographs"),
     ("phantom", "knee"): ("KneeLandmarksTools.phantom", "synthetic knee radiographs with exact landmarks"),
