@@ -160,8 +160,11 @@ def name_chain(network, film01: np.ndarray, stage1: np.ndarray, extend: int = EX
     v = np.asarray(stage1, dtype=np.float64).reshape(N_VERTEBRAE, 4, 2)
     centres, widths = extended_chain(v.mean(axis=1), vertebra_widths(v), extend)
     on = on_film(centres, np.shape(film01))
-    patches = extract_patches(film01, context_frames(centres, widths, hw, width_px), hw)
-    log_evidence = read_levels(network, patches)
+    # only the positions on the film are read (the others give no evidence: uniform)
+    log_evidence = np.full((len(centres), len(LEVELS)), -np.log(len(LEVELS)))
+    if on.any():
+        patches = extract_patches(film01, context_frames(centres, widths, hw, width_px)[on], hw)
+        log_evidence[on] = read_levels(network, patches)
     return Naming(choose_shift(log_evidence, on, extend), centres, widths, on, log_evidence, extend)
 
 
