@@ -109,6 +109,10 @@ def test_smape_matches_the_challenge_definition():
     predicted = np.array([[12.0, 18.0, 30.0], [0.0, 0.0, 0.0]])
     # image 1: (2 + 2 + 0) / (22 + 38 + 60) = 4 / 120; image 2: 0 / 0 counts as 0
     assert geometry.smape(truth, predicted) == pytest.approx(100 * (4 / 120) / 2)
+    # a film that could not be measured (its angles NaN) is a miss, not a perfect film
+    unmeasured = np.array([[12.0, 18.0, 30.0], [np.nan, np.nan, np.nan]])
+    assert geometry.smape(np.array([[10.0, 20.0, 30.0], [10.0, 20.0, 30.0]]), unmeasured) == pytest.approx(
+        100 * (4 / 120 + 1) / 2)
 
 
 def test_mat_file_round_trip_and_bad_mat_files(tmp_path):

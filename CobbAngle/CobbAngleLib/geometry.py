@@ -578,9 +578,11 @@ def cobb_angles(landmarks, convention: str = "clinical", image_height: Optional[
 
 
 def smape(truth: np.ndarray, predicted: np.ndarray) -> float:
-    """The AASCE challenge metric: 100 * mean over images of sum|gt - pred| / sum(gt + pred)."""
+    """The AASCE challenge metric: 100 * mean over images of sum|gt - pred| / sum(gt + pred). An
+    angle not measured (NaN: the film could not be measured) counts as 0 deg, as a missing answer
+    would in the challenge (it once counted as a perfect film)."""
     t = np.asarray(truth, dtype=np.float64).reshape(-1, 3)
-    p = np.asarray(predicted, dtype=np.float64).reshape(-1, 3)
+    p = np.nan_to_num(np.asarray(predicted, dtype=np.float64).reshape(-1, 3), nan=0.0)
     den = np.sum(t + p, axis=1)
     num = np.sum(np.abs(t - p), axis=1)
     return float(100 * np.mean(np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)))

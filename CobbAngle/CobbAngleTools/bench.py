@@ -150,11 +150,14 @@ def accuracy(records: list, labels: str = "official") -> dict:
     truth = np.array([[r["truth"][c] for c in names] for r in records])
     lm = np.array([[r["pred"].landmark_angles[c] for c in names] for r in records], dtype=np.float64)
     reg = np.array([[r["pred"].regressed_angles[c] for c in names] for r in records])
-    err = [np.linalg.norm(r["pred"].landmarks - r["landmarks"], axis=-1).mean() for r in records]
+    # corners of the vertebrae shown (a vertebra named off the film is NaN: counted below as not shown)
+    err = [np.nanmean(np.linalg.norm(r["pred"].landmarks - r["landmarks"], axis=-1)) for r in records]
     identity = [identity_errors(r["pred"].landmarks, r["landmarks"])["count"] for r in records]
     out = {"films": len(records), "smape_landmarks": geometry.smape(truth, lm),
            "smape_regression": geometry.smape(truth, reg), "smape_mean": geometry.smape(truth, (lm + reg) / 2),
-           "corner_error_px_mean": float(np.mean(err)), "corner_error_px_median": float(np.median(err)),
+           "corner_error_px_mean": float(np.nanmean(err)), "corner_error_px_median": float(np.nanmedian(err)),
+           "vertebrae_not_shown": int(sum(np.isnan(r["pred"].landmarks).any(axis=(1, 2)).sum() for r in records)),
+           "films_not_measured": int(np.count_nonzero(np.isnan(lm).any(axis=1))),
            "flagged_share": float(np.mean([r["pred"].consistency_warning is not None for r in records])),
            "identity_errors_share_of_vertebrae": float(np.sum(identity) / (17 * len(records))),
            "films_with_identity_errors": int(np.count_nonzero(identity))}
@@ -188,6 +191,7 @@ def stage_figures(records: list, truth: np.ndarray) -> dict:
                            for lm, r in zip(landmarks, records)], dtype=np.float64)
         out[f"{stage}_smape"] = geometry.smape(truth, np.nan_to_num(angles))
         e = tilt_errors(np.array(landmarks), np.array([r["landmarks"] for r in records]))
+        e = e[np.isfinite(e)]  # the vertebrae shown
         out[f"{stage}_tilt_rms"] = float(np.sqrt(np.mean(e ** 2)))
         out[f"{stage}_tilt_median"] = float(np.median(e))
         out[f"{stage}_tilt_p90"] = float(np.percentile(e, 90))
