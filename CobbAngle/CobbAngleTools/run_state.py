@@ -101,6 +101,17 @@ def save_checkpoint(ckpt: Path, model, optimizer, state: dict) -> None:
     tmp.replace(ckpt)
 
 
+def end_epoch(out_dir: Path, ckpt: Path, model, optimizer, state: dict, line: dict, score: float, improved: bool,
+              export) -> None:
+    """What both trainings do after an epoch's validation: log ``line``; when ``improved``, keep
+    ``score`` as the best and ``export()`` the weights; save the checkpoint to resume from."""
+    log_epoch(out_dir, line)
+    if improved:
+        state["best"] = score
+        export()
+    save_checkpoint(ckpt, model, optimizer, state)
+
+
 def learning_rate(base: float, step: int, progress: float) -> float:
     """Warm-up over the first 200 steps, then a cosine to 0 as the time budget is spent (``progress`` 0..1)."""
     return base * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -42,7 +42,7 @@ from CobbAngleLib.vertebra_level import (
 from CobbAngleLib.vertebra_patch import extract_patches, frames_at, spine_axes, standardise, vertebra_widths
 
 from . import data as D
-from .run_state import add_run_options, learning_rate, load_weights, log_epoch, prepare, resume, save_checkpoint, save_weights
+from .run_state import add_run_options, end_epoch, learning_rate, load_weights, prepare, resume, save_weights
 from .train_vertebrae import read_cache
 
 WEIGHTS_FORMAT = "mskmorph-cobb-level-v1"
@@ -306,15 +306,13 @@ def run(args) -> int:
         line = {"epoch": state["epoch"], "minutes": round(state["elapsed"] / 60, 2), "lr": lr,
                 "train_loss": loss_sum / max(steps, 1), "train_accuracy": right / max(seen, 1),
                 **{f"val_{k}": v for k, v in scores.items()}}
-        log_epoch(out_dir, line)
-        if scores["misnamed_mean"] <= state["best"]:
-            state["best"] = scores["misnamed_mean"]
-            export_weights(model, out_dir / DEFAULT_WEIGHTS_NAME,
-                           {"epoch": state["epoch"], "validation": scores,
-                            "trained_on": f"{len(train_names)} AASCE 2019 training films (fixed labels), "
-                                          f"{n} positions (T1..L5 and 3 extrapolated above and below)"},
-                           hw, width_px)
-        save_checkpoint(ckpt, model, opt, state)
+        end_epoch(out_dir, ckpt, model, opt, state, line, scores["misnamed_mean"],
+                  scores["misnamed_mean"] <= state["best"],
+                  lambda: export_weights(model, out_dir / DEFAULT_WEIGHTS_NAME,
+                                         {"epoch": state["epoch"], "validation": scores,
+                                          "trained_on": f"{len(train_names)} AASCE 2019 training films (fixed labels), "
+                                                        f"{n} positions (T1..L5 and 3 extrapolated above and below)"},
+                                         hw, width_px))
     print(f"done: {state['epoch']} epochs, best mean misnamed share {state['best']:.4f}", flush=True)
     return 0
 

@@ -39,7 +39,7 @@ from CobbAngleLib.vertebra_patch import (
 )
 
 from . import data as D
-from .run_state import add_run_options, learning_rate, load_weights, log_epoch, prepare, resume, save_checkpoint, save_weights
+from .run_state import add_run_options, end_epoch, learning_rate, load_weights, prepare, resume, save_weights
 
 WEIGHTS_FORMAT = "mskmorph-cobb-vertebra-v1"
 CACHE_HW = (224, 192)  # the cached window around each vertebra, at the patch scale
@@ -340,16 +340,14 @@ def run(args) -> int:
         line = {"epoch": state["epoch"], "minutes": round(state["elapsed"] / 60, 2), "lr": lr,
                 **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                 **{f"val_{k}": v for k, v in plain.items()}, **{f"val_flip_{k}": v for k, v in flipped.items()}}
-        log_epoch(out_dir, line)
         chosen = min(plain["smape_official"], flipped["smape_official"])
-        if chosen < state["best"]:
-            state["best"] = chosen
-            export_weights(model, out_dir / DEFAULT_WEIGHTS_NAME,
-                           {"epoch": state["epoch"], "test_time_flip": flipped["smape_official"] < plain["smape_official"],
-                            "validation": flipped if flipped["smape_official"] < plain["smape_official"] else plain,
-                            "trained_on": f"{len(train_names)} AASCE 2019 training films (fixed labels), "
-                                          f"{n} vertebrae"})
-        save_checkpoint(ckpt, model, opt, state)
+        flip = flipped["smape_official"] < plain["smape_official"]
+        end_epoch(out_dir, ckpt, model, opt, state, line, chosen, chosen < state["best"],
+                  lambda: export_weights(model, out_dir / DEFAULT_WEIGHTS_NAME,
+                                         {"epoch": state["epoch"], "test_time_flip": flip,
+                                          "validation": flipped if flip else plain,
+                                          "trained_on": f"{len(train_names)} AASCE 2019 training films "
+                                                        f"(fixed labels), {n} vertebrae"}))
     print(f"done: {state['epoch']} epochs, best validation SMAPE {state['best']:.2f}", flush=True)
     return 0
 
