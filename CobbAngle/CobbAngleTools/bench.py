@@ -189,7 +189,7 @@ def stage_figures(records: list, truth: np.ndarray) -> dict:
     for stage, landmarks in stages.items():
         angles = np.array([[aasce_angles(lm, float(r["height"]))[c] for c in geometry.CURVE_NAMES]
                            for lm, r in zip(landmarks, records)], dtype=np.float64)
-        out[f"{stage}_smape"] = geometry.smape(truth, np.nan_to_num(angles))
+        out[f"{stage}_smape"] = geometry.smape(truth, angles)  # an angle not measured is a miss
         e = tilt_errors(np.array(landmarks), np.array([r["landmarks"] for r in records]))
         e = e[np.isfinite(e)]  # the vertebrae shown
         out[f"{stage}_tilt_rms"] = float(np.sqrt(np.mean(e ** 2)))
