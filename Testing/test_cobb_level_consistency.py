@@ -2,6 +2,7 @@
 one named a level lower, match best at that offset; and the pairs are counted by what the two
 witnesses say."""
 import numpy as np
+import pytest
 
 from CobbAngleTools.level_consistency import best_offset, compare_patients, profile_mismatch, size_profile
 
@@ -42,3 +43,10 @@ def test_pairs_are_counted_by_what_both_witnesses_say():
                                 "network reads them differently; sizes match at the network's offset": 1}
     first = next(p for p in result["pairs"] if p["films"][0] == names[0])
     assert first["network_offset"] == 1 and first["sizes_offset"] == 1
+
+
+def test_the_check_without_weights_says_so(tmp_path):
+    from CobbAngleTools.level_consistency import main
+
+    with pytest.raises(SystemExit, match="no level network weights at .*missing.pt"):
+        main(["--level-weights", str(tmp_path / "missing.pt")])

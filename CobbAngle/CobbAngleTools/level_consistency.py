@@ -99,6 +99,9 @@ def run(args) -> int:
     from CobbAngleLib.frame import intensity_window
     from CobbAngleLib.vertebra_level import LevelReader
 
+    if not Path(args.level_weights).is_file():
+        raise SystemExit(f"mskmorph check cobb-level-consistency: no level network weights at {args.level_weights} "
+                         "(train one: mskmorph train cobb-levels)")
     data_dir = Path(args.data)
     split = D.read_split()
     names = split[args.films] if args.films in ("train", "validation") else D.read_names(data_dir)
