@@ -57,7 +57,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="context patch height x width in px (default %(default)s)")
     parser.add_argument("--context-width-px", type=float, default=CONTEXT_WIDTH_PX,
                         help="a vertebra's width in the context patch (default %(default)s)")
+    parser.add_argument("--leave-out", default=None, metavar="FILE",
+                        help="JSON with a list \"films\": training films not trained on (e.g. labels that "
+                             "name the spine one level off; the cache is kept whole)")
     return parser
+
+
+def leave_out(cache: dict, films) -> dict:
+    """The window cache without the positions of ``films`` (names; those not in it are ignored)."""
+    drop = np.isin(cache["names"], list(films))
+    keep = ~drop[cache["film"]]
+    return {**cache, "windows": cache["windows"][keep], "classes": cache["classes"][keep],
+            "steps": cache["steps"][keep], "film": cache["film"][keep]}
 
 
 def context_option(args):
@@ -245,6 +256,10 @@ def run(args) -> int:
     hw, width_px = context_option(args)
     cache = build_window_cache(data_dir, train_names, out_dir / cache_name("windows", hw, width_px), hw, width_px)
     val = validation_chains(data_dir, val_names, out_dir / cache_name("validation_levels", hw, width_px), hw, width_px)
+    left_out = json.loads(Path(args.leave_out).read_text())["films"] if args.leave_out else []
+    if left_out:
+        cache = leave_out(cache, left_out)
+        print(f"left out: {len(set(left_out) & set(train_names))} training films ({args.leave_out})", flush=True)
     counts = np.bincount(cache["classes"], minlength=len(LEVELS))
     print(f"cache: {len(cache['windows'])} training positions, per level {counts.tolist()}; "
           f"{len(val['names'])} validation films x {len(val['framings'])} framings ({time.time() - t0:.0f} s)", flush=True)
@@ -310,7 +325,8 @@ def run(args) -> int:
                   scores["misnamed_mean"] <= state["best"],
                   lambda: export_weights(model, out_dir / DEFAULT_WEIGHTS_NAME,
                                          {"epoch": state["epoch"], "validation": scores,
-                                          "trained_on": f"{len(train_names)} AASCE 2019 training films (fixed labels), "
+                                          "trained_on": f"{len(train_names) - len(set(left_out) & set(train_names))} AASCE 2019 "
+                                                        "training films (fixed labels), "
                                                         f"{n} positions (T1..L5 and 3 extrapolated above and below)"},
                                          hw, width_px))
     print(f"done: {state['epoch']} epochs, best mean misnamed share {state['best']:.4f}", flush=True)
