@@ -4,7 +4,9 @@ witnesses say."""
 import numpy as np
 import pytest
 
-from CobbAngleTools.level_consistency import best_offset, compare_patients, profile_mismatch, size_profile
+from CobbAngleTools.level_consistency import (
+    best_offset, compare_patients, films_named_otherwise, profile_mismatch, size_profile,
+)
 
 
 def spine(widths, heights, scale=1.0):
@@ -43,6 +45,27 @@ def test_pairs_are_counted_by_what_both_witnesses_say():
                                 "network reads them differently; sizes match at the network's offset": 1}
     first = next(p for p in result["pairs"] if p["films"][0] == names[0])
     assert first["network_offset"] == 1 and first["sizes_offset"] == 1
+
+
+def _pair(a, b, network, sizes):
+    return {"patient": a[:-2], "films": [a, b], "network_offset": network, "sizes_offset": sizes}
+
+
+def test_the_film_named_otherwise_than_its_patients_others_is_counted():
+    # patient p: B and C named alike, A one level off from both (both witnesses agree on all three pairs)
+    pairs = [_pair("p A", "p B", 1, 1), _pair("p A", "p C", 1, 1), _pair("p B", "p C", 0, 0),
+             # patient q: the witnesses disagree on its only pair: nothing is known
+             _pair("q A", "q B", 1, 0)]
+    odd = films_named_otherwise(pairs)
+    assert odd["films"] == 1 and odd["conflicts"] == 0
+    assert odd["groups"] == [{"films": ["p A"], "offset": {"p A": 1, "p B": 0, "p C": 0}}]
+
+
+def test_agreed_pairs_that_contradict_each_other_are_reported():
+    pairs = [_pair("p A", "p B", 1, 1), _pair("p B", "p C", 1, 1), _pair("p A", "p C", 0, 0)]
+    odd = films_named_otherwise(pairs)
+    assert odd["conflicts"] == 1
+    assert odd["films"] == 1  # still one group; the largest set named alike is kept
 
 
 def test_the_check_without_weights_says_so(tmp_path):

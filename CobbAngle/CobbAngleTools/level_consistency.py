@@ -21,6 +21,11 @@ Where the network reads two films of a patient at different shifts, the sizes ar
 the offset it implies. If the labels were named the same way on both films (the network erring),
 the sizes would match best at offset 0 about as often as on the pairs the network reads alike.
 
+Where both witnesses agree on a pair, the pair is taken as known; ``films_named_otherwise`` counts
+the fewest films whose labels must name their patient's spine otherwise than the patient's other
+films: a floor on the vertebrae misnamed, against these labels, by any naming that names one spine
+one way on every film.
+
 Data: AASCE 2019 challenge training set (SpineWeb dataset 16); Wu H. et al., MICCAI 2017.
 """
 from __future__ import annotations
@@ -93,6 +98,44 @@ def compare_patients(shifts: dict, profiles: dict) -> dict:
     return {"pairs": pairs, "counts": {f"{k[0]}; {k[1]}": v for k, v in sorted(counts.items())}}
 
 
+def films_named_otherwise(pairs: list[dict]) -> dict:
+    """The fewest films whose labels must name their patient's spine otherwise than the patient's
+    other films, if both witnesses are right where they agree.
+
+    Only the pairs where the network's offset and the sizes' offset are the same (0 included) are
+    taken as known; they fix each film's naming relative to the films it is linked to. In each
+    linked group the largest set of films named alike is taken as right; the others are counted.
+    Returns {"films": N, "groups": [{"films": [...], "offset": {film: offset}}], "conflicts": K}: offset
+    +1 where a film's vertebra labelled T1 is its group's T2 (the network's shift, relative to the set kept)
+    (K: agreed pairs that contradict the others of their group)."""
+    links = collections.defaultdict(list)
+    for pair in pairs:
+        if pair["network_offset"] == pair["sizes_offset"]:
+            a, b = pair["films"]
+            links[a].append((b, -pair["network_offset"]))  # offset: a's shift minus b's
+            links[b].append((a, pair["network_offset"]))
+    seen, groups, conflicts, count = set(), [], 0, 0
+    for start in sorted(links):
+        if start in seen:
+            continue
+        offset, stack = {start: 0}, [start]
+        while stack:
+            x = stack.pop()
+            for y, o in links[x]:
+                if y not in offset:
+                    offset[y] = offset[x] + o
+                    stack.append(y)
+                elif offset[y] != offset[x] + o:
+                    conflicts += 1
+        seen.update(offset)
+        most = collections.Counter(offset.values()).most_common(1)[0][0]
+        odd = sorted(f for f, o in offset.items() if o != most)
+        count += len(odd)
+        if odd:
+            groups.append({"films": odd, "offset": {f: o - most for f, o in sorted(offset.items())}})
+    return {"films": count, "groups": groups, "conflicts": conflicts // 2}
+
+
 def run(args) -> int:
     import cv2
 
@@ -116,6 +159,7 @@ def run(args) -> int:
         if (k + 1) % 20 == 0:
             print(f"{k + 1}/{len(names)} films", file=sys.stderr, flush=True)
     result = compare_patients(shifts, profiles)
+    result["named_otherwise"] = films_named_otherwise(result["pairs"])
     result["shifts"] = {n: {"shift": s, "margin": round(m, 1)} for n, (s, m) in shifts.items()}
     result["level_weights"] = str(args.level_weights)
     result["films"] = args.films
@@ -124,6 +168,11 @@ def run(args) -> int:
     for pair in result["pairs"]:
         if pair["network_offset"] and pair["sizes_offset"] == pair["network_offset"]:
             print(f"offset by both witnesses: {pair['films'][0]} / {pair['films'][1]} ({pair['network_offset']:+d})")
+    odd = result["named_otherwise"]
+    print(f"at least {odd['films']} of {len(names)} films name their patient's spine otherwise than the "
+          f"patient's other films, where both witnesses agree ({odd['conflicts']} agreed pairs contradict their group):")
+    for group in odd["groups"]:
+        print("  " + ", ".join(f"{f} ({group['offset'][f]:+d})" for f in group["films"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
