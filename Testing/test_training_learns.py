@@ -151,6 +151,44 @@ def test_cobb_cut_films_lose_their_cut_vertebrae_and_no_loss_reaches_them():
     assert torch.all(out["angles"].grad == 0)
 
 
+def test_cobb_framing_augmentation_shows_any_level_first_and_shrinks_off_centre():
+    """``--framing-share`` (issue 25): a film edge anywhere from the neck to T8 or T11 to the pelvis,
+    the vertebrae not wholly on the film not visible (no loss), the film black beyond the edge; and
+    films shrunk into a larger canvas, the spine off-centre."""
+    from CobbAngleTools import data as D
+
+    cache = _phantom_cache()
+    hw = (256, 128)
+    plain = D.SpineDataset(cache, list(cache["names"]), augment=True, input_hw=hw)
+    framed = D.SpineDataset(cache, list(cache["names"]), augment=True, input_hw=hw, framing_share=1.0)
+    first_shown, last_shown, spans, centres = set(), set(), [], []
+    for seed in range(80):
+        for dataset, collect in ((plain, False), (framed, True)):
+            dataset.set_epoch(seed)
+            s = dataset[seed % len(dataset)]
+            ys = s.landmarks[..., 1]
+            if collect:
+                rows = np.flatnonzero(s.image.max(1) > 0)  # the rows the film shows
+                top, bottom = rows.min(), rows.max()
+                shown = np.flatnonzero(s.visible)
+                assert len(shown) and np.array_equal(shown, np.arange(shown[0], shown[-1] + 1))
+                # every vertebra shown lies wholly on the film; every one not shown reaches beyond its edge
+                assert np.all(ys[s.visible] >= top - 1) and np.all(ys[s.visible] <= bottom + 1)
+                gone = ~s.visible
+                assert np.all((ys[gone].min(1) < top + 1) | (ys[gone].max(1) > bottom - 1))
+                assert not np.isin(s.labels, np.flatnonzero(gone) + 1).any()
+                first_shown.add(int(shown[0]))
+                last_shown.add(int(shown[-1]))
+            spans.append((collect, (ys.max() - ys.min()) / hw[0], abs(s.landmarks[..., 0].mean() / hw[1] - 0.5)))
+    assert len(first_shown) >= 6 and max(first_shown) >= 5, first_shown  # T1 and at least five other levels first, down to T6 or lower
+    assert len(last_shown) >= 5 and min(last_shown) <= 12, last_shown  # L5 and at least four other levels last, up to L1 or higher
+    framed_spans = np.array([x[1:] for x in spans if x[0]])
+    plain_spans = np.array([x[1:] for x in spans if not x[0]])
+    assert framed_spans[:, 0].min() < 0.55 < plain_spans[:, 0].min()  # shrunk films: a shorter spine
+    # off-centre: the spine further from the canvas middle (a twentieth of its width more, 9 films in 10)
+    assert np.percentile(framed_spans[:, 1], 90) > np.percentile(plain_spans[:, 1], 90) + 0.05
+
+
 def test_cobb_training_resumes_epoch_and_optimiser(tmp_path, monkeypatch):
     """`mskmorph train cobb --epochs 2` stopped by a crash in epoch 2 (after epoch 1's checkpoint),
     then resumed: the log holds epochs 1 and 2 (not 1, 1, 2), the checkpoint's epoch is 2,

@@ -160,9 +160,12 @@ class SpineDataset:
     """Films from the cache; ``augment`` adds radiograph-style variation."""
 
     def __init__(self, cache: dict, names: list[str], augment: bool, seed: int = 0, input_hw=INPUT_HW,
-                 cut_share: float = 0.0):
+                 cut_share: float = 0.0, framing_share: float = 0.0):
         all_names = list(cache["names"])
         self.cut_share = float(cut_share)  # share of augmented films cut through the spine (see ``_cut``)
+        # share of augmented films framed otherwise (see ``_framing``): shrunk into a larger canvas
+        # off-centre, and/or cut by a film edge at any level from the neck to T8 or T11 to the pelvis
+        self.framing_share = float(framing_share)
         self.hw = tuple(input_hw)
         self.cache = cache
         self.indices = [all_names.index(n) for n in names]
@@ -185,8 +188,12 @@ class SpineDataset:
         h, w = img.shape
         m = letterbox_matrix(h, w, self.hw)
         flip = False
+        zoom_out, edge = False, False
+        if self.augment and self.framing_share > 0 and self.rng.random() < self.framing_share:
+            kind = self.rng.random()
+            zoom_out, edge = kind < 0.6, kind >= 0.3  # shrunk 30 %, both 30 %, cut 40 %
         if self.augment:
-            m, flip = self._random_geometry(m, lm_cache, img.shape)
+            m, flip = self._random_geometry(m, lm_cache, img.shape, zoom_out)
             img = self._random_intensity(img)
         net = cv2.warpAffine(img, m, (self.hw[1], self.hw[0]), flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
@@ -202,6 +209,8 @@ class SpineDataset:
         visible = np.ones(17, dtype=bool)
         if self.augment and self.cut_share > 0 and self.rng.random() < self.cut_share:
             net, visible = self._cut(net, lm)
+        if edge:
+            net, visible = self._film_edge(net, lm)
         labels = vertebra_label_mask(lm, (self.hw[0] // STRIDE, self.hw[1] // STRIDE), 1.0 / STRIDE)
         labels[np.isin(labels, np.flatnonzero(~visible) + 1)] = 0
         to_original = compose(invert_affine(orig_to_cache), invert_affine(m))
@@ -231,11 +240,35 @@ class SpineDataset:
             visible[first + 1:] = False
         return net, visible
 
-    def _random_geometry(self, m: np.ndarray, lm: np.ndarray, hw) -> tuple[np.ndarray, bool]:
+    def _film_edge(self, net: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A film edge anywhere from the neck to T8 (top) or from T11 to the pelvis (bottom): the
+        film beyond it black (as the letterbox's padding). The vertebrae not wholly on the film are
+        marked not visible (no loss: neither where they are nor that they are gone). Unlike ``_cut``
+        the edge need not lie in a disc, so that any level can be the first or last one shown and a
+        film may show more or less neck or pelvis than the AASCE films."""
+        r = self.rng
+        visible = np.ones(17, dtype=bool)
+        centres = lm.mean(axis=1)
+        step = float(np.median(np.diff(centres[:, 1])))
+        if r.random() < 0.5:
+            y = r.uniform(lm[0][:, 1].min() - 1.5 * step, centres[7, 1])  # above T1 .. T8's centre
+            visible = lm[..., 1].min(axis=1) >= y
+            net = net.copy()
+            net[:max(0, int(np.ceil(y)))] = 0.0
+        else:
+            y = r.uniform(centres[10, 1], lm[16][:, 1].max() + 1.5 * step)  # T11's centre .. below L5
+            visible = lm[..., 1].max(axis=1) <= y
+            net = net.copy()
+            net[max(0, int(np.floor(y)) + 1):] = 0.0
+        return net, visible
+
+    def _random_geometry(self, m: np.ndarray, lm: np.ndarray, hw, zoom_out: bool = False) -> tuple[np.ndarray, bool]:
+        """Turned, zoomed and moved; ``zoom_out``: the film shrunk to 45..85 % into a larger canvas
+        and placed anywhere the spine stays on it (off-centre)."""
         r = self.rng
         H, W = self.hw
         angle = r.uniform(-8, 8)
-        zoom = r.uniform(0.9, 1.25)
+        zoom = r.uniform(0.45, 0.85) if zoom_out else r.uniform(0.9, 1.25)
         centre = apply_affine(m, np.array([[hw[1] / 2, hw[0] / 2]]))[0]
         rot = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, zoom)
         m2 = compose(rot, m)
@@ -253,8 +286,9 @@ class SpineDataset:
         tmin = margin - lo  # smallest allowed shift
         tmax = np.array([W, H]) - margin - hi
         t = np.array([r.uniform(min(a, b), max(a, b)) for a, b in zip(tmin, tmax)])
-        # prefer small shifts: pull toward 0 when 0 is allowed
-        t = np.where((tmin <= 0) & (tmax >= 0), t * 0.5, t)
+        # prefer small shifts: pull toward 0 when 0 is allowed (not for a film shrunk off-centre)
+        if not zoom_out:
+            t = np.where((tmin <= 0) & (tmax >= 0), t * 0.5, t)
         m2 = m2.copy()
         m2[:, 2] += t
         return m2, bool(r.random() < 0.5)

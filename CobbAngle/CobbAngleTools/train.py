@@ -60,6 +60,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--cut-share", type=float, default=0.0,
                         help="share of training films cut through the spine (above T2..T5 or below L1..L4; the cut "
                              "vertebrae get no loss, the angles none): teaches T1 and L5 by anatomy, not by place")
+    parser.add_argument("--framing-share", type=float, default=0.0,
+                        help="share of training films framed otherwise (issue 25): shrunk to 45..85 %% into a larger "
+                             "canvas, off-centre, and/or a film edge anywhere from the neck to T8 or T11 to the pelvis "
+                             "(the vertebrae not wholly shown get no loss)")
     parser.add_argument("--decoding", default="ordered", choices=["ordered", "chain", "plain"],
                         help="decoding of the validation films (as at inference)")
     parser.add_argument("--export-to", default=None, help="also copy the best weights file here")
@@ -238,7 +242,8 @@ def run(args) -> int:
     if args.limit:
         train_names, val_names = train_names[: args.limit], val_names[: max(2, args.limit // 4)]
     hw = (args.input_height, args.input_width)
-    train_set = D.SpineDataset(cache, train_names, augment=True, input_hw=hw, cut_share=args.cut_share)
+    train_set = D.SpineDataset(cache, train_names, augment=True, input_hw=hw, cut_share=args.cut_share,
+                              framing_share=args.framing_share)
     val_set = D.SpineDataset(cache, val_names, augment=False, input_hw=hw)
     heights_of = lambda i: float(cache["shapes"][i][0])  # noqa: E731
 
