@@ -163,8 +163,9 @@ class SpineDataset:
                  cut_share: float = 0.0, framing_share: float = 0.0):
         all_names = list(cache["names"])
         self.cut_share = float(cut_share)  # share of augmented films cut through the spine (see ``_cut``)
-        # share of augmented films framed otherwise (see ``_framing``): shrunk into a larger canvas
-        # off-centre, and/or cut by a film edge at any level from the neck to T8 or T11 to the pelvis
+        # share of augmented films framed otherwise (``_random_geometry(zoom_out=True)``, ``_film_edge``):
+        # shrunk into a larger canvas off-centre, and/or cut by a film edge at any level from the neck
+        # to T8 or T11 to the pelvis
         self.framing_share = float(framing_share)
         self.hw = tuple(input_hw)
         self.cache = cache

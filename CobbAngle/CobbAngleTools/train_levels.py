@@ -257,9 +257,10 @@ def run(args) -> int:
     cache = build_window_cache(data_dir, train_names, out_dir / cache_name("windows", hw, width_px), hw, width_px)
     val = validation_chains(data_dir, val_names, out_dir / cache_name("validation_levels", hw, width_px), hw, width_px)
     left_out = json.loads(Path(args.leave_out).read_text())["films"] if args.leave_out else []
+    n_left_out = len(set(left_out) & set(train_names))
     if left_out:
         cache = leave_out(cache, left_out)
-        print(f"left out: {len(set(left_out) & set(train_names))} training films ({args.leave_out})", flush=True)
+        print(f"left out: {n_left_out} training films ({args.leave_out})", flush=True)
     counts = np.bincount(cache["classes"], minlength=len(LEVELS))
     print(f"cache: {len(cache['windows'])} training positions, per level {counts.tolist()}; "
           f"{len(val['names'])} validation films x {len(val['framings'])} framings ({time.time() - t0:.0f} s)", flush=True)
@@ -325,8 +326,8 @@ def run(args) -> int:
                   scores["misnamed_mean"] <= state["best"],
                   lambda: export_weights(model, out_dir / DEFAULT_WEIGHTS_NAME,
                                          {"epoch": state["epoch"], "validation": scores,
-                                          "trained_on": f"{len(train_names) - len(set(left_out) & set(train_names))} AASCE 2019 "
-                                                        "training films (fixed labels), "
+                                          "trained_on": f"{len(train_names) - n_left_out} AASCE 2019 training films "
+                                                        "(fixed labels), "
                                                         f"{n} positions (T1..L5 and 3 extrapolated above and below)"},
                                          hw, width_px))
     print(f"done: {state['epoch']} epochs, best mean misnamed share {state['best']:.4f}", flush=True)
