@@ -248,7 +248,6 @@ class SpineDataset:
         the edge need not lie in a disc, so that any level can be the first or last one shown and a
         film may show more or less neck or pelvis than the AASCE films."""
         r = self.rng
-        visible = np.ones(17, dtype=bool)
         centres = lm.mean(axis=1)
         step = float(np.median(np.diff(centres[:, 1])))
         if r.random() < 0.5:
